@@ -1,0 +1,49 @@
+"""The ``crossrank`` command line: one module per sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from crossrank import __version__
+from crossrank.cli import demo, models, rerank
+from crossrank.errors import CrossrankError
+
+COMMANDS = (rerank, models, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossrank",
+        description=(
+            "Retrieve & re-rank search with cross-encoders on ONNX Runtime. "
+            "Run `crossrank COMMAND --help` for each command's options."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"crossrank {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what crossrank does (downloads, exports)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="crossrank: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except CrossrankError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

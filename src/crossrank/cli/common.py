@@ -1,0 +1,49 @@
+"""Options shared by commands that load a cross-encoder."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
+
+
+def add_reranker_options(parser: argparse.ArgumentParser, *, default_model: str | None = DEFAULT_MODEL) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=default_model,
+        help="hub id, catalogue alias (see `crossrank models`) or local directory "
+        f"(default: {default_model})",
+    )
+    group.add_argument("--revision", help="hub branch, tag or commit to pin (default: main)")
+    group.add_argument(
+        "--max-length", type=int, help="max tokens per (query, document) pair; lower is faster, "
+        "but more of each document is cut (default: the model's limit)"
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=32,
+        help="pairs per model call; larger batches amortise overhead but pad more (default: 32)",
+    )
+    group.add_argument(
+        "--threads", type=int, help="CPU threads for inference (default: all cores)"
+    )
+    group.add_argument(
+        "--raw-scores", action="store_true", help="print raw logits instead of sigmoid scores in 0..1"
+    )
+    group.add_argument(
+        "--long-documents", choices=("truncate", "window"), default="truncate",
+        help="truncate: score the start of long documents (fast); window: score overlapping "
+        "windows and keep the best (finds relevant text past the limit, costs one pass per window)",
+    )
+
+
+def reranker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "revision": args.revision,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "activation": "none" if args.raw_scores else "sigmoid",
+        "long_documents": args.long_documents,
+    }

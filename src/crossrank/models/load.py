@@ -1,0 +1,62 @@
+"""Everything a runtime needs from a model reference: ONNX file, tokenizer, config."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tokenizers import Tokenizer
+
+from crossrank.errors import ModelError
+from crossrank.extras import require
+from crossrank.models.config import ModelConfig
+from crossrank.models.export import cached_export
+from crossrank.models.resolve import ModelFiles, resolve_model
+from crossrank.tokenize import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+Task = Literal["sequence-classification", "feature-extraction"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    files: ModelFiles
+    onnx_path: Path
+    config: ModelConfig
+    tokenizer: Tokenizer
+
+    @property
+    def name(self) -> str:
+        return self.files.name
+
+
+def _tokenizer(directory: Path) -> Tokenizer:
+    if (directory / "tokenizer.json").is_file():
+        return load_tokenizer(directory)
+    transformers = require(
+        "transformers", "export", f"Converting the slow tokenizer in {directory} (no tokenizer.json)"
+    )
+    try:
+        fast = transformers.AutoTokenizer.from_pretrained(str(directory), use_fast=True)
+    except Exception as exc:
+        raise ModelError(f"could not load a tokenizer from {directory}: {exc}") from exc
+    return Tokenizer.from_str(fast.backend_tokenizer.to_str())
+
+
+def load_model(
+    model: str | Path,
+    *,
+    task: Task,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> LoadedModel:
+    """Resolve, download and (if the model has no ONNX file) export ``model``."""
+    files = resolve_model(model, revision=revision, cache_dir=cache_dir)
+    config = ModelConfig.read(files.directory, default_max_length=files.spec.max_length if files.spec else None)
+    onnx_path = files.onnx_path
+    if onnx_path is None:
+        onnx_path = cached_export(files, task=task, cache_dir=Path(cache_dir) if cache_dir else None)
+    return LoadedModel(files, onnx_path, config, _tokenizer(files.directory))

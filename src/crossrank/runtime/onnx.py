@@ -1,0 +1,79 @@
+"""ONNX Runtime session wrapper: feeds only the inputs the graph declares."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from crossrank.errors import InvalidInput, ModelError
+
+log = logging.getLogger(__name__)
+
+_PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
+_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def select_providers(requested: Sequence[str] | None) -> list[str]:
+    """Map short names to ONNX Runtime providers; unavailable ones fall back to CPU with a warning."""
+    if not requested:
+        return ["CPUExecutionProvider"]
+    available = set(ort.get_available_providers())
+    chosen = []
+    for name in requested:
+        provider = _PROVIDER_NAMES.get(name.lower(), name)
+        if provider in available:
+            chosen.append(provider)
+        elif provider.endswith("ExecutionProvider"):
+            log.warning("%s is not available in this onnxruntime build; falling back to CPU", provider)
+        else:
+            raise InvalidInput(f"unknown provider {name!r}; use one of {sorted(_PROVIDER_NAMES)}")
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class OnnxRuntime:
+    """One inference session; ``run`` is safe to call from several threads."""
+
+    def __init__(
+        self, path: Path, *, providers: Sequence[str] | None = None, threads: int | None = None
+    ) -> None:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=select_providers(providers))
+        except Exception as exc:
+            raise ModelError(
+                f"could not load the ONNX model {path}: {str(exc).strip()[:300]}. The file may be "
+                f"corrupt or incomplete: delete it (or its cache directory) and load the model again."
+            ) from exc
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if "input_ids" not in inputs:
+            raise ModelError(f"{path} does not take input_ids; inputs are {sorted(inputs)}")
+        self.input_names = list(inputs)
+        self.input_dtypes = {name: _DTYPES.get(i.type, np.int64) for name, i in inputs.items()}
+        self.path = path
+        self.providers = self.session.get_providers()
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the graph on the arrays it declares; returns the first output."""
+        inputs = {}
+        for name in self.input_names:
+            if name not in feed:
+                raise ModelError(f"the model needs input {name!r}, which crossrank does not produce")
+            inputs[name] = feed[name].astype(self.input_dtypes[name], copy=False)
+        return np.asarray(self.session.run(None, inputs)[0])

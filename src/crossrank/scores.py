@@ -1,0 +1,59 @@
+"""From logits to scores, in float64."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from crossrank.errors import InvalidInput, ModelError
+
+Activation = Literal["sigmoid", "none"]
+ACTIVATIONS = ("sigmoid", "none")
+
+
+def check_activation(activation: str) -> Activation:
+    if activation not in ACTIVATIONS:
+        raise InvalidInput(f"activation must be one of {ACTIVATIONS}, not {activation!r}")
+    return activation  # type: ignore[return-value]
+
+
+def relevance_logit(logits: np.ndarray) -> np.ndarray:
+    """One relevance logit per row, in float64.
+
+    One label: the logit itself. Two labels: ``l1 - l0``, whose sigmoid equals the softmax
+    probability of the positive label (so a single logit is never softmaxed).
+    """
+    values = np.asarray(logits, dtype=np.float64)
+    if values.ndim == 1:
+        return values
+    if values.ndim != 2 or values.shape[1] not in (1, 2):
+        raise ModelError(
+            f"a reranker must output one or two logits per pair; this model outputs shape "
+            f"{tuple(values.shape)}"
+        )
+    if values.shape[1] == 1:
+        return values[:, 0]
+    return values[:, 1] - values[:, 0]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    ex = np.exp(x[~pos])
+    out[~pos] = ex / (1.0 + ex)
+    return out
+
+
+def activate(logit: np.ndarray, activation: Activation) -> np.ndarray:
+    return sigmoid(logit) if activation == "sigmoid" else np.asarray(logit, dtype=np.float64)
+
+
+def max_per_owner(values: np.ndarray, owner: np.ndarray, count: int) -> np.ndarray:
+    """Maximum of ``values`` per owner index (windows -> documents)."""
+    out = np.full(count, -np.inf, dtype=np.float64)
+    np.maximum.at(out, owner, values)
+    return out
