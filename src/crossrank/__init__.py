@@ -12,6 +12,7 @@ from crossrank.errors import (
     ModelError,
     ModelNotFound,
 )
+from crossrank.encode import Encoder
 from crossrank.models.catalogue import list_supported_models
 from crossrank.rerank import Ranked, Reranker, Scores
 
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CrossrankError",
+    "Encoder",
     "HubUnavailable",
     "InvalidInput",
     "MissingExtra",

@@ -46,7 +46,12 @@ class OnnxRuntime:
     """One inference session; ``run`` is safe to call from several threads."""
 
     def __init__(
-        self, path: Path, *, providers: Sequence[str] | None = None, threads: int | None = None
+        self,
+        path: Path,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        output: str | None = None,
     ) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -66,14 +71,16 @@ class OnnxRuntime:
             raise ModelError(f"{path} does not take input_ids; inputs are {sorted(inputs)}")
         self.input_names = list(inputs)
         self.input_dtypes = {name: _DTYPES.get(i.type, np.int64) for name, i in inputs.items()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output = output if output in outputs else outputs[0]
         self.path = path
         self.providers = self.session.get_providers()
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        """Run the graph on the arrays it declares; returns the first output."""
+        """Run the graph on the arrays it declares; returns the chosen (default: first) output."""
         inputs = {}
         for name in self.input_names:
             if name not in feed:
                 raise ModelError(f"the model needs input {name!r}, which crossrank does not produce")
             inputs[name] = feed[name].astype(self.input_dtypes[name], copy=False)
-        return np.asarray(self.session.run(None, inputs)[0])
+        return np.asarray(self.session.run([self.output], inputs)[0])

@@ -1,0 +1,114 @@
+"""The bi-encoder: text embeddings on ONNX Runtime, pooled as sentence-transformers does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from crossrank.errors import InvalidInput
+from crossrank.models.config import read_json
+from crossrank.models.load import load_model
+from crossrank.rerank import check_documents, check_text
+from crossrank.runtime.onnx import OnnxRuntime
+from crossrank.tokenize import PairTokenizer, pad_batch, plan_batches
+
+POOLINGS = ("mean", "cls")
+
+
+def _pooling_from_files(directory: Path) -> tuple[str | None, bool | None]:
+    """Pooling mode and normalisation declared by sentence-transformers' config files."""
+    pooling = None
+    config = read_json(directory / "1_Pooling" / "config.json")
+    if config.get("pooling_mode_cls_token"):
+        pooling = "cls"
+    elif config.get("pooling_mode_mean_tokens"):
+        pooling = "mean"
+    normalize = None
+    modules = (directory / "modules.json")
+    if modules.is_file():
+        import json
+
+        entries = json.loads(modules.read_text(encoding="utf-8"))
+        normalize = any("Normalize" in str(m.get("type", "")) for m in entries if isinstance(m, dict))
+    return pooling, normalize
+
+
+class Encoder:
+    """Embed texts with a bi-encoder (sentence-transformers layout or any encoder model).
+
+    >>> encoder = Encoder("sentence-transformers/all-MiniLM-L6-v2")  # doctest: +SKIP
+    >>> encoder.embed(["a sandal", "a clog"]).shape  # doctest: +SKIP
+    (2, 384)
+
+    Pooling (mean or CLS) and L2 normalisation are read from the model's
+    sentence-transformers files (``1_Pooling/config.json``, ``modules.json``), then from the
+    catalogue, and default to mean pooling without normalisation.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        if pooling is not None and pooling not in POOLINGS:
+            raise InvalidInput(f"pooling must be one of {POOLINGS}")
+        loaded = load_model(model, task="feature-extraction", revision=revision, cache_dir=cache_dir)
+        self.name = loaded.name
+        file_pooling, file_normalize = _pooling_from_files(loaded.files.directory)
+        spec = loaded.files.spec
+        self.pooling = pooling or file_pooling or (spec.pooling if spec else None) or "mean"
+        if normalize is None:
+            normalize = file_normalize if file_normalize is not None else (spec.normalize if spec else None)
+        self.normalize = bool(normalize)
+        limit = loaded.config.max_length if max_length is None else min(int(max_length), loaded.config.max_length)
+        self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
+        self.max_length = self.tokenizer.max_length
+        self.batch_size = int(batch_size)
+        self.runtime = OnnxRuntime(loaded.onnx_path, providers=providers, threads=threads, output="last_hidden_state")
+        hidden = loaded.config.raw.get("hidden_size")
+        self.dim = int(hidden) if isinstance(hidden, int) else int(self.embed(["probe"]).shape[1])
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One embedding per text (float32, shape ``(len(texts), dim)``), in input order."""
+        checked = check_documents(texts)
+        if not checked:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        rows = self.tokenizer.encode_texts(checked)
+        out: np.ndarray | None = None
+        for batch in plan_batches(rows.lengths, self.batch_size):
+            feed = pad_batch(rows, batch, self.tokenizer.pad_id)
+            hidden = self.runtime.run(feed).astype(np.float32, copy=False)
+            pooled = self._pool(hidden, feed["attention_mask"])
+            if out is None:
+                out = np.empty((len(checked), pooled.shape[1]), dtype=np.float32)
+            out[batch] = pooled
+        assert out is not None
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """The embedding of one text, shape ``(dim,)``."""
+        return self.embed([check_text(text, "query")])[0]
+
+    def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self.pooling == "cls":
+            pooled = hidden[:, 0, :]
+        else:
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        if self.normalize:
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            pooled = pooled / np.clip(norms, 1e-12, None)
+        return pooled.astype(np.float32, copy=False)
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.name!r}, dim={self.dim}, pooling={self.pooling!r}, normalize={self.normalize})"

