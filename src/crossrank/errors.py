@@ -62,3 +62,9 @@ class DeadlineExceeded(CrossrankError):
     """The request did not finish before its deadline and was cancelled."""
 
     kind = "deadline_exceeded"
+
+
+class DownloadFailed(CrossrankError):
+    """A public file (e.g. a BEIR dataset) could not be downloaded."""
+
+    kind = "download_failed"
