@@ -1,0 +1,203 @@
+"""Build or extend an index from a stream of records, atomically.
+
+Records flow in batches: each batch is stored, added to the lexical index (tantivy, which
+spills segments to disk within a fixed heap) and, when an encoder is given, embedded and
+added to the vector index (usearch HNSW). Only one batch of texts is held at a time. The
+whole build happens in a temporary directory that is published with an atomic rename at
+the end (see :mod:`crossrank.retrieval.layout`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from crossrank.encode import Encoder
+from crossrank.errors import InvalidInput
+from crossrank.extras import require
+from crossrank.retrieval import layout
+from crossrank.retrieval.docstore import DocStore, DocStoreWriter
+from crossrank.retrieval.records import Record
+
+log = logging.getLogger(__name__)
+
+BuildMode = Literal["replace", "add"]
+TEXT_FIELD = "text"
+ORD_FIELD = "ord"
+LEXICAL_TOKENIZER = "en_stem"
+
+
+@dataclass
+class BuildReport:
+    """What a build did."""
+
+    path: Path
+    added: int = 0
+    total: int = 0
+    duplicates: int = 0
+    seconds: float = 0.0
+    dense: bool = False
+    generation: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.added / self.seconds if self.seconds > 0 else 0.0
+
+
+def encoder_description(encoder: Encoder, model: str | None = None) -> dict[str, Any]:
+    """What the manifest records about the bi-encoder, so search can reload and check it."""
+    return {
+        "model": str(model) if model is not None else encoder.name,
+        "dim": int(encoder.dim),
+        "pooling": encoder.pooling,
+        "normalize": bool(encoder.normalize),
+        "metric": "cos" if encoder.normalize else "ip",
+    }
+
+
+def lexical_schema() -> Any:
+    tantivy = require("tantivy", "index", "BM25 indexing")
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field(TEXT_FIELD, stored=False, tokenizer_name=LEXICAL_TOKENIZER, index_option="freq")
+    builder.add_unsigned_field(ORD_FIELD, stored=True, indexed=False, fast=True)
+    return builder.build()
+
+
+def new_vector_index(description: dict[str, Any]) -> Any:
+    usearch = require("usearch.index", "index", "dense indexing")
+    return usearch.Index(ndim=int(description["dim"]), metric=description["metric"], dtype="f32")
+
+
+def build_index(
+    path: str | Path,
+    records: Iterable[Record],
+    *,
+    encoder: Encoder | None = None,
+    encoder_model: str | None = None,
+    mode: BuildMode = "replace",
+    batch_size: int = 256,
+    heap_mb: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> BuildReport:
+    """Index ``records`` at ``path`` and publish the result atomically.
+
+    ``mode="replace"`` builds a new index (replacing any previous one only when complete);
+    ``mode="add"`` appends to the existing one, rejecting ids it already holds. When the
+    existing index has vectors, ``encoder`` must produce vectors of the same dimension
+    (if omitted, the encoder recorded in the index is loaded). ``encoder_model`` is the
+    name or path written to the manifest so that search can reload the encoder.
+    ``progress`` is called with the number of records handled in each batch.
+    """
+    if mode not in ("replace", "add"):
+        raise InvalidInput("mode must be 'replace' or 'add'")
+    if batch_size < 1:
+        raise InvalidInput("batch_size must be at least 1")
+    tantivy = require("tantivy", "index", "BM25 indexing")
+    root = Path(path)
+    started = time.perf_counter()
+    with layout.writer_lock(root):
+        previous: Path | None = None
+        previous_manifest: dict[str, Any] = {}
+        if mode == "add":
+            previous = layout.live_generation(root)
+            previous_manifest = layout.read_manifest(previous)
+            encoder, description = _encoder_for_add(previous_manifest, encoder, encoder_model)
+        else:
+            description = encoder_description(encoder, encoder_model) if encoder is not None else None
+        build = layout.new_build_dir(root)
+        report = BuildReport(path=root, dense=description is not None)
+        store = DocStoreWriter(build, start_from=previous)
+        seen: set[str] = set(DocStore(previous).iter_ids()) if previous is not None else set()
+        if previous is not None:
+            layout.link_or_copy_tree(previous / layout.LEXICAL_DIR, build / layout.LEXICAL_DIR)
+            index = tantivy.Index.open(str(build / layout.LEXICAL_DIR))
+        else:
+            (build / layout.LEXICAL_DIR).mkdir()
+            index = tantivy.Index(lexical_schema(), path=str(build / layout.LEXICAL_DIR))
+        writer = index.writer(heap_size=max(heap_mb, 16) * 1_000_000, num_threads=1)
+        vectors = None
+        if description is not None:
+            vectors = new_vector_index(description)
+            if previous is not None and (previous / layout.VECTORS_FILE).is_file():
+                vectors.load(str(previous / layout.VECTORS_FILE))
+        for batch in _batches(records, batch_size):
+            fresh = []
+            for record in batch:
+                if record.id in seen:
+                    report.duplicates += 1
+                    continue
+                seen.add(record.id)
+                fresh.append(record)
+            if fresh:
+                ords = [store.add(r.id, r.text) for r in fresh]
+                for ordinal, record in zip(ords, fresh):
+                    document = tantivy.Document()
+                    document.add_text(TEXT_FIELD, record.text)
+                    document.add_unsigned(ORD_FIELD, ordinal)
+                    writer.add_document(document)
+                if vectors is not None and encoder is not None:
+                    embedded = encoder.embed([r.text for r in fresh])
+                    vectors.add(np.asarray(ords, dtype=np.uint64), embedded)
+                report.added += len(fresh)
+            if progress is not None:
+                progress(len(batch))
+        writer.commit()
+        writer.wait_merging_threads()
+        store.close()
+        if vectors is not None:
+            vectors.save(str(build / layout.VECTORS_FILE))
+        report.total = store.count
+        layout.write_manifest(
+            build,
+            {
+                "documents": store.count,
+                "lexical": {"engine": "tantivy", "tokenizer": LEXICAL_TOKENIZER, "version": _version(tantivy)},
+                "dense": description,
+                "created": previous_manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
+        report.generation = layout.publish(root, build).name
+    report.seconds = time.perf_counter() - started
+    log.info("indexed %d documents (%d in total) in %.1fs", report.added, report.total, report.seconds)
+    return report
+
+
+def _encoder_for_add(
+    manifest: dict[str, Any], encoder: Encoder | None, encoder_model: str | None
+) -> tuple[Encoder | None, dict[str, Any] | None]:
+    recorded = manifest.get("dense")
+    if recorded is None:
+        if encoder is not None:
+            raise InvalidInput("this index has no vectors; dense retrieval cannot be added to it (rebuild it)")
+        return None, None
+    if encoder is None:
+        encoder = Encoder(recorded["model"])
+    if int(encoder.dim) != int(recorded["dim"]):
+        raise InvalidInput(
+            f"encoder dimension {encoder.dim} does not match the index ({recorded['dim']}, "
+            f"built with {recorded['model']})"
+        )
+    return encoder, dict(recorded)
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _version(module: Any) -> str:
+    return str(getattr(module, "__version__", "unknown"))

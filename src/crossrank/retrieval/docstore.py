@@ -1,0 +1,88 @@
+"""Stored documents of an index: one JSON line per document plus a table of byte offsets.
+
+Documents are addressed by their ordinal (0..n-1), which is also the key of their vector
+and the ``ord`` field of the lexical index. Reading a document is one seek; nothing is
+loaded whole into memory (the offset table is memory-mapped).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+DOCS_FILE = "docs.jsonl"
+OFFSETS_FILE = "offsets.npy"
+
+
+class DocStoreWriter:
+    """Appends documents; ``close()`` writes the offset table."""
+
+    def __init__(self, directory: Path, *, start_from: Path | None = None) -> None:
+        self.path = directory / DOCS_FILE
+        self._offsets: list[int] = [0]
+        if start_from is not None:
+            old = np.load(start_from / OFFSETS_FILE, allow_pickle=False)
+            self._offsets = [int(x) for x in old]
+            _copy(start_from / DOCS_FILE, self.path)
+        self._file: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        self._file.seek(0, 2)
+        if self._file.tell() != self._offsets[-1]:
+            raise OSError(f"{self.path}: size does not match its offset table")
+
+    @property
+    def count(self) -> int:
+        return len(self._offsets) - 1
+
+    def add(self, doc_id: str, text: str) -> int:
+        """Store one document; returns its ordinal."""
+        line = json.dumps({"id": doc_id, "text": text}, ensure_ascii=False).encode("utf-8") + b"\n"
+        self._file.write(line)
+        self._offsets.append(self._offsets[-1] + len(line))
+        return len(self._offsets) - 2
+
+    def close(self) -> None:
+        self._file.flush()
+        self._file.close()
+        np.save(self.path.parent / OFFSETS_FILE, np.asarray(self._offsets, dtype=np.int64), allow_pickle=False)
+
+
+class DocStore:
+    """Random access to stored documents by ordinal."""
+
+    def __init__(self, directory: Path) -> None:
+        self._offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r", allow_pickle=False)
+        self._path = directory / DOCS_FILE
+        size = self._path.stat().st_size
+        if self._offsets.ndim != 1 or len(self._offsets) < 1 or int(self._offsets[-1]) != size:
+            raise ValueError(f"{self._path} does not match its offset table")
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def get(self, ords: list[int]) -> list[tuple[str, str]]:
+        """(id, text) of each ordinal, in the order given."""
+        out: list[tuple[str, str]] = []
+        with open(self._path, "rb") as handle:
+            for ordinal in ords:
+                start, end = int(self._offsets[ordinal]), int(self._offsets[ordinal + 1])
+                handle.seek(start)
+                record = json.loads(handle.read(end - start))
+                out.append((record["id"], record["text"]))
+        return out
+
+    def iter_ids(self) -> list[str]:
+        """Every stored id, in ordinal order (used to reject duplicate ids when adding)."""
+        ids: list[str] = []
+        with open(self._path, "rb") as handle:
+            for line in handle:
+                ids.append(json.loads(line)["id"])
+        return ids
+
+
+def _copy(source: Path, target: Path) -> None:
+    import shutil
+
+    shutil.copyfile(source, target)

@@ -1,0 +1,194 @@
+"""The embedded index: open it, and get BM25, dense or hybrid retrievers over it.
+
+>>> index = Index.open("products.idx")  # doctest: +SKIP
+>>> index.retriever("hybrid").retrieve("crocs for kids", 100)[0].id  # doctest: +SKIP
+'B07JG9TFSB'
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrank.encode import Encoder
+from crossrank.errors import InvalidInput
+from crossrank.extras import require
+from crossrank.retrieval import layout
+from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
+from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD
+from crossrank.retrieval.docstore import DocStore
+from crossrank.retrieval.fusion import reciprocal_rank_fusion
+from crossrank.retrieval.layout import BadIndex
+
+log = logging.getLogger(__name__)
+
+_QUERY_SYNTAX = re.compile(r"[^\w]+", re.UNICODE)
+
+
+def check_k(k: int) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidInput("k must be a positive integer")
+    return k
+
+
+class Index:
+    """A published index directory: stored documents, BM25 (tantivy), vectors (usearch)."""
+
+    def __init__(self, root: Path, generation: Path, manifest: dict[str, Any]) -> None:
+        self.path = root
+        self.generation = generation
+        self.manifest = manifest
+        try:
+            self.docs = DocStore(generation)
+        except (OSError, ValueError) as exc:
+            raise BadIndex(f"{root}: stored documents are unreadable ({exc}); the index is corrupt") from exc
+        if len(self.docs) != int(manifest.get("documents", -1)):
+            raise BadIndex(f"{root}: document count does not match the manifest; the index is corrupt")
+        self._lexical: Any = None
+        self._vectors: Any = None
+        self._encoder: Encoder | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | Path) -> Index:
+        """Open the live generation of the index at ``path``; :class:`BadIndex` when unusable."""
+        root = Path(path)
+        generation = layout.live_generation(root)
+        return cls(root, generation, layout.read_manifest(generation))
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    @property
+    def dense(self) -> dict[str, Any] | None:
+        """The encoder description recorded at build time, or ``None`` for a BM25-only index."""
+        value = self.manifest.get("dense")
+        return dict(value) if isinstance(value, dict) else None
+
+    def retriever(self, kind: str = "bm25", encoder: Encoder | None = None, rrf_k: int = 60) -> Retriever:
+        """A retriever over this index.
+
+        ``bm25``: lexical; ``dense``: cosine (or dot) over the vectors, embedding the query
+        with ``encoder`` (default: the encoder recorded in the index); ``hybrid``: both,
+        fused with reciprocal rank fusion (``rrf_k``). An encoder whose dimension differs
+        from the index's is refused.
+        """
+        if kind not in RETRIEVER_KINDS:
+            raise InvalidInput(f"retriever must be one of {RETRIEVER_KINDS}, got {kind!r}")
+        if kind == "bm25":
+            return BM25Retriever(self)
+        dense = DenseRetriever(self, self._check_encoder(encoder))
+        if kind == "dense":
+            return dense
+        return HybridRetriever(BM25Retriever(self), dense, rrf_k=rrf_k)
+
+    # -- engines, opened lazily ---------------------------------------------------------------
+    def lexical(self) -> Any:
+        with self._lock:
+            if self._lexical is None:
+                tantivy = require("tantivy", "index", "BM25 search")
+                try:
+                    self._lexical = tantivy.Index.open(str(self.generation / layout.LEXICAL_DIR))
+                except (OSError, ValueError) as exc:
+                    raise BadIndex(f"{self.path}: the lexical index is unreadable ({exc})") from exc
+            return self._lexical
+
+    def vectors(self) -> Any:
+        with self._lock:
+            if self._vectors is None:
+                usearch = require("usearch.index", "index", "dense search")
+                path = self.generation / layout.VECTORS_FILE
+                if self.dense is None or not path.is_file():
+                    raise BadIndex(f"{self.path} has no vectors: rebuild it with an encoder (--encoder)")
+                try:
+                    self._vectors = usearch.Index.restore(str(path), view=True)
+                except Exception as exc:  # usearch raises plain RuntimeError/ValueError on bad files
+                    raise BadIndex(f"{self.path}: the vector index is unreadable ({exc})") from exc
+                if self._vectors is None or len(self._vectors) != len(self):
+                    raise BadIndex(f"{self.path}: vector count does not match the documents; the index is corrupt")
+            return self._vectors
+
+    def _check_encoder(self, encoder: Encoder | None) -> Encoder:
+        dense = self.dense
+        if dense is None:
+            raise BadIndex(f"{self.path} has no vectors: rebuild it with an encoder (--encoder) for dense search")
+        if encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    self._encoder = Encoder(dense["model"])
+                encoder = self._encoder
+        if int(encoder.dim) != int(dense["dim"]):
+            raise InvalidInput(
+                f"encoder {encoder.name} makes {encoder.dim}-dimensional vectors but the index holds "
+                f"{dense['dim']}-dimensional ones (built with {dense['model']}); use the same encoder"
+            )
+        return encoder
+
+    def candidates(self, ords: list[int], scores: list[float]) -> list[Candidate]:
+        docs = self.docs.get(ords)
+        return [
+            Candidate(doc_id, text, float(score), rank)
+            for rank, ((doc_id, text), score) in enumerate(zip(docs, scores), start=1)
+        ]
+
+
+class BM25Retriever:
+    """BM25 over the stored text (tantivy, English stemming)."""
+
+    name = "bm25"
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def retrieve(self, query: str, k: int) -> list[Candidate]:
+        check_k(k)
+        words = _QUERY_SYNTAX.sub(" ", query).strip().lower()
+        if not words:
+            return []
+        lexical = self.index.lexical()
+        parsed = lexical.parse_query(words, [TEXT_FIELD])
+        searcher = lexical.searcher()
+        hits = searcher.search(parsed, k, count=False).hits
+        ords = [int(searcher.doc(address)[ORD_FIELD][0]) for _, address in hits]
+        return self.index.candidates(ords, [float(score) for score, _ in hits])
+
+
+class DenseRetriever:
+    """Nearest neighbours of the query embedding (usearch HNSW); score = cosine or dot."""
+
+    name = "dense"
+
+    def __init__(self, index: Index, encoder: Encoder) -> None:
+        self.index = index
+        self.encoder = encoder
+
+    def retrieve(self, query: str, k: int) -> list[Candidate]:
+        check_k(k)
+        vectors = self.index.vectors()
+        embedded = self.encoder.embed_query(query)
+        found = vectors.search(embedded, min(k, len(vectors)))
+        keys = [int(key) for key in np.asarray(found.keys)]
+        scores = [1.0 - float(d) for d in np.asarray(found.distances)]
+        return self.index.candidates(keys, scores)
+
+
+class HybridRetriever:
+    """BM25 and dense candidates fused with reciprocal rank fusion; score = the RRF score."""
+
+    name = "hybrid"
+
+    def __init__(self, lexical: Retriever, dense: Retriever, *, rrf_k: int = 60) -> None:
+        self.lexical = lexical
+        self.dense = dense
+        self.rrf_k = rrf_k
+
+    def retrieve(self, query: str, k: int) -> list[Candidate]:
+        check_k(k)
+        return reciprocal_rank_fusion(
+            [self.lexical.retrieve(query, k), self.dense.retrieve(query, k)], k, rrf_k=self.rrf_k
+        )
