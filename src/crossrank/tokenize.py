@@ -77,23 +77,32 @@ class PairTokenizer:
                     break
         self.pad_id = int(pad_id or 0)
 
-    def _tokenizer(self, stride: int = -1) -> Tokenizer:
-        """This thread's tokenizer; ``stride >= 0`` gives a windowing one."""
-        key = "window" if stride >= 0 else "plain"
-        cache: dict[str, Tokenizer] = self._local.__dict__.setdefault("tokenizers", {})
+    def _tokenizer(self, purpose: str = "pair", stride: int = 0) -> Tokenizer:
+        """This thread's tokenizer for ``purpose``.
+
+        ``pair``: document-side truncation; ``window``: the same with overflowing windows
+        sharing ``stride`` tokens; ``single``: one text truncated to ``max_length``;
+        ``raw``: no truncation.
+        """
+        cache: dict[tuple[str, int], Tokenizer] = self._local.__dict__.setdefault("tokenizers", {})
+        key = (purpose, stride)
         tok = cache.get(key)
-        if tok is None or (stride >= 0 and (tok.truncation or {}).get("stride") != stride):
+        if tok is None:
             tok = Tokenizer.from_str(self._json)
             tok.no_padding()
-            tok.enable_truncation(self.max_length, strategy="only_second", stride=max(stride, 0))
+            if purpose == "raw":
+                tok.no_truncation()
+            elif purpose == "single":
+                tok.enable_truncation(self.max_length)
+            else:
+                tok.enable_truncation(self.max_length, strategy="only_second", stride=stride)
             cache[key] = tok
         return tok
 
     def _fit_query(self, query: str) -> str:
         """Cut a query that leaves less than half the budget for the document."""
-        tok = self._tokenizer()
         limit = (self.max_length - self.pair_overhead) // 2
-        enc = tok.encode(query, add_special_tokens=False)
+        enc = self._tokenizer("raw").encode(query, add_special_tokens=False)
         if len(enc.ids) <= limit:
             return query
         return query[: enc.offsets[limit - 1][1]]
@@ -130,7 +139,7 @@ class PairTokenizer:
     ) -> EncodedRows:
         """Overlapping windows of each document (``stride`` tokens shared between windows)."""
         pairs = self._fit_queries(pairs)
-        encodings = self._tokenizer(stride).encode_batch(list(pairs))
+        encodings = self._tokenizer("window", stride).encode_batch(list(pairs))
         rows: list[Encoding] = []
         owner: list[int] = []
         truncated = np.zeros(len(pairs), dtype=bool)
@@ -154,8 +163,7 @@ class PairTokenizer:
 
     def encode_texts(self, texts: Sequence[str]) -> EncodedRows:
         """Single texts (bi-encoders), truncated to ``max_length``."""
-        tok = self._tokenizer()
-        encodings = tok.encode_batch(list(texts))
+        encodings = self._tokenizer("single").encode_batch(list(texts))
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(texts))
         return self._rows(encodings, np.arange(len(texts)), truncated)
 

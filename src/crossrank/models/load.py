@@ -33,9 +33,15 @@ class LoadedModel:
         return self.files.name
 
 
+_SLOW_TOKENIZER_FILES = ("vocab.txt", "sentencepiece.bpe.model", "spiece.model", "vocab.json")
+
+
 def _tokenizer(directory: Path) -> Tokenizer:
-    if (directory / "tokenizer.json").is_file():
-        return load_tokenizer(directory)
+    """``tokenizer.json``, or a conversion of the slow tokenizer's vocabulary files."""
+    if (directory / "tokenizer.json").is_file() or not any(
+        (directory / name).is_file() for name in _SLOW_TOKENIZER_FILES
+    ):
+        return load_tokenizer(directory)  # raises a clear error when there is none
     transformers = require(
         "transformers", "export", f"Converting the slow tokenizer in {directory} (no tokenizer.json)"
     )

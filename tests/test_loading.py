@@ -1,0 +1,135 @@
+"""Model loading: local directories, ONNX in the repo, export-once caching, clear errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossrank import MissingExtra, ModelError, ModelNotFound, Reranker
+from crossrank.models.export import cached_export
+from crossrank.models.resolve import resolve_model
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_export_runs_once_then_the_cache_is_reused(bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.WARNING, logger="crossrank.models.export"):
+        first = Reranker(bert_dir, cache_dir=cache)
+    assert sum("exporting" in r.message for r in caplog.records) == 1
+    exported = sorted(cache.glob("onnx/*/model.onnx"))
+    assert len(exported) == 1
+    stamp = exported[0].stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="crossrank.models.export"):
+        second = Reranker(bert_dir, cache_dir=cache)
+    assert not any("exporting" in r.message for r in caplog.records)
+    assert exported[0].stat().st_mtime_ns == stamp
+    assert second.runtime.path == first.runtime.path == exported[0]
+
+
+def test_the_cache_key_follows_the_weights(bert_dir: Path, tmp_path: Path) -> None:
+    """A copy of the same weights elsewhere reuses the export; changed weights get a new one."""
+    cache = tmp_path / "cache"
+    copy = _copy_model(bert_dir, tmp_path / "copy")
+    files_a, files_b = resolve_model(bert_dir), resolve_model(copy)
+    assert cached_export(files_a, task="sequence-classification", cache_dir=cache) == cached_export(
+        files_b, task="sequence-classification", cache_dir=cache
+    )
+    other = tmp_path / "other"
+    from crossrank.models.synthetic import build_random_model
+
+    build_random_model(other, layers=1, seed=3)
+    assert cached_export(resolve_model(other), task="sequence-classification", cache_dir=cache) != cached_export(
+        files_a, task="sequence-classification", cache_dir=cache
+    )
+
+
+def test_an_onnx_file_in_the_repo_is_used_without_export(bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
+    exported = cached_export(resolve_model(bert_dir), task="sequence-classification", cache_dir=model_cache)
+    repo = tmp_path / "repo"
+    (repo / "onnx").mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(bert_dir / name, repo / name)
+    shutil.copy(exported, repo / "onnx" / "model.onnx")
+    empty_cache = tmp_path / "unused-cache"
+    reranker = Reranker(repo, cache_dir=empty_cache)
+    assert reranker.runtime.path == repo / "onnx" / "model.onnx"
+    assert not empty_cache.exists()
+    reference = Reranker(bert_dir, cache_dir=model_cache)
+    assert np.allclose(reranker.score("q", ["a", "b c"]), reference.score("q", ["a", "b c"]))
+
+
+def test_file_url_is_accepted(bert_dir: Path, model_cache: Path) -> None:
+    assert Reranker(f"file://{bert_dir}", cache_dir=model_cache).score("q", ["d"]).shape == (1,)
+
+
+def test_corrupt_onnx_file_gives_a_clear_error(bert_dir: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "corrupt"
+    (repo / "onnx").mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(bert_dir / name, repo / name)
+    (repo / "onnx" / "model.onnx").write_bytes(b"this is not a protobuf" * 10)
+    with pytest.raises(ModelError, match="corrupt or incomplete"):
+        Reranker(repo)
+
+
+def test_missing_model_files_give_clear_errors(bert_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match="does not exist"):
+        Reranker(tmp_path / "nowhere")
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    shutil.copy(bert_dir / "config.json", no_weights / "config.json")
+    with pytest.raises(ModelError, match="neither an ONNX file"):
+        Reranker(no_weights, cache_dir=tmp_path / "c")
+    no_tokenizer = _copy_model(bert_dir, tmp_path / "no-tokenizer")
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (no_tokenizer / name).unlink()
+    with pytest.raises(ModelError, match="tokenizer"):
+        Reranker(no_tokenizer, cache_dir=tmp_path / "c")
+
+
+def test_missing_export_extra_names_the_pip_install(bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    with pytest.raises(MissingExtra, match=r"pip install 'crossrank\[export\]'"):
+        Reranker(bert_dir, cache_dir=tmp_path / "fresh-cache")
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", None])
+def test_unreachable_hub_fails_fast_with_advice(endpoint: str | None, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    if endpoint:
+        env["HF_ENDPOINT"] = endpoint
+    else:
+        env["HF_HUB_OFFLINE"] = "1"
+    code = (
+        "from crossrank import Reranker, HubUnavailable\n"
+        "try:\n    Reranker('cross-encoder/ms-marco-MiniLM-L6-v2')\n"
+        "except HubUnavailable as exc:\n    print('HUB-UNAVAILABLE', exc)\n"
+    )
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - start < 60, "never hang"
+    assert "HUB-UNAVAILABLE" in out.stdout, out.stderr
+    assert "--model DIR" in out.stdout and "from disk" in out.stdout
+
+
+def test_unknown_hub_repository_is_model_not_found_or_unavailable(tmp_path: Path) -> None:
+    """Offline, an unknown repo cannot be told apart from a real one: the error says the hub is unreachable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
+    code = "from crossrank import Reranker\nReranker('nobody/no-such-model')"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "HubUnavailable" in out.stderr and "nobody/no-such-model" in out.stderr

@@ -1,0 +1,137 @@
+"""Invariants of the Reranker API: order, batching, ranking, inputs, long documents, threads."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossrank import InvalidInput, Ranked, Reranker
+
+QUERY = "waterproof shoes for rain"
+DOCS = [
+    "Crocs Jibbitz 5-Pack Alien Shoe Charms",
+    "Crocs Specialist Vent Work",
+    "Crocs Kids' Baya Clog",
+    "rubber boots",
+    "a very long description of a waterproof walking shoe with a thick sole and laces " * 3,
+    "",
+    "lemon cake",
+    "trail running shoes with a breathable mesh upper",
+    "umbrella",
+]
+
+
+def test_batched_scores_equal_one_at_a_time(bert_reranker: Reranker) -> None:
+    batched = bert_reranker.score(QUERY, DOCS)
+    single = np.array([bert_reranker.score(QUERY, [d])[0] for d in DOCS])
+    assert np.abs(batched - single).max() < 1e-5
+
+
+def test_scores_do_not_depend_on_input_order(bert_reranker: Reranker) -> None:
+    base = bert_reranker.score(QUERY, DOCS)
+    order = list(range(len(DOCS)))
+    random.Random(7).shuffle(order)
+    shuffled = bert_reranker.score(QUERY, [DOCS[i] for i in order])
+    assert np.abs(shuffled - base[order]).max() < 1e-5
+
+
+def test_rank_equals_sorting_the_scores(bert_reranker: Reranker) -> None:
+    scores = bert_reranker.score(QUERY, DOCS)
+    ranking = bert_reranker.rank(QUERY, DOCS)
+    assert [r.index for r in ranking] == sorted(range(len(DOCS)), key=lambda i: -scores[i])
+    assert all(isinstance(r, Ranked) and r.document == DOCS[r.index] for r in ranking)
+    assert [r.index for r in bert_reranker.rank(QUERY, DOCS, top_k=3)] == [r.index for r in ranking[:3]]
+
+
+def test_rank_is_stable_on_ties(bert_reranker: Reranker) -> None:
+    ranking = bert_reranker.rank(QUERY, ["same", "other", "same", "same"])
+    same = [r.index for r in ranking if r.document == "same"]
+    assert same == [0, 2, 3]
+
+
+def test_score_pairs_matches_score(bert_reranker: Reranker) -> None:
+    pairs = [(QUERY, d) for d in DOCS] + [("another query", d) for d in DOCS[:3]]
+    scores = bert_reranker.score_pairs(pairs)
+    assert np.abs(scores[: len(DOCS)] - bert_reranker.score(QUERY, DOCS)).max() < 1e-5
+    assert np.abs(scores[len(DOCS):] - bert_reranker.score("another query", DOCS[:3])).max() < 1e-5
+
+
+def test_empty_list_and_empty_strings(bert_reranker: Reranker) -> None:
+    assert bert_reranker.score(QUERY, []).shape == (0,)
+    assert bert_reranker.rank(QUERY, []) == []
+    scores = bert_reranker.score(QUERY, ["", "boots"])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"bytes", ["ok", None], ["ok", 5]])
+def test_invalid_documents_raise_invalid_input(bert_reranker: Reranker, bad: object) -> None:
+    with pytest.raises(InvalidInput):
+        bert_reranker.score(QUERY, bad)  # type: ignore[arg-type]
+
+
+def test_invalid_query_and_pairs_raise_invalid_input(bert_reranker: Reranker) -> None:
+    with pytest.raises(InvalidInput, match="query"):
+        bert_reranker.score(None, ["doc"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="single"):
+        bert_reranker.score(QUERY, "a string is not a list")
+    with pytest.raises(InvalidInput):
+        bert_reranker.score_pairs([("only one",)])  # type: ignore[list-item]
+
+
+def test_raw_and_sigmoid_activation_agree(bert_reranker: Reranker) -> None:
+    raw = bert_reranker.score(QUERY, DOCS, activation="none")
+    assert np.allclose(1 / (1 + np.exp(-raw)), bert_reranker.score(QUERY, DOCS))
+
+
+def test_truncated_pairs_are_counted(bert_dir: Path, model_cache: Path) -> None:
+    reranker = Reranker(bert_dir, cache_dir=model_cache, max_length=16)
+    details = reranker.score_details([(QUERY, "word " * 50), (QUERY, "short"), (QUERY, "word " * 40)])
+    assert details.truncated.tolist() == [True, False, True]
+    assert details.truncated_count == 2 and reranker.truncated_pairs == 2
+    reranker.score(QUERY, ["word " * 50])
+    assert reranker.truncated_pairs == 3
+
+
+def test_window_mode_finds_relevant_text_past_the_limit(bert_dir: Path, model_cache: Path) -> None:
+    """A document whose relevant passage lies past max_length: windows see it, truncation cannot."""
+    reranker = Reranker(bert_dir, cache_dir=model_cache, max_length=32, window_stride=8)
+    probe = "waterproof rain shoes"
+    # Choose the passage that the model scores highest for the query among candidates, and
+    # a filler that scores low, so the construction does not rely on a trained model.
+    candidates = ["waterproof rain shoes", "rain boots for wet weather", "shoes that keep feet dry",
+                  "lemon cake recipe", "stock market report", "the history of rome"]
+    scores = reranker.score(probe, candidates)
+    relevant, filler = candidates[int(np.argmax(scores))], candidates[int(np.argmin(scores))]
+    document = " ".join([filler] * 12 + [relevant])
+    truncated = reranker.score(probe, [document])[0]
+    windowed = reranker.score(probe, [document], long_documents="window")[0]
+    assert windowed > truncated
+    only_relevant = reranker.score(probe, [relevant])[0]
+    assert windowed >= min(only_relevant, truncated)  # a window around the passage scores like it
+
+
+def test_window_mode_equals_truncation_for_short_documents(bert_reranker: Reranker) -> None:
+    short = DOCS[:4]
+    assert np.abs(bert_reranker.score(QUERY, short, long_documents="window") - bert_reranker.score(QUERY, short)).max() < 1e-6
+
+
+def test_concurrent_use_from_threads_gives_correct_results(bert_reranker: Reranker) -> None:
+    queries = [f"{QUERY} {i}" for i in range(8)]
+    expected = {q: bert_reranker.score(q, DOCS) for q in queries}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda q: (q, bert_reranker.score(q, DOCS)), queries * 4))
+    for q, scores in results:
+        assert np.abs(scores - expected[q]).max() < 1e-5
+
+
+def test_invalid_options(bert_dir: Path, model_cache: Path) -> None:
+    with pytest.raises(InvalidInput):
+        Reranker(bert_dir, cache_dir=model_cache, activation="softmax")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        Reranker(bert_dir, cache_dir=model_cache, long_documents="split")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        Reranker(bert_dir, cache_dir=model_cache, batch_size=0)

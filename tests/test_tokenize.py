@@ -1,0 +1,101 @@
+import threading
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from crossrank.tokenize import PairTokenizer, load_tokenizer, pad_batch, plan_batches
+
+
+@pytest.fixture(scope="module")
+def pair_tokenizer(minilm_dir) -> PairTokenizer:
+    return PairTokenizer(load_tokenizer(minilm_dir), max_length=32)
+
+
+def _decode_parts(tok: PairTokenizer, ids: list[int], type_ids: list[int]) -> tuple[list[int], list[int]]:
+    query = [i for i, t in zip(ids, type_ids) if t == 0]
+    doc = [i for i, t in zip(ids, type_ids) if t == 1]
+    return query, doc
+
+
+def test_truncation_keeps_the_whole_query_and_cuts_the_document(pair_tokenizer: PairTokenizer) -> None:
+    query = "where can i buy crocs clogs"
+    doc = " ".join(f"word{i}" for i in range(200))
+    rows = pair_tokenizer.encode([(query, doc), (query, "short doc")])
+    assert rows.truncated.tolist() == [True, False]
+    assert len(rows.ids[0]) == 32
+    plain = Tokenizer.from_str(pair_tokenizer._json)
+    plain.no_truncation()
+    full = plain.encode(query, doc)
+    q_full, _ = _decode_parts(pair_tokenizer, full.ids, full.type_ids)
+    q_cut, d_cut = _decode_parts(pair_tokenizer, rows.ids[0], rows.type_ids[0])
+    assert q_cut == q_full  # every query token (with [CLS] and [SEP]) kept
+    assert 0 < len(d_cut) < len(full.ids) - len(q_full)
+
+
+def test_an_over_long_query_is_cut_to_half_the_budget(pair_tokenizer: PairTokenizer) -> None:
+    rows = pair_tokenizer.encode([("query " * 100, "the document")])
+    assert len(rows.ids[0]) <= 32
+    _, doc = _decode_parts(pair_tokenizer, rows.ids[0], rows.type_ids[0])
+    assert len(doc) >= 3  # "the", "document", [SEP]
+
+
+def test_very_long_documents_are_cut_before_tokenizing_with_the_same_result(minilm_dir) -> None:
+    tok = PairTokenizer(load_tokenizer(minilm_dir), max_length=512)
+    doc = "lorem ipsum dolor sit amet " * 20_000  # 540k characters
+    rows = tok.encode([("q", doc)])
+    plain = Tokenizer.from_str(tok._json)
+    plain.enable_truncation(512, strategy="only_second")
+    assert rows.ids[0] == plain.encode("q", doc).ids
+    assert rows.truncated.tolist() == [True]
+
+
+def test_windows_cover_the_whole_document(pair_tokenizer: PairTokenizer) -> None:
+    doc = " ".join(f"w{i}" for i in range(100))
+    rows = pair_tokenizer.encode_windows([("q", doc), ("q", "short")], stride=8)
+    assert rows.owner.tolist().count(1) == 1
+    windows = [i for i, o in enumerate(rows.owner) if o == 0]
+    assert len(windows) > 2
+    assert all(len(rows.ids[i]) <= 32 for i in windows)
+    limited = pair_tokenizer.encode_windows([("q", doc)], stride=8, max_windows=2)
+    assert len(limited.ids) == 2 and limited.truncated.tolist() == [True]
+
+
+def test_plan_batches_sorts_by_length_and_respects_the_token_budget() -> None:
+    lengths = np.array([50, 3, 40, 4, 5, 41, 2])
+    batches = plan_batches(lengths, batch_size=3, max_tokens=90)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(len(lengths)))
+    assert lengths[flat].tolist() == sorted(lengths.tolist())
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * lengths[b].max() <= 90
+
+
+def test_pad_batch_pads_to_the_longest_row(pair_tokenizer: PairTokenizer) -> None:
+    rows = pair_tokenizer.encode([("q", "a b c d e f"), ("q", "a")])
+    feed = pad_batch(rows, [0, 1], pad_id=0)
+    assert feed["input_ids"].shape == (2, len(rows.ids[0]))
+    assert feed["attention_mask"].sum(axis=1).tolist() == [len(rows.ids[0]), len(rows.ids[1])]
+    assert feed["input_ids"][1, len(rows.ids[1]):].tolist() == [0] * (len(rows.ids[0]) - len(rows.ids[1]))
+
+
+def test_single_texts_are_truncated_to_max_length(pair_tokenizer: PairTokenizer) -> None:
+    rows = pair_tokenizer.encode_texts(["word " * 100, "short text"])
+    assert len(rows.ids[0]) == 32 and rows.truncated.tolist() == [True, False]
+
+
+def test_each_thread_gets_its_own_tokenizer(pair_tokenizer: PairTokenizer) -> None:
+    seen: dict[int, Tokenizer] = {}
+    barrier = threading.Barrier(4)
+
+    def work(n: int) -> None:
+        seen[n] = pair_tokenizer._tokenizer()
+        barrier.wait()  # all four threads alive at once
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(t) for t in seen.values()}) == 4
