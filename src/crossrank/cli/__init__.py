@@ -9,9 +9,11 @@ from collections.abc import Sequence
 
 from crossrank import __version__
 from crossrank.cli import demo, models, rerank
+from crossrank.cli import index as index_command
+from crossrank.cli import search as search_command
 from crossrank.errors import CrossrankError
 
-COMMANDS = (rerank, models, demo)
+COMMANDS = (rerank, models, demo, index_command, search_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

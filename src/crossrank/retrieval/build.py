@@ -10,6 +10,7 @@ the end (see :mod:`crossrank.retrieval.layout`).
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -112,61 +113,86 @@ def build_index(
         else:
             description = encoder_description(encoder, encoder_model) if encoder is not None else None
         build = layout.new_build_dir(root)
-        report = BuildReport(path=root, dense=description is not None)
-        store = DocStoreWriter(build, start_from=previous)
-        seen: set[str] = set(DocStore(previous).iter_ids()) if previous is not None else set()
-        if previous is not None:
-            layout.link_or_copy_tree(previous / layout.LEXICAL_DIR, build / layout.LEXICAL_DIR)
-            index = tantivy.Index.open(str(build / layout.LEXICAL_DIR))
-        else:
-            (build / layout.LEXICAL_DIR).mkdir()
-            index = tantivy.Index(lexical_schema(), path=str(build / layout.LEXICAL_DIR))
-        writer = index.writer(heap_size=max(heap_mb, 16) * 1_000_000, num_threads=1)
-        vectors = None
-        if description is not None:
-            vectors = new_vector_index(description)
-            if previous is not None and (previous / layout.VECTORS_FILE).is_file():
-                vectors.load(str(previous / layout.VECTORS_FILE))
-        for batch in _batches(records, batch_size):
-            fresh = []
-            for record in batch:
-                if record.id in seen:
-                    report.duplicates += 1
-                    continue
-                seen.add(record.id)
-                fresh.append(record)
-            if fresh:
-                ords = [store.add(r.id, r.text) for r in fresh]
-                for ordinal, record in zip(ords, fresh):
-                    document = tantivy.Document()
-                    document.add_text(TEXT_FIELD, record.text)
-                    document.add_unsigned(ORD_FIELD, ordinal)
-                    writer.add_document(document)
-                if vectors is not None and encoder is not None:
-                    embedded = encoder.embed([r.text for r in fresh])
-                    vectors.add(np.asarray(ords, dtype=np.uint64), embedded)
-                report.added += len(fresh)
-            if progress is not None:
-                progress(len(batch))
-        writer.commit()
-        writer.wait_merging_threads()
-        store.close()
-        if vectors is not None:
-            vectors.save(str(build / layout.VECTORS_FILE))
-        report.total = store.count
-        layout.write_manifest(
-            build,
-            {
-                "documents": store.count,
-                "lexical": {"engine": "tantivy", "tokenizer": LEXICAL_TOKENIZER, "version": _version(tantivy)},
-                "dense": description,
-                "created": previous_manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-                "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-        )
+        try:
+            report = _fill(
+                build, root, previous, previous_manifest, description, records, encoder, batch_size, heap_mb,
+                progress, tantivy,
+            )
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
         report.generation = layout.publish(root, build).name
     report.seconds = time.perf_counter() - started
     log.info("indexed %d documents (%d in total) in %.1fs", report.added, report.total, report.seconds)
+    return report
+
+
+def _fill(
+    build: Path,
+    root: Path,
+    previous: Path | None,
+    previous_manifest: dict[str, Any],
+    description: dict[str, Any] | None,
+    records: Iterable[Record],
+    encoder: Encoder | None,
+    batch_size: int,
+    heap_mb: int,
+    progress: Callable[[int], None] | None,
+    tantivy: Any,
+) -> BuildReport:
+    """Write a complete generation into ``build`` (not yet visible to readers)."""
+    report = BuildReport(path=root, dense=description is not None)
+    store = DocStoreWriter(build, start_from=previous)
+    seen: set[str] = set(DocStore(previous).iter_ids()) if previous is not None else set()
+    if previous is not None:
+        layout.link_or_copy_tree(previous / layout.LEXICAL_DIR, build / layout.LEXICAL_DIR)
+        index = tantivy.Index.open(str(build / layout.LEXICAL_DIR))
+    else:
+        (build / layout.LEXICAL_DIR).mkdir()
+        index = tantivy.Index(lexical_schema(), path=str(build / layout.LEXICAL_DIR))
+    writer = index.writer(heap_size=max(heap_mb, 16) * 1_000_000, num_threads=1)
+    vectors = None
+    if description is not None:
+        vectors = new_vector_index(description)
+        if previous is not None and (previous / layout.VECTORS_FILE).is_file():
+            vectors.load(str(previous / layout.VECTORS_FILE))
+    for batch in _batches(records, batch_size):
+        fresh = []
+        for record in batch:
+            if record.id in seen:
+                report.duplicates += 1
+                continue
+            seen.add(record.id)
+            fresh.append(record)
+        if fresh:
+            ords = [store.add(r.id, r.text) for r in fresh]
+            for ordinal, record in zip(ords, fresh):
+                document = tantivy.Document()
+                document.add_text(TEXT_FIELD, record.text)
+                document.add_unsigned(ORD_FIELD, ordinal)
+                writer.add_document(document)
+            if vectors is not None and encoder is not None:
+                embedded = encoder.embed([r.text for r in fresh])
+                vectors.add(np.asarray(ords, dtype=np.uint64), embedded)
+            report.added += len(fresh)
+        if progress is not None:
+            progress(len(batch))
+    writer.commit()
+    writer.wait_merging_threads()
+    store.close()
+    if vectors is not None:
+        vectors.save(str(build / layout.VECTORS_FILE))
+    report.total = store.count
+    layout.write_manifest(
+        build,
+        {
+            "documents": store.count,
+            "lexical": {"engine": "tantivy", "tokenizer": LEXICAL_TOKENIZER, "version": _version(tantivy)},
+            "dense": description,
+            "created": previous_manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
     return report
 
 
