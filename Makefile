@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the pin resolves to the local CPU wheel; anything else pulls CUDA.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[export,server,eval,dev]'
+	$(BIN)/pip install -q -e '.[export,server,eval,index,qdrant,postgres,elasticsearch,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/crossrank demo
 
 test: $(STAMP)
+	@sh scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest -q
 
 clean:
