@@ -11,9 +11,10 @@ from crossrank import __version__
 from crossrank.cli import demo, models, rerank
 from crossrank.cli import index as index_command
 from crossrank.cli import search as search_command
+from crossrank.cli import serve
 from crossrank.errors import CrossrankError
 
-COMMANDS = (rerank, models, demo, index_command, search_command)
+COMMANDS = (rerank, models, demo, index_command, search_command, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,180 @@
+"""``crossrank serve``: the inference server (Metarank, Cohere/Jina, TEI, Weaviate, OpenAI formats)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from crossrank.errors import InvalidInput
+from crossrank.extras import require
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "default"
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(name, default)
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="serve models over HTTP (Metarank, Cohere/Jina, TEI, Weaviate, OpenAI formats)",
+        description=(
+            "Load the configured models, warm them up, then serve them over HTTP with dynamic "
+            "batching across requests. Every flag can also be set by the environment variable "
+            "named in its help; a flag wins over the variable, which wins over the config file.\n\n"
+            "examples:\n"
+            "  crossrank serve --config examples/config.yaml\n"
+            "  crossrank serve --model cross-encoder/ms-marco-MiniLM-L6-v2 --port 8080"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    models = parser.add_argument_group("models")
+    models.add_argument("--config", help="YAML file with an 'inference:' mapping of names to models "
+                        "(see examples/config.yaml) [CROSSRANK_CONFIG]")
+    models.add_argument("--model", help="serve this one cross-encoder (hub id, alias or directory) instead "
+                        "of a config file [CROSSRANK_MODEL]")
+    models.add_argument("--name", help=f"the name --model is served under (default: {DEFAULT_NAME}) "
+                        "[CROSSRANK_MODEL_NAME]")
+    models.add_argument("--cache-dir", help="where ONNX exports are cached [CROSSRANK_CACHE_DIR]")
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", help="address to bind; 0.0.0.0 exposes the server to the network, so set "
+                     "an API key there (default: 127.0.0.1) [CROSSRANK_HOST]")
+    net.add_argument("--port", type=int, help="TCP port (default: 8080) [CROSSRANK_PORT]")
+    net.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on inference routes; health, "
+                     "readiness and metrics stay open (default: none) [CROSSRANK_API_KEY]")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-body-bytes", type=int, help="largest request body; bigger gets 413 "
+                        "(default: 10485760) [CROSSRANK_MAX_BODY_BYTES]")
+    limits.add_argument("--max-documents", type=int, help="most pairs or texts in one request; more gets 413. "
+                        "Large requests are split into batches internally (default: 10000) "
+                        "[CROSSRANK_MAX_DOCUMENTS]")
+    limits.add_argument("--max-queue", type=int, help="pairs admitted per model and not yet scored; beyond "
+                        "it requests get 429 at once. Higher absorbs bursts, but queued work waits longer "
+                        "(default: 20000) [CROSSRANK_MAX_QUEUE]")
+    limits.add_argument("--deadline", type=float, help="seconds a request may take before 504 and "
+                        "cancellation; clients can lower or raise it with the X-Request-Timeout header "
+                        "(default: 30) [CROSSRANK_DEADLINE]")
+    limits.add_argument("--graceful-timeout", type=float, help="seconds SIGTERM waits for in-flight requests "
+                        "(default: 30) [CROSSRANK_GRACEFUL_TIMEOUT]")
+    batch = parser.add_argument_group("batching")
+    batch.add_argument("--batch-size", type=int, help="most pairs per model call; larger amortises overhead "
+                       "but waits for and pads more (default: 32) [CROSSRANK_BATCH_SIZE]")
+    batch.add_argument("--max-batch-tokens", type=int, help="most tokens per model call, padding counted; "
+                       "bounds memory and latency of long documents (default: 16384) [CROSSRANK_MAX_BATCH_TOKENS]")
+    batch.add_argument("--window", type=int, help="pairs looked at ahead and sorted by length before packing; "
+                       "larger pads less but is less first-come-first-served (default: 256) [CROSSRANK_WINDOW]")
+    batch.add_argument("--no-batching", action="store_true", default=None,
+                       help="never mix requests in one batch (slower under concurrency; for comparison) "
+                       "[CROSSRANK_NO_BATCHING=1]")
+    batch.add_argument("--threads", type=int, help="ONNX Runtime threads per model call; fewer leaves cores "
+                       "for tokenization and HTTP (default: all cores) [CROSSRANK_THREADS]")
+    batch.add_argument("--tokenizer-threads", type=int, help="threads tokenizing while the model runs "
+                       "(default: 1) [CROSSRANK_TOKENIZER_THREADS]")
+    parser.set_defaults(handler=run)
+
+
+_FLAGS: dict[str, tuple[str, Any]] = {
+    # attribute: (environment variable, type)
+    "config": ("CROSSRANK_CONFIG", str), "model": ("CROSSRANK_MODEL", str), "name": ("CROSSRANK_MODEL_NAME", str),
+    "cache_dir": ("CROSSRANK_CACHE_DIR", str), "host": ("CROSSRANK_HOST", str), "port": ("CROSSRANK_PORT", int),
+    "api_key": ("CROSSRANK_API_KEY", str), "max_body_bytes": ("CROSSRANK_MAX_BODY_BYTES", int),
+    "max_documents": ("CROSSRANK_MAX_DOCUMENTS", int), "max_queue": ("CROSSRANK_MAX_QUEUE", int),
+    "deadline": ("CROSSRANK_DEADLINE", float), "graceful_timeout": ("CROSSRANK_GRACEFUL_TIMEOUT", float),
+    "batch_size": ("CROSSRANK_BATCH_SIZE", int), "max_batch_tokens": ("CROSSRANK_MAX_BATCH_TOKENS", int),
+    "window": ("CROSSRANK_WINDOW", int), "threads": ("CROSSRANK_THREADS", int),
+    "tokenizer_threads": ("CROSSRANK_TOKENIZER_THREADS", int), "no_batching": ("CROSSRANK_NO_BATCHING", bool),
+}
+
+
+def resolve_options(args: argparse.Namespace, env: Mapping[str, str], file: Mapping[str, Any]) -> dict[str, Any]:
+    """Each option from the flag, else the environment, else the config's ``server:`` section."""
+    out: dict[str, Any] = {}
+    for attr, (var, kind) in _FLAGS.items():
+        value = getattr(args, attr, None)
+        if value is None and var in env:
+            raw = env[var]
+            try:
+                value = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+            except ValueError:
+                raise InvalidInput(f"environment variable {var}={raw!r} is not a valid {kind.__name__}") from None
+        if value is None:
+            value = file.get(attr)
+        out[attr] = value
+    return out
+
+
+def build_settings(options: Mapping[str, Any]) -> Any:
+    from crossrank.scheduler import BatchSettings
+    from crossrank.server.config import ServerSettings
+
+    base, base_batch = ServerSettings(), BatchSettings()
+
+    def pick(key: str, default: Any) -> Any:
+        return default if options.get(key) is None else options[key]
+
+    batch = BatchSettings(
+        batch_size=pick("batch_size", base_batch.batch_size),
+        max_batch_tokens=pick("max_batch_tokens", base_batch.max_batch_tokens),
+        window=pick("window", base_batch.window),
+        max_queue=pick("max_queue", base_batch.max_queue),
+        batching=not pick("no_batching", False),
+    )
+    return ServerSettings(
+        host=pick("host", base.host), port=pick("port", base.port), api_key=options.get("api_key") or None,
+        max_body_bytes=pick("max_body_bytes", base.max_body_bytes),
+        max_documents=pick("max_documents", base.max_documents), deadline_s=pick("deadline", base.deadline_s),
+        threads=options.get("threads"), tokenizer_threads=pick("tokenizer_threads", base.tokenizer_threads),
+        cache_dir=options.get("cache_dir"), graceful_timeout_s=pick("graceful_timeout", base.graceful_timeout_s),
+        batch=batch,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    uvicorn = require("uvicorn", "server", "crossrank serve")
+    require("fastapi", "server", "crossrank serve")
+    from crossrank.server.app import create_app
+    from crossrank.server.config import ModelEntry, read_config
+    from crossrank.server.metrics import Metrics
+    from crossrank.server.state import load_served_models
+
+    config = args.config if args.config is not None else _env("CROSSRANK_CONFIG")
+    model = args.model if args.model is not None else _env("CROSSRANK_MODEL")
+    if config and model:
+        raise InvalidInput("pass either --config or --model, not both")
+    entries: list[ModelEntry]
+    file_options: dict[str, Any] = {}
+    if config:
+        entries, file_options = read_config(config)
+    elif model:
+        name = args.name or _env("CROSSRANK_MODEL_NAME") or DEFAULT_NAME
+        entries = [ModelEntry(name=name, type="cross-encoder", model=model)]
+    else:
+        raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")
+    settings = build_settings(resolve_options(args, os.environ, file_options))
+    if not settings.api_key and not _is_loopback(settings.host):
+        log.warning("no API key: anyone who can reach %s:%d can use this server (set --api-key)",
+                    settings.host, settings.port)
+    metrics = Metrics()
+    print(f"crossrank: loading {len(entries)} model(s): {', '.join(e.name for e in entries)}", flush=True)
+    models = load_served_models(entries, settings, observer=metrics.observer)
+    app = create_app(models, settings, metrics=metrics)
+    print(f"crossrank: serving on http://{settings.host}:{settings.port}", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False)
+    return 0

@@ -1,0 +1,170 @@
+"""The app factory: one FastAPI app over the served models, one router per wire format.
+
+Extra routes plug in as router factories (callables returning an ``APIRouter``)::
+
+    from crossrank.server.app import DEFAULT_ROUTERS, create_app
+    app = create_app(models, settings, routers=(*DEFAULT_ROUTERS, my_module.build_router))
+
+A factory's routes read ``request.app.state.models`` / ``.settings`` / ``.metrics`` and
+protect themselves with ``Depends(crossrank.server.auth.require_api_key)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crossrank import __version__
+from crossrank.server import cohere, metarank, openai, tei, weaviate
+from crossrank.server.common import ClientGone
+from crossrank.server.config import ServerSettings
+from crossrank.server.errors import PayloadTooLarge, crossrank_response, install_handlers
+from crossrank.server.metrics import Metrics
+from crossrank.server.state import ServedModels
+
+log = logging.getLogger(__name__)
+
+RouterFactory = Callable[[], APIRouter]
+
+
+def _info_router() -> APIRouter:
+    router = APIRouter(tags=["Server"])
+
+    @router.get("/models")
+    async def models(request: Request) -> dict[str, Any]:
+        """The models this server loaded, by name."""
+        return {"models": request.app.state.models.describe()}
+
+    @router.get("/metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: requests, errors, queue depth, batch sizes, tokens, latency."""
+        body, content_type = request.app.state.metrics.render()
+        return Response(body, media_type=content_type)
+
+    return router
+
+
+DEFAULT_ROUTERS: tuple[RouterFactory, ...] = (
+    metarank.build_router,
+    cohere.build_router,
+    tei.build_router,
+    weaviate.build_router,
+    openai.build_router,
+    _info_router,
+)
+
+
+class _Limits:
+    """ASGI middleware: body size limit (413), request metrics, dropped-client bookkeeping."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+        too_large = PayloadTooLarge(f"the request body is larger than this server's limit of "
+                                    f"{self.max_body} bytes (--max-body-bytes)")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if scope["method"] == "POST" and b"json" not in headers.get(b"content-type", b""):
+            # bodies are JSON whatever the client labels them (curl -d sends form encoding)
+            scope = dict(scope)
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-type"] + [
+                (b"content-type", b"application/json")]
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await crossrank_response(too_large)(scope, receive, send)
+            self._record(scope, 413, started)
+            return
+        # read the whole body first (at most the limit), then replay it to the app
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self._record(scope, 499, started)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await crossrank_response(too_large)(scope, receive, send)
+                self._record(scope, 413, started)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, replay, tracking_send)
+        except ClientGone:
+            status["code"] = 499
+            self.metrics.error("client_closed")
+        self._record(scope, status["code"], started)
+
+    def _record(self, scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "unmatched"
+        self.metrics.request(path, status, time.perf_counter() - started)
+
+
+def create_app(
+    models: ServedModels,
+    settings: ServerSettings,
+    *,
+    routers: Sequence[RouterFactory] = DEFAULT_ROUTERS,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """An ASGI app serving ``models``; closing the app (lifespan end) stops their schedulers."""
+    metrics = metrics or Metrics()
+    metrics.bind(models)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ready = True
+        log.info("ready: serving %s", ", ".join(models.names()))
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            models.close()
+
+    app = FastAPI(
+        title="crossrank",
+        version=__version__,
+        description="Cross-encoder reranking and embeddings over the Metarank, Cohere/Jina, TEI, "
+        "Weaviate and OpenAI wire formats.",
+        lifespan=lifespan,
+    )
+    app.state.models = models
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.ready = False
+    install_handlers(app)
+    for factory in routers:
+        app.include_router(factory())
+    app.add_middleware(_Limits, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    return app

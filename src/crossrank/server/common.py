@@ -1,0 +1,158 @@
+"""What every wire-format adapter shares: limits, deadlines, disconnect watching, scoring calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from crossrank.errors import InvalidInput
+from crossrank.rerank import LongDocuments
+from crossrank.scheduler import ScoreResult
+from crossrank.scores import Activation
+from crossrank.server.config import ServerSettings
+from crossrank.server.errors import PayloadTooLarge
+from crossrank.server.metrics import Metrics
+from crossrank.server.state import BiModel, CrossModel, ServedModels
+
+#: per-request deadline header, in seconds (e.g. ``X-Request-Timeout: 2.5``)
+DEADLINE_HEADER = "x-request-timeout"
+MAX_DEADLINE_S = 600.0
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+def settings_of(request: Request) -> ServerSettings:
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
+def models_of(request: Request) -> ServedModels:
+    models: ServedModels = request.app.state.models
+    return models
+
+
+def metrics_of(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def deadline_of(request: Request) -> float:
+    """The monotonic instant this request must finish by (server default or the header)."""
+    seconds = settings_of(request).deadline_s
+    raw = request.headers.get(DEADLINE_HEADER)
+    if raw is not None:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise InvalidInput(f"header X-Request-Timeout must be a number of seconds, got {raw!r}") from None
+        if not 0 < seconds <= MAX_DEADLINE_S:
+            raise InvalidInput(f"header X-Request-Timeout must be in (0, {MAX_DEADLINE_S:g}] seconds")
+    return time.monotonic() + seconds
+
+
+def check_count(request: Request, count: int, what: str = "documents") -> None:
+    limit = settings_of(request).max_documents
+    if count > limit:
+        raise PayloadTooLarge(f"{count} {what} in one request is above this server's limit of {limit} "
+                              f"(--max-documents); split the request")
+
+
+def check_query(query: str) -> str:
+    if not query.strip():
+        raise InvalidInput("query must not be empty")
+    return query
+
+
+async def read_json(request: Request) -> Any:
+    """The body as JSON, with 400 for bytes that are not UTF-8 JSON."""
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "invalid UTF-8",
+                                       "ctx": {"error": "the body is not UTF-8"}}]) from None
+    except ValueError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": str(exc),
+                                       "ctx": {"error": str(exc)}}]) from None
+
+
+def parse(model: type[M], data: Any) -> M:
+    """Validate ``data`` into ``model``; errors become the same 422 as FastAPI's own."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; if the client leaves first, cancel it (its queued rows are dropped)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task in done:
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    raise ClientGone()
+
+
+async def score_pairs(
+    request: Request,
+    model: CrossModel,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    activation: Activation | None = None,
+    long_documents: LongDocuments | None = None,
+    max_windows: int | None = None,
+) -> ScoreResult:
+    """Score through the model's scheduler, with limits, deadline, disconnect and metrics."""
+    check_count(request, len(pairs), "pairs")
+    deadline = deadline_of(request)
+    result = await unless_disconnected(request, model.scheduler.score(
+        pairs, activation=activation, long_documents=long_documents, max_windows=max_windows, deadline=deadline))
+    metrics_of(request).scored(model.entry.name, len(pairs), int(result.truncated.sum()))
+    return result
+
+
+async def embed_texts(request: Request, model: BiModel, texts: Sequence[str]) -> np.ndarray:
+    check_count(request, len(texts), "texts")
+    deadline = deadline_of(request)
+    vectors = await unless_disconnected(request, model.scheduler.embed(texts, deadline=deadline))
+    metrics_of(request).scored(model.entry.name, len(texts))
+    return vectors
+
+
+def ranked_order(scores: np.ndarray, top_n: int | None = None) -> list[int]:
+    """Indices best first (ties keep input order), cut to ``top_n``."""
+    order = np.argsort(-scores, kind="stable")
+    return [int(i) for i in (order if top_n is None else order[:top_n])]
+
+
+def took_ms(started: float) -> int:
+    return int(round((time.perf_counter() - started) * 1000))
+

@@ -1,0 +1,95 @@
+"""Server configuration: the Metarank-style YAML file, and the settings flags override.
+
+```yaml
+inference:
+  msmarco:
+    type: cross-encoder
+    model: cross-encoder/ms-marco-MiniLM-L6-v2   # hub id, catalogue alias, or file:///dir
+  minilm:
+    type: bi-encoder
+    model: sentence-transformers/all-MiniLM-L6-v2
+    dim: 384
+```
+
+Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
+``activation`` (sigmoid|none). An optional top-level ``server:`` mapping holds the same keys
+as :class:`ServerSettings` (flags and environment variables win over it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crossrank.errors import InvalidInput
+from crossrank.extras import require
+from crossrank.scheduler import BatchSettings
+
+MODEL_TYPES = ("cross-encoder", "bi-encoder")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One named model to serve."""
+
+    name: str
+    type: str
+    model: str
+    dim: int | None = None
+    revision: str | None = None
+    max_length: int | None = None
+    long_documents: str = "truncate"
+    activation: str = "sigmoid"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything ``crossrank serve`` can be told, with its defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_documents: int = 10000
+    deadline_s: float = 30.0
+    threads: int | None = None
+    tokenizer_threads: int = 1
+    cache_dir: str | None = None
+    graceful_timeout_s: float = 30.0
+    batch: BatchSettings = field(default_factory=BatchSettings)
+
+
+def _entry(name: str, raw: Any) -> ModelEntry:
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"inference.{name} must be a mapping with 'type' and 'model'")
+    kind = raw.get("type", "cross-encoder")
+    if kind not in MODEL_TYPES:
+        raise InvalidInput(f"inference.{name}.type must be one of {MODEL_TYPES}, not {kind!r}")
+    model = raw.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidInput(f"inference.{name}.model must be a hub id, alias or file:///dir")
+    known = {f.name for f in dataclasses.fields(ModelEntry)} - {"name"}
+    unknown = set(raw) - known
+    if unknown:
+        raise InvalidInput(f"inference.{name} has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return ModelEntry(name=str(name), **{k: v for k, v in raw.items()})
+
+
+def read_config(path: str | Path) -> tuple[list[ModelEntry], dict[str, Any]]:
+    """The models of a YAML config file, and its optional ``server:`` settings."""
+    yaml = require("yaml", "server", "Reading the server's YAML config")
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("inference"), dict) or not data["inference"]:
+        raise InvalidInput(f"config {path} needs an 'inference:' mapping of model names to models")
+    entries = [_entry(name, raw) for name, raw in data["inference"].items()]
+    server = data.get("server") or {}
+    if not isinstance(server, dict):
+        raise InvalidInput(f"config {path}: 'server' must be a mapping")
+    return entries, server

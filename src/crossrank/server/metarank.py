@@ -1,0 +1,58 @@
+"""Metarank's inference API: ``/inference/cross/{name}`` and ``/inference/encoder/{name}``."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from crossrank.server.auth import require_api_key
+from crossrank.server.common import check_query, embed_texts, models_of, score_pairs, took_ms
+
+
+class CrossPair(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    query: str
+    text: str
+
+
+class CrossRequest(BaseModel):
+    input: list[CrossPair]
+
+
+class CrossResponse(BaseModel):
+    scores: list[float]
+    took: int
+
+
+class EncoderRequest(BaseModel):
+    texts: list[str]
+
+
+class EncoderResponse(BaseModel):
+    embeddings: list[list[float]]
+    took: int
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["Metarank"], dependencies=[Depends(require_api_key)])
+
+    @router.post("/inference/cross/{name}", response_model=CrossResponse)
+    async def cross(name: str, body: CrossRequest, request: Request) -> CrossResponse:
+        """Scores of (query, text) pairs, in input order (Metarank's cross-encoder API)."""
+        started = time.perf_counter()
+        model = models_of(request).cross_model(name)
+        pairs = [(check_query(p.query), p.text) for p in body.input]
+        result = await score_pairs(request, model, pairs)
+        return CrossResponse(scores=result.values.tolist(), took=took_ms(started))
+
+    @router.post("/inference/encoder/{name}", response_model=EncoderResponse)
+    async def encoder(name: str, body: EncoderRequest, request: Request) -> EncoderResponse:
+        """Embeddings of texts, in input order (Metarank's bi-encoder API)."""
+        started = time.perf_counter()
+        model = models_of(request).bi_model(name)
+        vectors = await embed_texts(request, model, body.texts)
+        return EncoderResponse(embeddings=vectors.tolist(), took=took_ms(started))
+
+    return router

@@ -1,0 +1,152 @@
+"""Hugging Face text-embeddings-inference (TEI): ``/rerank``, ``/embed``, ``/info``, ``/health``.
+
+``POST /rerank`` is shared by three formats and told apart by its keys:
+
+* ``texts`` -> TEI: a bare array ``[{index, score, text?}]`` sorted by score;
+* ``documents`` plus any Cohere key (``model``, ``top_n``, ``return_documents``,
+  ``rank_fields``, ``max_chunks_per_doc``, ``max_tokens_per_doc``) -> the Cohere shape
+  (as llama.cpp's server does);
+* ``documents`` alone (with ``query``) -> Weaviate: ``{query, scores:[{document, score}]}``
+  in input order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict
+
+from crossrank import __version__
+from crossrank.errors import InvalidInput
+from crossrank.server.auth import require_api_key
+from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
+from crossrank.server.common import (
+    check_query,
+    embed_texts,
+    models_of,
+    parse,
+    ranked_order,
+    read_json,
+    score_pairs,
+    settings_of,
+)
+from crossrank.server.errors import NotReady
+from crossrank.server.weaviate import WeaviateRequest, weaviate_rerank
+
+Direction = Literal["Right", "Left", "right", "left"]
+
+
+class TeiRerankRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    query: str
+    texts: list[str]
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool | None = None
+    truncation_direction: Direction = "Right"
+
+
+class TeiEmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    inputs: str | list[str]
+    normalize: bool = True
+    truncate: bool | None = None
+    truncation_direction: Direction = "Right"
+
+
+def _check_direction(direction: str) -> None:
+    if direction.lower() != "right":
+        raise InvalidInput("truncation_direction 'Left' is not supported: documents are cut at the end")
+
+
+async def tei_rerank(request: Request, body: TeiRerankRequest) -> list[dict[str, Any]]:
+    _check_direction(body.truncation_direction)
+    model = models_of(request).cross_model(None)
+    query = check_query(body.query)
+    result = await score_pairs(request, model, [(query, text) for text in body.texts],
+                               activation="none" if body.raw_scores else "sigmoid")
+    out = []
+    for i in ranked_order(result.values):
+        item: dict[str, Any] = {"index": i, "score": float(result.values[i])}
+        if body.return_text:
+            item["text"] = body.texts[i]
+        out.append(item)
+    return out
+
+
+_RERANK_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"oneOf": [
+        TeiRerankRequest.model_json_schema(),
+        CohereRequest.model_json_schema(),
+        WeaviateRequest.model_json_schema(),
+    ]}}},
+}
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["TEI / Weaviate / llama.cpp"])
+    protected = [Depends(require_api_key)]
+
+    @router.post("/rerank", dependencies=protected, openapi_extra={"requestBody": _RERANK_BODY})
+    async def rerank(request: Request) -> Any:
+        """TEI (``texts``), Cohere (``documents`` + a Cohere key) or Weaviate (``documents``)."""
+        data = await read_json(request)
+        if not isinstance(data, dict):
+            raise InvalidInput("the body must be a JSON object with 'query' and 'texts' or 'documents'")
+        if "texts" in data:
+            return await tei_rerank(request, parse(TeiRerankRequest, data))
+        if "documents" in data and any(key in data for key in COHERE_KEYS):
+            return await cohere_rerank(request, parse(CohereRequest, data), "2")
+        if "documents" in data:
+            return await weaviate_rerank(request, parse(WeaviateRequest, data))
+        raise InvalidInput("the body needs 'texts' (TEI) or 'documents' (Cohere, Weaviate) next to 'query'")
+
+    @router.post("/embed", dependencies=protected)
+    async def embed(body: TeiEmbedRequest, request: Request) -> list[list[float]]:
+        """TEI embeddings of ``inputs`` (one string or a list), L2-normalised by default."""
+        _check_direction(body.truncation_direction)
+        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        vectors = await embed_texts(request, models_of(request).bi_model(None), texts)
+        if body.normalize and len(vectors):
+            vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        result: list[list[float]] = vectors.tolist()
+        return result
+
+    @router.get("/health", response_class=Response)
+    async def health(request: Request) -> Response:
+        """200 when the models are loaded and the server takes requests, 503 otherwise."""
+        if not request.app.state.ready:
+            raise NotReady("the server is not ready")
+        return Response(status_code=200)
+
+    @router.get("/info")
+    async def info(request: Request) -> dict[str, Any]:
+        """TEI's server description, for the default cross-encoder (or bi-encoder)."""
+        models = models_of(request)
+        settings = settings_of(request)
+        if models.cross:
+            cross = models.cross_model(None)
+            model_id, max_input = cross.entry.model, cross.reranker.max_length
+            model_type: dict[str, Any] = {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+        else:
+            bi = models.bi_model(None)
+            model_id, max_input = bi.entry.model, bi.encoder.max_length
+            model_type = {"embedding": {"pooling": bi.encoder.pooling}}
+        return {
+            "model_id": model_id,
+            "model_sha": None,
+            "model_dtype": "float32",
+            "model_type": model_type,
+            "max_concurrent_requests": settings.batch.max_queue,
+            "max_input_length": max_input,
+            "max_batch_tokens": settings.batch.max_batch_tokens,
+            "max_batch_requests": None,
+            "max_client_batch_size": settings.max_documents,
+            "tokenization_workers": settings.tokenizer_threads,
+            "version": f"crossrank {__version__}",
+        }
+
+    return router
