@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from crossrank.errors import InvalidInput
+from crossrank.errors import InvalidInput, ModelError
 from crossrank.models.config import read_json
 from crossrank.models.load import load_model
 from crossrank.rerank import check_documents, check_text
@@ -26,11 +27,12 @@ def _pooling_from_files(directory: Path) -> tuple[str | None, bool | None]:
     elif config.get("pooling_mode_mean_tokens"):
         pooling = "mean"
     normalize = None
-    modules = (directory / "modules.json")
+    modules = directory / "modules.json"
     if modules.is_file():
-        import json
-
-        entries = json.loads(modules.read_text(encoding="utf-8"))
+        try:
+            entries = json.loads(modules.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ModelError(f"{modules} is not valid JSON ({exc})") from exc
         normalize = any("Normalize" in str(m.get("type", "")) for m in entries if isinstance(m, dict))
     return pooling, normalize
 
@@ -97,7 +99,8 @@ class Encoder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """The embedding of one text, shape ``(dim,)``."""
-        return self.embed([check_text(text, "query")])[0]
+        embedding: np.ndarray = self.embed([check_text(text, "query")])[0]
+        return embedding
 
     def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.pooling == "cls":

@@ -168,7 +168,7 @@ class PairTokenizer:
         return self._rows(encodings, np.arange(len(texts)), truncated)
 
 
-def pad_batch(rows: EncodedRows, index: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
+def pad_batch(rows: EncodedRows, index: Sequence[int] | np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
     """Pad the selected rows to their longest one: input_ids, attention_mask, token_type_ids."""
     width = max(len(rows.ids[i]) for i in index)
     n = len(index)
