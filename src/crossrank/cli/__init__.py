@@ -12,9 +12,11 @@ from crossrank.cli import demo, models, rerank
 from crossrank.cli import index as index_command
 from crossrank.cli import search as search_command
 from crossrank.cli import serve
+from crossrank.cli import eval as eval_command
+from crossrank.cli import rerank_run
 from crossrank.errors import CrossrankError
 
-COMMANDS = (rerank, models, demo, index_command, search_command, serve)
+COMMANDS = (rerank, models, demo, index_command, search_command, serve, eval_command, rerank_run)
 
 
 def build_parser() -> argparse.ArgumentParser:

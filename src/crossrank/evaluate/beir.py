@@ -3,8 +3,8 @@
 A dataset is a local directory, or ``beir/NAME``: the public BEIR zip of NAME, downloaded once
 into the cache (``$HF_HOME/crossrank/beir`` by default) and unpacked there.
 
-The corpus is streamed (:meth:`BeirDataset.iter_corpus`), never loaded whole. A document's
-text is ``title + " " + text``, as the BEIR reranking code builds it.
+The corpus is streamed (:meth:`BeirDataset.records`, the same reader ``crossrank index``
+uses), never loaded whole: a document's text is its title and its text.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from crossrank.errors import DownloadFailed, InvalidInput
 from crossrank.evaluate.progress import bar
+from crossrank.retrieval.records import Record, read_records
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +31,6 @@ PUBLIC_DATASETS = (
     "arguana", "climate-fever", "cqadupstack", "dbpedia-entity", "fever", "fiqa", "hotpotqa",
     "msmarco", "nfcorpus", "nq", "quora", "scidocs", "scifact", "trec-covid", "webis-touche2020",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Document:
-    id: str
-    title: str
-    body: str
-
-    @property
-    def text(self) -> str:
-        return document_text(self.title, self.body)
-
-
-def document_text(title: str, body: str) -> str:
-    """The text a retriever indexes and a cross-encoder reads: ``title body``."""
-    return f"{title} {body}".strip()
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
@@ -134,12 +118,9 @@ class BeirDataset:
             raise InvalidInput(f"{len(absent)} judged queries are missing from {self.queries_path}: {absent[:5]}")
         return queries
 
-    def iter_corpus(self) -> Iterator[Document]:
-        for number, record in _read_jsonl(self.corpus_path):
-            title, body = record.get("title") or "", record.get("text") or ""
-            if not isinstance(title, str) or not isinstance(body, str):
-                raise InvalidInput(f"{self.corpus_path}:{number}: 'title' and 'text' must be strings")
-            yield Document(str(record["_id"]), title, body)
+    def records(self) -> Iterator[Record]:
+        """The corpus, streamed: ``id`` and ``title`` + ``text`` (the index's BEIR reader)."""
+        return read_records(self.corpus_path, format="beir")
 
     def corpus_size(self) -> int:
         with open(self.corpus_path, "rb") as handle:

@@ -1,0 +1,86 @@
+"""``crossrank rerank-run``: rerank the top N of an existing TREC run file with a cross-encoder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from crossrank.cli.common import add_reranker_options, reranker_kwargs
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "rerank-run",
+        help="rerank a TREC run file (Anserini, Pyserini, Elasticsearch...) with a cross-encoder",
+        description=(
+            "Read a TREC run (qid Q0 docid rank score tag), score the top N documents of each query "
+            "against its query with a cross-encoder, and write the reranked run in the same format, "
+            "ready for trec_eval, ir-measures or `crossrank eval`-style tools.\n\n"
+            "Streaming: the run is read one query at a time (its lines must be grouped by query, as "
+            "search engines write them), and only the texts of documents in the top N are kept, on "
+            "disk. Resumable: run it again with the same --out after an interruption and the queries "
+            "already written are skipped.\n\n"
+            "example:\n"
+            "  crossrank rerank-run --run bm25.trec --corpus scifact/corpus.jsonl \\\n"
+            "      --queries scifact/queries.jsonl --top-n 100 --out bm25+ce.trec"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--run", required=True, type=Path, help="input TREC run file")
+    parser.add_argument(
+        "--corpus", required=True, type=Path,
+        help="the documents: BEIR corpus.jsonl (_id, title, text), JSONL with id/text, or text lines",
+    )
+    parser.add_argument(
+        "--corpus-format", choices=("auto", "jsonl", "beir", "text"), default="auto",
+        help="auto: a file named corpus.jsonl is BEIR, .jsonl is JSONL with 'id'/'text' (default: auto)",
+    )
+    parser.add_argument(
+        "--queries", required=True, type=Path, help="BEIR queries.jsonl (_id, text) or a TSV file 'qid<TAB>text'"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output TREC run file")
+    parser.add_argument(
+        "--top-n", type=int, default=100,
+        help="documents reranked per query; cost is linear in N (default: 100)",
+    )
+    parser.add_argument(
+        "--keep-rest", action="store_true",
+        help="also write the documents below the top N, in their original order and below the reranked "
+        "ones, so that deep metrics (Recall@1000) stay comparable (default: only the top N)",
+    )
+    parser.add_argument("--tag", help="run tag in the last column (default: crossrank-MODEL)")
+    parser.add_argument(
+        "--restart", action="store_true", help="overwrite --out instead of resuming where it stopped"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    add_reranker_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crossrank.errors import InvalidInput
+    from crossrank.evaluate.rerank_run import rerank_run
+    from crossrank.rerank import Reranker
+
+    if args.top_n < 1:
+        raise InvalidInput("--top-n must be positive")
+    if not args.run.is_file():
+        raise InvalidInput(f"run file not found: {args.run}")
+    reranker = Reranker(args.model, **reranker_kwargs(args))
+    report = rerank_run(
+        args.run, args.corpus, args.queries, args.out, reranker, top_n=args.top_n, keep_rest=args.keep_rest,
+        resume=not args.restart, tag=args.tag, corpus_format=args.corpus_format, progress=not args.no_progress,
+    )
+    print(
+        f"{args.out}: reranked {report.reranked} queries ({report.pairs} pairs) in {report.seconds:.1f}s"
+        + (f"; {report.skipped} already done" if report.skipped else ""),
+        file=sys.stderr,
+    )
+    if report.missing_documents:
+        print(f"warning: {report.missing_documents} documents of the run are not in the corpus (left out)",
+              file=sys.stderr)
+    if report.no_query_text:
+        print(f"warning: {report.no_query_text} queries have no text in {args.queries} (left out)", file=sys.stderr)
+    return 0

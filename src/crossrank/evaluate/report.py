@@ -1,0 +1,212 @@
+"""Evaluation outputs: the console table, ``results.json`` and a self-contained HTML report.
+
+The HTML report embeds its charts as base64 PNGs (matplotlib, Agg backend), so it is one
+file that opens anywhere: a per-stage metric bar chart, the per-query latency distribution,
+and, for each reranked stage, the sorted per-query change in nDCG@10 against its first stage.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from crossrank.evaluate.metrics import MEASURES, Evaluation
+from crossrank.evaluate.stages import RERANK_SUFFIX, StageRun, first_stage_of
+from crossrank.extras import require
+from crossrank.table import format_table
+
+DELTA_MEASURE = "nDCG@10"
+_COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
+
+
+def stage_summaries(runs: Mapping[str, StageRun], evaluations: Mapping[str, Evaluation]) -> list[dict[str, Any]]:
+    """One JSON-ready row per stage: metrics, latency percentiles and total time."""
+    rows = []
+    for name, run in runs.items():
+        evaluation = evaluations[name]
+        rows.append(
+            {
+                "stage": name,
+                "retriever": run.retriever,
+                "reranker": run.reranker,
+                "metrics": {k: round(v, 6) for k, v in evaluation.mean.items()},
+                "latency_ms": {
+                    "p50": round(run.percentile_ms(50), 3),
+                    "p95": round(run.percentile_ms(95), 3),
+                    "mean": round(run.total_seconds * 1000.0 / max(len(run.latencies_ms), 1), 3),
+                },
+                "total_seconds": round(run.total_seconds, 3),
+                **evaluation.to_dict(),
+            }
+        )
+    return rows
+
+
+def format_results(rows: Sequence[Mapping[str, Any]]) -> str:
+    headers = ["stage", *MEASURES, "p50 ms", "p95 ms", "total s"]
+    table = [
+        [
+            row["stage"],
+            *(f"{row['metrics'][m]:.4f}" for m in MEASURES),
+            f"{row['latency_ms']['p50']:.2f}",
+            f"{row['latency_ms']['p95']:.2f}",
+            f"{row['total_seconds']:.2f}",
+        ]
+        for row in rows
+    ]
+    return format_table(headers, table, "<" + ">" * (len(headers) - 1))
+
+
+def per_query_deltas(evaluations: Mapping[str, Evaluation], measure: str = DELTA_MEASURE) -> dict[str, list[float]]:
+    """For each reranked stage present with its first stage: per-query change of ``measure``."""
+    deltas = {}
+    for name, evaluation in evaluations.items():
+        base = evaluations.get(first_stage_of(name))
+        if name.endswith(RERANK_SUFFIX) and base is not None:
+            deltas[name] = [
+                values[measure] - base.per_query[qid][measure] for qid, values in evaluation.per_query.items()
+            ]
+    return deltas
+
+
+def write_results_json(path: Path, payload: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# -- charts ---------------------------------------------------------------------------------------
+def _pyplot() -> Any:
+    matplotlib = require("matplotlib", "eval", "drawing the evaluation report")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def metrics_chart(rows: Sequence[Mapping[str, Any]]) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    width = 0.8 / max(len(rows), 1)
+    for i, row in enumerate(rows):
+        xs = [m + (i - (len(rows) - 1) / 2) * width for m in range(len(MEASURES))]
+        values = [row["metrics"][m] for m in MEASURES]
+        bars = ax.bar(xs, values, width, label=row["stage"], color=_COLORS[i % len(_COLORS)])
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
+    ax.set_xticks(range(len(MEASURES)), list(MEASURES))
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("mean over judged queries")
+    ax.set_title("Quality per stage")
+    ax.legend(ncol=min(len(rows), 6), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def latency_chart(runs: Mapping[str, StageRun]) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    names = list(runs)
+    data = [list(runs[n].latencies_ms.values()) or [0.0] for n in names]
+    parts = ax.boxplot(data, vert=False, patch_artist=True, showfliers=True, widths=0.6)
+    ax.set_yticks(range(1, len(names) + 1), names)
+    for i, box in enumerate(parts["boxes"]):
+        box.set_facecolor(_COLORS[i % len(_COLORS)])
+        box.set_alpha(0.6)
+    positive = [v for values in data for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 50:
+        ax.set_xscale("log")
+    for i, name in enumerate(names, start=1):
+        run = runs[name]
+        ax.annotate(
+            f"p50 {run.percentile_ms(50):.1f}  p95 {run.percentile_ms(95):.1f} ms",
+            xy=(1.0, i), xycoords=("axes fraction", "data"), xytext=(6, 0), textcoords="offset points",
+            va="center", fontsize=8,
+        )
+    ax.set_xlabel("latency per query (ms)")
+    ax.set_title("Latency distribution per stage (retrieval + reranking)")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def delta_chart(deltas: Mapping[str, Sequence[float]], measure: str = DELTA_MEASURE) -> str:
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(deltas), 1, figsize=(10, 2.8 * len(deltas)), squeeze=False)
+    for ax, (name, values) in zip(axes[:, 0], deltas.items()):
+        ordered = sorted(values, reverse=True)
+        colors = ["#2E8B57" if v > 0 else "#C0392B" if v < 0 else "#999999" for v in ordered]
+        ax.bar(range(len(ordered)), ordered, width=1.0, color=colors)
+        ax.axhline(0, color="black", linewidth=0.8)
+        wins = sum(v > 0 for v in values)
+        losses = sum(v < 0 for v in values)
+        ax.set_title(
+            f"{name} vs {first_stage_of(name)}: {wins} queries better, {losses} worse, "
+            f"{len(values) - wins - losses} unchanged", fontsize=10,
+        )
+        ax.set_ylabel(f"Δ {measure}")
+        ax.set_xlabel("queries, sorted by change")
+        ax.set_xlim(-0.5, max(len(ordered), 1) - 0.5)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+def render_html(payload: Mapping[str, Any], runs: Mapping[str, StageRun], evaluations: Mapping[str, Evaluation]) -> str:
+    rows = payload["stages"]
+    deltas = per_query_deltas(evaluations)
+    images = [("Quality per stage", metrics_chart(rows)), ("Latency per query", latency_chart(runs))]
+    if deltas:
+        images.append((f"Per-query {DELTA_MEASURE} change from reranking", delta_chart(deltas)))
+    esc = html.escape
+    head = ["stage", *MEASURES, "p50 ms", "p95 ms", "total s"]
+    body_rows = "".join(
+        "<tr>" + f"<td>{esc(r['stage'])}</td>"
+        + "".join(f"<td>{r['metrics'][m]:.4f}</td>" for m in MEASURES)
+        + f"<td>{r['latency_ms']['p50']:.2f}</td><td>{r['latency_ms']['p95']:.2f}</td>"
+        + f"<td>{r['total_seconds']:.2f}</td></tr>"
+        for r in rows
+    )
+    dataset, config = payload["dataset"], payload["config"]
+    facts = {
+        "dataset": f"{dataset['name']} ({dataset['split']} split, {dataset['queries']} judged queries, "
+        f"{dataset['documents']} documents)",
+        "stages": ", ".join(r["stage"] for r in rows),
+        "first stage depth": config["depth"],
+        "reranked candidates (top N)": config["top_n"],
+        "cross-encoder": config.get("reranker") or "-",
+        "bi-encoder": config.get("encoder") or "-",
+        "created": payload.get("created", ""),
+    }
+    facts_html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts.items())
+    figures = "".join(
+        f'<figure><img alt="{esc(title)}" src="data:image/png;base64,{data}"><figcaption>{esc(title)}</figcaption></figure>'
+        for title, data in images
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>crossrank evaluation: {esc(dataset['name'])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child, .facts th, .facts td {{ text-align: left; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
+</style></head><body>
+<h1>crossrank evaluation: {esc(dataset['name'])}</h1>
+<table class="facts">{facts_html}</table>
+<h2>Results</h2>
+<table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>{body_rows}</table>
+<p>Metrics from ir-measures (trec_eval); every judged query counts, a query without a relevant
+document scores 0. Latency is per query, retrieval plus reranking, on this machine.</p>
+{figures}
+</body></html>
+"""

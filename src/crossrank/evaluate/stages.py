@@ -1,0 +1,146 @@
+"""Run evaluation stages: a first stage (bm25, dense, hybrid), optionally + cross-encoder.
+
+A stage name is a retriever kind, optionally followed by ``+ce``: ``bm25+ce`` reranks the top
+``top_n`` BM25 candidates with the cross-encoder. The first stage is queried once per query
+and shared by its reranked stage, so ``bm25`` and ``bm25+ce`` see the very same candidates;
+the reranked stage's latency is the retrieval time plus the reranking time of that query.
+
+Reranking goes through :func:`crossrank.retrieval.pipeline.rerank_candidates` (the pipeline's
+own code: a stable sort, so ties keep the first-stage order). The reranker is pluggable: any
+object with ``name`` and ``score(query, documents) -> scores`` works, e.g. a
+:class:`crossrank.Reranker`, or an order-preserving reranker in tests.
+
+As in the BEIR evaluation code, a retrieved document whose id equals the query id is
+dropped (it matters for ArguAna and Quora, where queries are also documents).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from crossrank.errors import InvalidInput
+from crossrank.evaluate.progress import bar
+from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
+from crossrank.retrieval.pipeline import rerank_candidates
+
+log = logging.getLogger(__name__)
+
+RERANK_SUFFIX = "+ce"
+ALL_STAGES = tuple(s for kind in RETRIEVER_KINDS for s in (kind, kind + RERANK_SUFFIX))
+
+
+class Scorer(Protocol):
+    """What a stage needs from a reranker (a :class:`crossrank.Reranker` is one)."""
+
+    name: str
+
+    def score(self, query: str, documents: Sequence[str]) -> Any: ...
+
+
+@dataclass
+class StageRun:
+    """The ranked output and the timings of one stage."""
+
+    name: str
+    retriever: str
+    reranker: str | None
+    run: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  #: qid -> (docid, score) best first
+    latencies_ms: dict[str, float] = field(default_factory=dict)  #: qid -> time for that query
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.latencies_ms.values()) / 1000.0
+
+    def percentile_ms(self, q: float) -> float:
+        values = list(self.latencies_ms.values())
+        return float(np.percentile(values, q)) if values else 0.0
+
+    def ranked_ids(self) -> dict[str, list[str]]:
+        return {qid: [doc for doc, _ in ranked] for qid, ranked in self.run.items()}
+
+
+def parse_stages(text: str) -> list[str]:
+    """``"bm25,bm25+ce"`` -> the stage names, checked; ``all`` selects every stage."""
+    names = [s.strip().lower() for s in text.split(",") if s.strip()]
+    if names == ["all"]:
+        return list(ALL_STAGES)
+    unknown = [s for s in names if s not in ALL_STAGES]
+    if unknown or not names:
+        raise InvalidInput(f"unknown stage(s) {unknown or text!r}: choose from {', '.join(ALL_STAGES)} or 'all'")
+    return list(dict.fromkeys(names))
+
+
+def first_stage_of(stage: str) -> str:
+    return stage.removesuffix(RERANK_SUFFIX)
+
+
+def stages_to_run(selected: Sequence[str]) -> list[str]:
+    """The selected stages plus the first stage of each reranked one, in canonical order."""
+    wanted = set(selected) | {first_stage_of(s) for s in selected}
+    return [s for s in ALL_STAGES if s in wanted]
+
+
+def run_stages(
+    stages: Sequence[str],
+    retrievers: Mapping[str, Retriever],
+    queries: Mapping[str, str],
+    *,
+    reranker: Scorer | None = None,
+    depth: int = 100,
+    top_n: int = 100,
+    progress: bool = True,
+) -> dict[str, StageRun]:
+    """Run ``stages`` over ``queries``; each first stage is queried once per query.
+
+    ``depth`` candidates are retrieved (and evaluated) per query; a reranked stage reorders
+    the first ``top_n`` of them and keeps the rest below, in first-stage order.
+    """
+    if depth < 1 or top_n < 1:
+        raise InvalidInput("depth and top_n must be positive")
+    names = stages_to_run(stages)
+    if any(s.endswith(RERANK_SUFFIX) for s in names) and reranker is None:
+        raise InvalidInput("a +ce stage needs a reranker")
+    results: dict[str, StageRun] = {}
+    for kind in (s for s in names if not s.endswith(RERANK_SUFFIX)):
+        if kind not in retrievers:
+            raise InvalidInput(f"no {kind} retriever was given")
+        retriever = retrievers[kind]
+        first = results[kind] = StageRun(kind, retriever.name, None)
+        reranked = None
+        if kind + RERANK_SUFFIX in names and reranker is not None:
+            reranked = results[kind + RERANK_SUFFIX] = StageRun(kind + RERANK_SUFFIX, retriever.name, reranker.name)
+        label = kind if reranked is None else f"{kind} (+ rerank top {top_n})"
+        progress_bar = bar(len(queries), label, unit=" queries", enabled=progress)
+        try:
+            for qid, query in queries.items():
+                started = time.perf_counter()
+                found = [c for c in retriever.retrieve(query, depth) if c.id != qid]
+                retrieve_ms = (time.perf_counter() - started) * 1000.0
+                first.run[qid] = [(c.id, c.score) for c in found]
+                first.latencies_ms[qid] = retrieve_ms
+                if reranked is not None and reranker is not None:
+                    started = time.perf_counter()
+                    reranked.run[qid] = rerank_top(reranker, query, found, top_n)
+                    reranked.latencies_ms[qid] = retrieve_ms + (time.perf_counter() - started) * 1000.0
+                progress_bar.update(1)
+        finally:
+            progress_bar.close()
+    return results
+
+
+def rerank_top(reranker: Scorer, query: str, found: list[Candidate], top_n: int) -> list[tuple[str, float]]:
+    """Rerank the first ``top_n`` candidates; the rest follow in first-stage order, scored below."""
+    head, tail = found[:top_n], found[top_n:]
+    if not head:
+        return []
+    hits = rerank_candidates(reranker, query, head, len(head))  # type: ignore[arg-type]
+    ranked = [(hit.id, float(hit.rerank_score or 0.0)) for hit in hits]
+    floor = min(score for _, score in ranked)
+    ranked.extend((c.id, floor - i) for i, c in enumerate(tail, start=1))
+    return ranked
