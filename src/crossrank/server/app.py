@@ -63,9 +63,8 @@ DEFAULT_ROUTERS: tuple[RouterFactory, ...] = (
 class _Limits:
     """ASGI middleware: body size limit (413), request metrics, dropped-client bookkeeping."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
-        self.max_body = max_body_bytes
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,8 +73,9 @@ class _Limits:
             return
         started = time.perf_counter()
         status = {"code": 500}
+        max_body: int = scope["app"].state.settings.max_body_bytes  # read per request: settings can change
         too_large = PayloadTooLarge(f"the request body is larger than this server's limit of "
-                                    f"{self.max_body} bytes (--max-body-bytes)")
+                                    f"{max_body} bytes (--max-body-bytes)")
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if scope["method"] == "POST" and b"json" not in headers.get(b"content-type", b""):
@@ -83,7 +83,7 @@ class _Limits:
             scope = dict(scope)
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-type"] + [
                 (b"content-type", b"application/json")]
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
             await crossrank_response(too_large)(scope, receive, send)
             self._record(scope, 413, started)
             return
@@ -97,7 +97,7 @@ class _Limits:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > max_body:
                 await crossrank_response(too_large)(scope, receive, send)
                 self._record(scope, 413, started)
                 return
@@ -166,5 +166,5 @@ def create_app(
     install_handlers(app)
     for factory in routers:
         app.include_router(factory())
-    app.add_middleware(_Limits, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(_Limits, metrics=metrics)
     return app

@@ -1,0 +1,240 @@
+"""The dynamic-batching scheduler, on the tiny real models (no fake scoring).
+
+The model is wrapped only to hold a batch at a gate or to make it fail, so that queueing,
+overload, deadlines and failure handling can be observed without timing assumptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crossrank import Encoder, Reranker
+from crossrank.errors import DeadlineExceeded, ModelError, Overloaded
+from crossrank.scheduler import BatchSettings, CrossScheduler, EncoderScheduler
+from crossrank.tokenize import EncodedRows
+
+QUERY = "crocs clog"
+DOCS = [
+    "Crocs Jibbitz 5-Pack Alien Shoe Charms",
+    "Crocs Specialist Vent Work",
+    "Crocs Kids' Baya Clog",
+    "a long description of a leather boot that is nothing like a clog " * 3,
+    "sandal",
+    "",
+    "Classic Clog in bone white, roomy fit, lightweight and comfortable for all day wear",
+]
+
+
+class GatedModel:
+    """The real reranker, whose model calls can be held at a gate or made to fail."""
+
+    def __init__(self, reranker: Reranker) -> None:
+        self.reranker = reranker
+        self.activation = reranker.activation
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail = False
+        self.rows_seen = 0
+
+    def encode(self, pairs: Sequence[tuple[str, str]], **options: Any) -> EncodedRows:
+        return self.reranker.encode(pairs, **options)
+
+    def infer(self, rows: EncodedRows, index: Any = None) -> np.ndarray:
+        self.entered.set()
+        self.gate.wait(30)
+        self.rows_seen += len(rows.ids)
+        if self.fail:
+            raise RuntimeError("the model crashed")
+        return self.reranker.infer(rows, index)
+
+
+def pairs_of(docs: Sequence[str], query: str = QUERY) -> list[tuple[str, str]]:
+    return [(query, d) for d in docs]
+
+
+def make(reranker: Any, **settings: Any) -> tuple[CrossScheduler, list[tuple[int, int]]]:
+    batches: list[tuple[int, int]] = []
+    scheduler = CrossScheduler(
+        "test", reranker, BatchSettings(**{"batch_size": 4, "max_batch_tokens": 4096, **settings}),
+        observer=lambda rows, tokens, _s: batches.append((rows, tokens)),
+    )
+    return scheduler, batches
+
+
+def test_concurrent_requests_get_their_own_scores_in_order(bert_reranker: Reranker) -> None:
+    scheduler, batches = make(bert_reranker, max_batch_tokens=200)
+    requests = [pairs_of(DOCS[i:] + DOCS[:i], query=f"query {i}") for i in range(len(DOCS))]
+    requests.append(pairs_of(DOCS * 5))  # larger than one batch: split and reassembled
+    requests.append([])
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(scheduler.score(p) for p in requests))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    for pairs, result in zip(requests, results):
+        expected = bert_reranker.score_pairs(pairs) if pairs else np.zeros(0)
+        np.testing.assert_allclose(result.values, expected, rtol=1e-6, atol=1e-9)
+    assert batches and all(rows <= 4 and tokens <= 200 for rows, tokens in batches)
+    assert scheduler.depth == 0
+
+
+def test_raw_scores_and_windows_match_the_library(bert_reranker: Reranker) -> None:
+    scheduler, _ = make(bert_reranker)
+    long_doc = " ".join(f"word{i}" for i in range(900)) + " crocs clog"
+    pairs = pairs_of([long_doc, *DOCS])
+
+    async def main() -> list[Any]:
+        return [
+            await scheduler.score(pairs, activation="none"),
+            await scheduler.score(pairs, long_documents="window", max_windows=8),
+        ]
+
+    try:
+        raw, windowed = asyncio.run(main())
+    finally:
+        scheduler.close()
+    np.testing.assert_allclose(raw.values, bert_reranker.score_pairs(pairs, activation="none"), rtol=1e-6)
+    expected = bert_reranker.score_details(pairs, long_documents="window", max_windows=8)
+    np.testing.assert_allclose(windowed.values, expected.values, rtol=1e-6)
+    assert raw.truncated[0] and not raw.truncated[1:].any()
+
+
+def _held_then_queued(model: GatedModel, scheduler: CrossScheduler, requests: list[list[tuple[str, str]]]) -> list[Any]:
+    """Hold the first request's batch at the gate, queue the others behind it, then release."""
+
+    async def main() -> list[Any]:
+        model.gate.clear()
+        first = asyncio.ensure_future(scheduler.score(requests[0]))
+        await asyncio.to_thread(model.entered.wait, 30)
+        rest = [asyncio.ensure_future(scheduler.score(p)) for p in requests[1:]]
+        while len(scheduler._pending) < sum(len(p) for p in requests[1:]):  # tokenized and queued
+            await asyncio.sleep(0.01)
+        model.gate.set()
+        return list(await asyncio.gather(first, *rest))
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_batches_mix_requests_only_when_batching_is_on(bert_reranker: Reranker, batching: bool) -> None:
+    model = GatedModel(bert_reranker)
+    scheduler, batches = make(model, batching=batching)
+    requests = [pairs_of([d]) for d in DOCS[:5]]
+    try:
+        results = _held_then_queued(model, scheduler, requests)
+    finally:
+        scheduler.close()
+    for pairs, result in zip(requests, results):
+        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+    biggest = max(rows for rows, _ in batches)
+    assert biggest == (4 if batching else 1)
+
+
+def test_a_failing_batch_fails_every_waiter_and_the_scheduler_recovers(bert_reranker: Reranker) -> None:
+    model = GatedModel(bert_reranker)
+    scheduler, _ = make(model)
+    model.fail = True
+
+    async def failing() -> list[Any]:
+        return await asyncio.gather(*(scheduler.score(pairs_of(DOCS[:i + 1])) for i in range(4)),
+                                    return_exceptions=True)
+
+    async def after() -> Any:
+        return await scheduler.score(pairs_of(DOCS))
+
+    try:
+        outcomes = asyncio.run(asyncio.wait_for(failing(), 60))
+        assert all(isinstance(o, ModelError) for o in outcomes), outcomes
+        assert "crashed" not in str(outcomes[0])  # no raw exception text
+        model.fail = False
+        result = asyncio.run(after())
+    finally:
+        scheduler.close()
+    np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs_of(DOCS)), rtol=1e-6)
+    assert scheduler.depth == 0
+
+
+def test_a_full_queue_refuses_at_once_and_a_lone_big_request_still_runs(bert_reranker: Reranker) -> None:
+    model = GatedModel(bert_reranker)
+    scheduler, _ = make(model, max_queue=5)
+
+    async def main() -> tuple[Any, Any, Any]:
+        model.gate.clear()
+        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:3])))
+        await asyncio.to_thread(model.entered.wait, 30)
+        refused: Any = None
+        try:
+            await scheduler.score(pairs_of(DOCS[:3]))
+        except Overloaded as exc:
+            refused = exc
+        model.gate.set()
+        done = await first
+        alone = await scheduler.score(pairs_of(DOCS))  # 7 > 5, but the queue is empty
+        return refused, done, alone
+
+    try:
+        refused, done, alone = asyncio.run(main())
+    finally:
+        scheduler.close()
+    assert isinstance(refused, Overloaded)
+    assert len(done.values) == 3 and len(alone.values) == len(DOCS)
+    assert scheduler.depth == 0
+
+
+def test_deadline_and_cancellation_drop_queued_work(bert_reranker: Reranker) -> None:
+    model = GatedModel(bert_reranker)
+    scheduler, _ = make(model)
+    import time
+
+    async def main() -> tuple[Any, Any]:
+        model.gate.clear()
+        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
+        await asyncio.to_thread(model.entered.wait, 30)
+        late: Any = None
+        try:
+            await scheduler.score(pairs_of(DOCS), deadline=time.monotonic() + 0.2)
+        except DeadlineExceeded as exc:
+            late = exc
+        gone = asyncio.ensure_future(scheduler.score(pairs_of(DOCS)))
+        while len(scheduler._pending) < 2 * len(DOCS):  # the expired rows and these, queued
+            await asyncio.sleep(0.01)
+        gone.cancel()
+        model.gate.set()
+        return late, await first
+
+    try:
+        late, first = asyncio.run(main())
+        after = asyncio.run(scheduler.score(pairs_of(DOCS[:2])))
+    finally:
+        scheduler.close()
+    assert isinstance(late, DeadlineExceeded)
+    assert len(first.values) == 1 and len(after.values) == 2
+    assert model.rows_seen == 1 + 2  # the expired and the cancelled rows never reached the model
+    assert scheduler.depth == 0
+
+
+def test_encoder_scheduler_matches_the_encoder(minilm_encoder: Encoder) -> None:
+    scheduler = EncoderScheduler("minilm", minilm_encoder, BatchSettings(batch_size=4))
+    requests = [DOCS[i:] for i in range(len(DOCS))] + [[]]
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(scheduler.embed(texts) for texts in requests))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    for texts, vectors in zip(requests, results):
+        assert vectors.shape == (len(texts), minilm_encoder.dim)
+        if texts:
+            np.testing.assert_allclose(vectors, minilm_encoder.embed(texts), atol=1e-5)

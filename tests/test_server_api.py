@@ -1,0 +1,293 @@
+"""Every wire format, the error envelope, limits and auth, in-process on the tiny models."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from crossrank import Encoder, Reranker
+from crossrank.server import ModelEntry, ServerSettings, create_app, load_served_models
+from crossrank.server.metrics import Metrics
+
+QUERY = "crocs"
+DOCS = ["Crocs Jibbitz 5-Pack Alien Shoe Charms", "Crocs Specialist Vent Work", "Crocs Kids' Baya Clog",
+        "leather hiking boots", "a sandal for the beach"]
+
+
+@pytest.fixture(scope="module")
+def app_client(bert_dir: Path, minilm_dir: Path, xlmr_dir: Path, model_cache: Path) -> Iterator[TestClient]:
+    settings = ServerSettings(cache_dir=str(model_cache), max_documents=1000, max_body_bytes=2_000_000)
+    metrics = Metrics()
+    models = load_served_models(
+        [ModelEntry("msmarco", "cross-encoder", f"file://{bert_dir}"),
+         ModelEntry("xlmr", "cross-encoder", str(xlmr_dir)),
+         ModelEntry("minilm", "bi-encoder", f"file://{minilm_dir}", dim=384)],
+        settings, observer=metrics.observer,
+    )
+    with TestClient(create_app(models, settings, metrics=metrics)) as client:
+        yield client
+
+
+@pytest.fixture()
+def client(app_client: TestClient) -> Iterator[TestClient]:
+    """The shared client; settings changed by a test are restored after it."""
+    settings = app_client.app.state.settings  # type: ignore[attr-defined]
+    yield app_client
+    app_client.app.state.settings = settings  # type: ignore[attr-defined]
+
+
+def set_settings(client: TestClient, **changes: Any) -> None:
+    state = client.app.state  # type: ignore[attr-defined]
+    state.settings = dataclasses.replace(state.settings, **changes)
+
+
+def expected(reranker: Reranker, docs: list[str], **options: Any) -> np.ndarray:
+    return reranker.score(QUERY, docs, **options)
+
+
+def assert_error(response: Any, status: int, kind: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body["error"]) >= {"type", "message"} and body["error"]["message"]
+    if kind is not None:
+        assert body["error"]["type"] == kind
+    return body
+
+
+# -- the wire formats ---------------------------------------------------------------------------
+def test_metarank_cross_scores_in_input_order(client: TestClient, bert_reranker: Reranker) -> None:
+    body = {"input": [{"query": QUERY, "text": d} for d in DOCS]}
+    response = client.post("/inference/cross/msmarco", json=body)
+    assert response.status_code == 200
+    data = response.json()
+    assert isinstance(data["took"], int)
+    np.testing.assert_allclose(data["scores"], expected(bert_reranker, DOCS), rtol=1e-6)
+
+
+def test_metarank_cross_serves_the_named_model(client: TestClient, xlmr_reranker: Reranker) -> None:
+    body = {"input": [{"query": QUERY, "text": d} for d in DOCS]}
+    data = client.post("/inference/cross/xlmr", json=body).json()
+    np.testing.assert_allclose(data["scores"], expected(xlmr_reranker, DOCS), rtol=1e-6)
+
+
+def test_metarank_encoder(client: TestClient, minilm_encoder: Encoder) -> None:
+    data = client.post("/inference/encoder/minilm", json={"texts": DOCS}).json()
+    np.testing.assert_allclose(data["embeddings"], minilm_encoder.embed(DOCS), atol=1e-5)
+    assert isinstance(data["took"], int)
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/v2/rerank"])
+def test_cohere_rerank_sorted_and_cut(client: TestClient, bert_reranker: Reranker, path: str) -> None:
+    body = {"model": "msmarco", "query": QUERY, "documents": DOCS, "top_n": 3, "return_documents": True}
+    data = client.post(path, json=body).json()
+    scores = expected(bert_reranker, DOCS)
+    order = list(np.argsort(-scores, kind="stable")[:3])
+    assert [r["index"] for r in data["results"]] == order
+    np.testing.assert_allclose([r["relevance_score"] for r in data["results"]], scores[order], rtol=1e-6)
+    assert [r["document"]["text"] for r in data["results"]] == [DOCS[i] for i in order]
+    assert data["id"] and data["meta"]["api_version"]["version"] == path[2]
+
+
+def test_cohere_documents_as_objects_and_rank_fields(client: TestClient, bert_reranker: Reranker) -> None:
+    objects = [{"text": d, "id": i} for i, d in enumerate(DOCS)]
+    data = client.post("/v1/rerank", json={"query": QUERY, "documents": objects}).json()
+    by_index = {r["index"]: r["relevance_score"] for r in data["results"]}
+    np.testing.assert_allclose([by_index[i] for i in range(len(DOCS))], expected(bert_reranker, DOCS), rtol=1e-6)
+    assert "document" not in data["results"][0]
+    fields = [{"title": d, "brand": "Crocs"} for d in DOCS]
+    data = client.post("/v2/rerank", json={"query": QUERY, "documents": fields,
+                                           "rank_fields": ["brand", "title"], "return_documents": True}).json()
+    texts = [f"brand: Crocs\ntitle: {d}" for d in DOCS]
+    by_index = {r["index"]: r["relevance_score"] for r in data["results"]}
+    np.testing.assert_allclose([by_index[i] for i in range(len(DOCS))], expected(bert_reranker, texts), rtol=1e-6)
+    assert data["results"][0]["document"] == fields[data["results"][0]["index"]]
+
+
+def test_cohere_max_chunks_scores_windows(client: TestClient, bert_reranker: Reranker) -> None:
+    long_doc = " ".join(f"filler{i}" for i in range(800)) + " crocs clog"
+    docs = [long_doc, DOCS[0]]
+    data = client.post("/v1/rerank", json={"query": QUERY, "documents": docs, "max_chunks_per_doc": 10}).json()
+    by_index = {r["index"]: r["relevance_score"] for r in data["results"]}
+    want = bert_reranker.score(QUERY, docs, long_documents="window", max_windows=10)
+    np.testing.assert_allclose([by_index[0], by_index[1]], want, rtol=1e-6)
+
+
+def test_tei_rerank(client: TestClient, bert_reranker: Reranker) -> None:
+    data = client.post("/rerank", json={"query": QUERY, "texts": DOCS, "raw_scores": True, "return_text": True}).json()
+    assert isinstance(data, list)
+    raw = expected(bert_reranker, DOCS, activation="none")
+    order = list(np.argsort(-raw, kind="stable"))
+    assert [r["index"] for r in data] == order
+    np.testing.assert_allclose([r["score"] for r in data], raw[order], rtol=1e-6)
+    assert [r["text"] for r in data] == [DOCS[i] for i in order]
+    plain = client.post("/rerank", json={"query": QUERY, "texts": DOCS}).json()
+    assert "text" not in plain[0] and 0 < plain[0]["score"] < 1
+    left = client.post("/rerank", json={"query": QUERY, "texts": DOCS, "truncation_direction": "Left"})
+    assert_error(left, 422, "invalid_input")
+
+
+def test_rerank_path_tells_weaviate_from_cohere(client: TestClient, bert_reranker: Reranker) -> None:
+    scores = expected(bert_reranker, DOCS)
+    weaviate = client.post("/rerank", json={"query": QUERY, "documents": DOCS}).json()
+    assert weaviate["query"] == QUERY
+    assert [s["document"] for s in weaviate["scores"]] == DOCS  # input order
+    np.testing.assert_allclose([s["score"] for s in weaviate["scores"]], scores, rtol=1e-6)
+    cohere = client.post("/rerank", json={"query": QUERY, "documents": DOCS, "top_n": 2}).json()
+    assert [r["index"] for r in cohere["results"]] == list(np.argsort(-scores, kind="stable")[:2])
+
+
+def test_embeddings_tei_and_openai(client: TestClient, minilm_encoder: Encoder) -> None:
+    want = minilm_encoder.embed(DOCS)
+    unit = want / np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(client.post("/embed", json={"inputs": DOCS}).json(), unit, atol=1e-5)
+    one = client.post("/embed", json={"inputs": DOCS[0]}).json()
+    assert len(one) == 1 and len(one[0]) == 384
+    data = client.post("/v1/embeddings", json={"input": DOCS, "model": "minilm"}).json()
+    assert data["object"] == "list" and [d["index"] for d in data["data"]] == list(range(len(DOCS)))
+    np.testing.assert_allclose([d["embedding"] for d in data["data"]], want, atol=1e-5)
+    packed = client.post("/v1/embeddings", json={"input": DOCS[1], "encoding_format": "base64"}).json()
+    vector = np.frombuffer(base64.b64decode(packed["data"][0]["embedding"]), dtype="<f4")
+    np.testing.assert_allclose(vector, want[1], atol=1e-5)
+    assert_error(client.post("/v1/embeddings", json={"input": "x", "dimensions": 12}), 422)
+
+
+def test_info_health_meta_models(client: TestClient) -> None:
+    info = client.get("/info").json()
+    assert info["model_type"]["reranker"] and info["max_input_length"] == 512
+    assert client.get("/health").status_code == 200
+    assert client.get("/.well-known/ready").status_code == 204
+    assert client.get("/.well-known/live").status_code == 204
+    assert client.get("/meta").json()["model"]["served_as"] == "msmarco"
+    names = {m["name"]: m["type"] for m in client.get("/models").json()["models"]}
+    assert names == {"msmarco": "cross-encoder", "xlmr": "cross-encoder", "minilm": "bi-encoder"}
+
+
+def test_metrics_count_requests_batches_and_truncation(client: TestClient) -> None:
+    long_doc = "clog " * 2000
+    client.post("/inference/cross/msmarco", json={"input": [{"query": QUERY, "text": long_doc}]})
+    client.post("/inference/cross/nope", json={"input": []})
+    text = client.get("/metrics").text
+    for name in ("crossrank_requests_total", "crossrank_request_seconds_bucket", "crossrank_batch_rows_bucket",
+                 "crossrank_batch_tokens_total", "crossrank_queue_depth", "crossrank_pairs_total"):
+        assert name in text
+    assert 'crossrank_truncated_pairs_total{model="msmarco"}' in text
+    assert 'crossrank_errors_total{type="model_not_found"}' in text
+
+
+def test_openapi_lists_every_route(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/inference/cross/{name}", "/inference/encoder/{name}", "/v1/rerank", "/v2/rerank", "/rerank",
+                 "/embed", "/info", "/health", "/meta", "/.well-known/ready", "/v1/embeddings", "/models"):
+        assert path in paths
+
+
+# -- bad input ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path, body, status",
+    [
+        ("/v1/rerank", b"{not json", 400),
+        ("/rerank", b"{not json", 400),
+        ("/v1/rerank", b'{"query": "\xff\xfe", "documents": ["a"]}', 400),  # invalid UTF-8
+        ("/rerank", b'{"query": "\xff", "texts": ["a"]}', 400),
+        ("/v1/rerank", {"query": QUERY}, 422),  # missing documents
+        ("/v1/rerank", {"query": 3, "documents": ["a"]}, 422),
+        ("/v1/rerank", {"query": QUERY, "documents": "one string"}, 422),
+        ("/v1/rerank", {"query": QUERY, "documents": [None, "a"]}, 422),
+        ("/v1/rerank", {"query": QUERY, "documents": [{"title": "no text"}]}, 422),
+        ("/v1/rerank", {"query": QUERY, "documents": ["a"], "top_n": -1}, 422),
+        ("/v2/rerank", {"query": "  ", "documents": ["a"]}, 422),  # empty query
+        ("/rerank", {"query": QUERY, "texts": [1, 2]}, 422),
+        ("/rerank", [1, 2], 422),
+        ("/rerank", {"query": QUERY}, 422),
+        ("/inference/cross/msmarco", {"input": [{"query": QUERY}]}, 422),
+        ("/inference/cross/msmarco", {"input": [{"query": "", "text": "a"}]}, 422),
+        ("/inference/encoder/minilm", {"texts": [None]}, 422),
+        ("/embed", {"inputs": 5}, 422),
+        ("/v1/embeddings", {"input": [[1, 2, 3]]}, 422),
+    ],
+)
+def test_malformed_requests_get_a_4xx_envelope(client: TestClient, path: str, body: Any, status: int) -> None:
+    if isinstance(body, bytes):
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+    else:
+        response = client.post(path, json=body)
+    assert_error(response, status)
+
+
+def test_empty_document_lists_answer_200_empty(client: TestClient) -> None:
+    assert client.post("/v1/rerank", json={"query": QUERY, "documents": []}).json()["results"] == []
+    assert client.post("/rerank", json={"query": QUERY, "texts": []}).json() == []
+    assert client.post("/rerank", json={"query": QUERY, "documents": []}).json()["scores"] == []
+    assert client.post("/inference/cross/msmarco", json={"input": []}).json()["scores"] == []
+    assert client.post("/inference/encoder/minilm", json={"texts": []}).json()["embeddings"] == []
+
+
+def test_unknown_model_names_and_paths_are_404_and_never_loaded(client: TestClient, bert2_dir: Path) -> None:
+    body = assert_error(client.post("/v2/rerank", json={"model": "rerank-v3.5", "query": QUERY, "documents": ["a"]}),
+                        404, "model_not_found")
+    assert "msmarco" in body["error"]["message"] and "xlmr" in body["error"]["message"]
+    for ref in (f"file://{bert2_dir}", str(bert2_dir), "/etc/passwd", "../../etc"):
+        assert_error(client.post("/v1/rerank", json={"model": ref, "query": QUERY, "documents": ["a"]}), 404)
+    assert_error(client.post("/inference/cross/minilm", json={"input": []}), 404)  # a bi-encoder
+    assert_error(client.post("/inference/encoder/msmarco", json={"texts": ["a"]}), 404)
+    names = {m["name"] for m in client.get("/models").json()["models"]}
+    assert names == {"msmarco", "xlmr", "minilm"}
+
+
+def test_size_limits_answer_413(client: TestClient) -> None:
+    big = "x" * 2_100_000  # above this app's 2 MB body limit
+    assert_error(client.post("/v1/rerank", json={"query": QUERY, "documents": [big]}), 413, "payload_too_large")
+    many = {"query": QUERY, "documents": ["d"] * 1001}  # above max_documents
+    assert "1000" in assert_error(client.post("/v1/rerank", json=many), 413)["error"]["message"]
+    set_settings(client, max_documents=100_000, max_body_bytes=10 * 1024 * 1024)
+    huge = "crocs clog " * 400_000  # a 4.4 MB document under a 10 MB limit: cut to the model limit
+    response = client.post("/rerank", json={"query": QUERY, "texts": [huge]})
+    assert response.status_code == 200 and len(response.json()) == 1
+
+
+def test_hundred_thousand_documents_are_refused_with_413_by_default(client: TestClient) -> None:
+    set_settings(client, max_documents=ServerSettings().max_documents, max_body_bytes=10 * 1024 * 1024)
+    body = {"query": QUERY, "documents": ["d"] * 100_000}
+    assert_error(client.post("/v1/rerank", json=body), 413, "payload_too_large")
+
+
+def test_deadline_header(client: TestClient) -> None:
+    body = {"query": QUERY, "documents": DOCS * 100}
+    assert_error(client.post("/v1/rerank", json=body, headers={"X-Request-Timeout": "soon"}), 422)
+    response = client.post("/v1/rerank", json=body, headers={"X-Request-Timeout": "0.000001"})
+    assert_error(response, 504, "deadline_exceeded")
+    ok = client.post("/v1/rerank", json={"query": QUERY, "documents": DOCS}, headers={"X-Request-Timeout": "60"})
+    assert ok.status_code == 200
+
+
+def test_api_key(client: TestClient) -> None:
+    set_settings(client, api_key="s3cret")
+    body = {"query": QUERY, "documents": DOCS}
+    response = client.post("/v2/rerank", json=body)
+    assert_error(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert_error(client.post("/v2/rerank", json=body, headers={"Authorization": "Bearer wrong"}), 401)
+    assert_error(client.post("/rerank", json={"query": QUERY, "texts": DOCS},
+                             headers={"Authorization": "Basic s3cret"}), 401)
+    assert client.post("/v2/rerank", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    for open_path in ("/health", "/.well-known/ready", "/.well-known/live", "/metrics"):
+        assert client.get(open_path).status_code in (200, 204)
+    for protected in ("/inference/cross/msmarco", "/inference/encoder/minilm", "/v1/rerank", "/embed",
+                      "/v1/embeddings"):
+        assert client.post(protected, json={}).status_code == 401
+
+
+def test_every_error_is_json(client: TestClient) -> None:
+    assert_error(client.get("/no/such/route"), 404)
+    assert_error(client.get("/v1/rerank"), 405)
+    response = client.post("/v1/rerank", content=json.dumps({"query": QUERY, "documents": DOCS}),
+                           headers={"content-type": "text/plain"})
+    assert response.status_code == 200  # bodies are read as JSON whatever their label
