@@ -156,7 +156,7 @@ def _fill(
         vectors = new_vector_index(description)
         if previous is not None and (previous / layout.VECTORS_FILE).is_file():
             vectors.load(str(previous / layout.VECTORS_FILE))
-    for batch in _batches(records, batch_size):
+    for batch in batched(records, batch_size):
         fresh = []
         for record in batch:
             if record.id in seen:
@@ -214,7 +214,7 @@ def _encoder_for_add(
     return encoder, dict(recorded)
 
 
-def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
     batch: list[Record] = []
     for record in records:
         batch.append(record)

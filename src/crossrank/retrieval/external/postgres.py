@@ -78,7 +78,7 @@ class PostgresRetriever:
         )
         return sql.SQL(
             "SELECT {id}::text, {text}, ts_rank_cd({vec}, q) AS score "
-            "FROM {table}, replace(plainto_tsquery(%(config)s::regconfig, %(query)s)::text, '&', '|')::tsquery AS q "
+            "FROM {table}, CAST(replace(plainto_tsquery(%(config)s::regconfig, %(query)s)::text, '&', '|') AS tsquery) AS q "
             "WHERE {vec} @@ q ORDER BY score DESC, {id} LIMIT %(limit)s"
         ).format(id=sql.Identifier(id_column), text=sql.Identifier(text_column), vec=vector, table=sql.Identifier(table))
 

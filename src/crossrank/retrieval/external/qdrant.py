@@ -16,7 +16,7 @@ from typing import Any
 from crossrank.encode import Encoder
 from crossrank.extras import require
 from crossrank.retrieval.base import Candidate
-from crossrank.retrieval.build import _batches
+from crossrank.retrieval.build import batched
 from crossrank.retrieval.index import check_k
 from crossrank.retrieval.records import Record
 
@@ -49,7 +49,7 @@ def index_into_qdrant(
     if not client.collection_exists(collection):
         client.create_collection(collection, vectors_config=models.VectorParams(size=encoder.dim, distance=distance))
     count = 0
-    for batch in _batches(records, batch_size):
+    for batch in batched(records, batch_size):
         vectors = encoder.embed([r.text for r in batch])
         client.upsert(
             collection,
