@@ -168,19 +168,32 @@ def download_beir(name: str, target: Path, *, base_url: str, timeout: float, pro
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - https URL
             total = int(response.headers.get("Content-Length") or 0) or None
-            with open(archive, "wb") as out, bar(total, f"beir/{name}", unit="B", enabled=progress, unit_scale=True, unit_divisor=1024) as bar:
+            meter = bar(total, f"beir/{name}", unit="B", enabled=progress, unit_scale=True, unit_divisor=1024)
+            with open(archive, "wb") as out, meter:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     out.write(chunk)
-                    bar.update(len(chunk))
+                    meter.update(len(chunk))
+    except urllib.error.HTTPError as exc:
+        archive.unlink(missing_ok=True)
+        raise DownloadFailed(
+            f"cannot download BEIR dataset {name!r}: {url} answered HTTP {exc.code}. The public BEIR "
+            f"datasets are: {', '.join(PUBLIC_DATASETS)}. {_offline_hint(name)}"
+        ) from exc
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
         archive.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise DownloadFailed(
             f"cannot download BEIR dataset {name!r} from {url}: {reason}. This needs internet access. "
-            f"Offline, download {name}.zip elsewhere, unzip it, and pass the directory instead: "
-            f"crossrank eval --data /path/to/{name}"
+            + _offline_hint(name)
         ) from exc
     _unpack(archive, name, target)
+
+
+def _offline_hint(name: str) -> str:
+    return (
+        f"Without it (or behind a proxy), download {name}.zip elsewhere, unzip it, and pass the "
+        f"directory instead: crossrank eval --data /path/to/{name}"
+    )
 
 
 def _unpack(archive: Path, name: str, target: Path) -> None:
