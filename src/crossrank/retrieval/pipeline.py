@@ -44,7 +44,7 @@ class Pipeline:
         retrieved = time.perf_counter()
         timings = {"retrieve": (retrieved - started) * 1000.0}
         if self.reranker is None or not found:
-            hits = [_hit(c, rank, None) for rank, c in enumerate(found[:top_k], start=1)]
+            hits = first_stage_hits(found, top_k)
         else:
             hits = rerank_candidates(self.reranker, query, found, top_k)
             timings["rerank"] = (time.perf_counter() - retrieved) * 1000.0
@@ -61,9 +61,18 @@ class Pipeline:
 
 def rerank_candidates(reranker: Reranker, query: str, found: list[Candidate], top_k: int) -> list[Hit]:
     """Score candidates with the cross-encoder; best first (ties keep first-stage order)."""
-    scores = reranker.score(query, [c.text for c in found])
-    order = np.argsort(-scores, kind="stable")[:top_k]
+    return hits_from_scores(found, reranker.score(query, [c.text for c in found]), top_k)
+
+
+def hits_from_scores(found: list[Candidate], scores: np.ndarray, top_k: int) -> list[Hit]:
+    """The ``top_k`` candidates by rerank score (ties keep first-stage order) as hits."""
+    order = np.argsort(-np.asarray(scores), kind="stable")[:top_k]
     return [_hit(found[i], rank, float(scores[i])) for rank, i in enumerate(order, start=1)]
+
+
+def first_stage_hits(found: list[Candidate], top_k: int) -> list[Hit]:
+    """The first ``top_k`` candidates as hits, without rerank scores."""
+    return [_hit(c, rank, None) for rank, c in enumerate(found[:top_k], start=1)]
 
 
 def _hit(candidate: Candidate, rank: int, rerank_score: float | None) -> Hit:

@@ -1,0 +1,100 @@
+"""``POST /search`` on the server: configured indexes, reranking through the served model, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossrank import Encoder, Reranker
+from crossrank.errors import InvalidInput
+from crossrank.retrieval import Index, Record, build_index
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from crossrank.server import ModelEntry, ServerSettings, create_app, load_served_models  # noqa: E402
+from crossrank.server.app import DEFAULT_ROUTERS  # noqa: E402
+from crossrank.server.search import build_router, open_search_indexes, parse_entry, read_search_config  # noqa: E402
+
+DOCS = [
+    "Crocs Kids' Baya Clog",
+    "Leather hiking boots for men",
+    "Kids sandals for the summer",
+    "Garden clog, green rubber",
+    "Wool socks for winter boots",
+]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path, model_cache: Path,
+           minilm_encoder: Encoder, minilm_dir: Path) -> Iterator[TestClient]:
+    root = tmp_path_factory.mktemp("search-server")
+    build_index(root / "shoes.idx", [Record(f"s{i}", t) for i, t in enumerate(DOCS)], encoder=minilm_encoder,
+                encoder_model=str(minilm_dir))
+    build_index(root / "plain.idx", [Record("x", "just words about clogs")])
+    config = root / "config.yaml"
+    config.write_text(
+        f"inference:\n  ce:\n    type: cross-encoder\n    model: {bert_dir}\n"
+        f"search:\n  shoes:\n    index: {root / 'shoes.idx'}\n    retriever: hybrid\n    candidates: 4\n"
+        f"  plain:\n    index: {root / 'plain.idx'}\n    reranker: null\n"
+    )
+    entries = read_search_config(config)
+    assert [e.name for e in entries] == ["shoes", "plain"]
+    settings = ServerSettings(cache_dir=str(model_cache))
+    models = load_served_models([ModelEntry(name="ce", type="cross-encoder", model=str(bert_dir))], settings)
+    app = create_app(models, settings, routers=(*DEFAULT_ROUTERS, build_router))
+    app.state.search = open_search_indexes(entries)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_search_reranks_configured_index(client: TestClient, bert_reranker: Reranker) -> None:
+    response = client.post("/search", json={"query": "clog for kids", "top_k": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["index"], body["retriever"], body["reranker"], body["candidates"]) == ("shoes", "hybrid", "ce", 4)
+    found = Index.open(client.app.state.search["shoes"].index.path).retriever("hybrid").retrieve("clog for kids", 4)
+    scores = bert_reranker.score("clog for kids", [c.text for c in found])
+    order = np.argsort(-scores, kind="stable")[:3]
+    assert [h["id"] for h in body["hits"]] == [found[i].id for i in order]
+    assert [h["rerank_score"] for h in body["hits"]] == pytest.approx([float(scores[i]) for i in order], abs=1e-6)
+    assert [h["first_stage_rank"] for h in body["hits"]] == [found[i].rank for i in order]
+    assert set(body["timings_ms"]) == {"retrieve", "rerank", "total"}
+
+
+def test_search_options_and_unreranked_index(client: TestClient) -> None:
+    body = client.post("/search", json={"query": "boots", "retriever": "bm25", "rerank": False, "top_k": 2}).json()
+    assert body["reranker"] is None and all(h["rerank_score"] is None for h in body["hits"])
+    assert [h["first_stage_rank"] for h in body["hits"]] == [1, 2]
+    plain = client.post("/search", json={"query": "clogs", "index": "plain"}).json()
+    assert plain["reranker"] is None and plain["hits"][0]["id"] == "x"
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"query": "x", "index": "nope"}, 404),
+    ({"query": "x", "index": "plain", "retriever": "dense"}, 422),
+    ({"query": "x", "retriever": "sparse"}, 422),
+    ({"query": ""}, 422),
+    ({"query": "x", "candidates": 0}, 422),
+    ({"query": "x", "model": "not-served"}, 404),
+    ({"text": "x"}, 422),
+])
+def test_search_errors_are_json(client: TestClient, body: dict[str, object], status: int) -> None:
+    response = client.post("/search", json=body)
+    assert response.status_code == status, response.text
+    assert "error" in response.json() or "detail" in response.json()
+
+
+def test_config_entries_are_checked(tmp_path: Path) -> None:
+    assert parse_entry("a", "/some/path").index == "/some/path"
+    with pytest.raises(InvalidInput, match="unknown keys"):
+        parse_entry("a", {"index": "/x", "colour": "red"})
+    with pytest.raises(InvalidInput, match="retriever"):
+        parse_entry("a", {"index": "/x", "retriever": "sparse"})
+    with pytest.raises(InvalidInput, match="positive integer"):
+        parse_entry("a", {"index": "/x", "candidates": "many"})
+    with pytest.raises(InvalidInput, match="no index at"):
+        open_search_indexes([parse_entry("a", str(tmp_path / "missing.idx"))])
