@@ -172,8 +172,13 @@ def run(args: argparse.Namespace) -> int:
                     settings.host, settings.port)
     metrics = Metrics()
     print(f"crossrank: loading {len(entries)} model(s): {', '.join(e.name for e in entries)}", flush=True)
+    from crossrank.server import search as search_route
+    from crossrank.server.app import DEFAULT_ROUTERS
+
+    search_indexes = search_route.open_search_indexes(search_route.read_search_config(config)) if config else {}
     models = load_served_models(entries, settings, observer=metrics.observer)
-    app = create_app(models, settings, metrics=metrics)
+    app = create_app(models, settings, metrics=metrics, routers=(*DEFAULT_ROUTERS, search_route.build_router))
+    app.state.search = search_indexes
     print(f"crossrank: serving on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                 timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False)
