@@ -124,14 +124,14 @@ def rerank_run(
                     if qid not in texts:
                         report.no_query_text += 1
                         continue
-                    kept = [r for r in (rows if keep_rest else rows[:top_n]) if r.docid in ordinals]
-                    head = kept[: min(top_n, len(kept))]
+                    head = [r for r in rows[:top_n] if r.docid in ordinals]  # the others are not in the corpus
+                    tail = rows[top_n:] if keep_rest else []  # never scored: no text needed
                     stored = store.get([ordinals[r.docid] for r in head])
                     candidates = [Candidate(r.docid, text, r.score, i) for i, (r, (_, text)) in
                                   enumerate(zip(head, stored), start=1)]
                     candidates += [Candidate(r.docid, "", r.score, i) for i, r in
-                                   enumerate(kept[len(head):], start=len(head) + 1)]
-                    writer.write(qid, rerank_top(reranker, texts[qid], candidates, top_n))
+                                   enumerate(tail, start=len(head) + 1)]
+                    writer.write(qid, rerank_top(reranker, texts[qid], candidates, len(head)))
                     report.reranked += 1
                     report.pairs += len(head)
             finally:

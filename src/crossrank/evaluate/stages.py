@@ -138,7 +138,7 @@ def rerank_top(reranker: Scorer, query: str, found: list[Candidate], top_n: int)
     """Rerank the first ``top_n`` candidates; the rest follow in first-stage order, scored below."""
     head, tail = found[:top_n], found[top_n:]
     if not head:
-        return []
+        return [(c.id, c.score) for c in tail]
     hits = rerank_candidates(reranker, query, head, len(head))  # type: ignore[arg-type]
     ranked = [(hit.id, float(hit.rerank_score or 0.0)) for hit in hits]
     floor = min(score for _, score in ranked)
