@@ -107,7 +107,7 @@ def metrics_chart(rows: Sequence[Mapping[str, Any]]) -> str:
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("mean over judged queries")
     ax.set_title("Quality per stage")
-    ax.legend(ncol=min(len(rows), 6), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    ax.legend(ncol=min(len(rows), 6), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -140,6 +140,8 @@ def latency_chart(runs: Mapping[str, StageRun]) -> str:
 
 def delta_chart(deltas: Mapping[str, Sequence[float]], measure: str = DELTA_MEASURE) -> str:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(len(deltas), 1, figsize=(10, 2.8 * len(deltas)), squeeze=False)
     for ax, (name, values) in zip(axes[:, 0], deltas.items()):
         ordered = sorted(values, reverse=True)
@@ -155,6 +157,7 @@ def delta_chart(deltas: Mapping[str, Sequence[float]], measure: str = DELTA_MEAS
         ax.set_ylabel(f"Δ {measure}")
         ax.set_xlabel("queries, sorted by change")
         ax.set_xlim(-0.5, max(len(ordered), 1) - 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _png(fig)
