@@ -10,11 +10,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from crossrank.cache import ScoreCache
 from crossrank.errors import InvalidInput
 from crossrank.models.load import load_model
 from crossrank.runtime.onnx import OnnxRuntime
+from crossrank.runtime.select import Mode, choose_runtime
 from crossrank.scores import Activation, activate, check_activation, max_per_owner, relevance_logit
-from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch, plan_batches
+from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
 
 LongDocuments = Literal["truncate", "window"]
 
@@ -65,6 +67,13 @@ class Reranker:
     gives scores in 0..1; ``"none"`` gives the raw relevance logit. With
     ``long_documents="window"`` a document longer than the limit is scored as overlapping
     windows and keeps its best window's score. Safe to use from several threads.
+
+    ``mode="exact"`` runs fp32 ONNX Runtime (the model's own scores, within 1e-4 of
+    ``transformers``); ``"fast"`` runs bf16 OpenVINO on CPUs with native bf16 (several
+    times faster, same ranking; needs ``crossrank[fast]``); ``"auto"`` picks fast where it
+    is available, else exact. ``runtime`` forces ``"onnxruntime"`` or ``"openvino"``.
+    ``cache`` (a :class:`ScoreCache` or a maximum entry count) reuses the scores of
+    (query, document) pairs seen before.
     """
 
     def __init__(
@@ -80,6 +89,9 @@ class Reranker:
         window_stride: int | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
+        mode: Mode = "exact",
+        runtime: str | None = None,
+        cache: ScoreCache | int | None = None,
     ) -> None:
         if batch_size < 1:
             raise InvalidInput("batch_size must be at least 1")
@@ -95,7 +107,15 @@ class Reranker:
         self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
         self.window_stride = int(window_stride) if window_stride is not None else self.max_length // 4
-        self.runtime = OnnxRuntime(loaded.onnx_path, providers=providers, threads=threads)
+        self.choice = choose_runtime(mode, runtime, providers)
+        self.mode = self.choice.mode  #: the mode in effect: "exact" or "fast"
+        self.runtime = self._make_runtime(loaded.onnx_path, providers, threads)
+        if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
+            raise InvalidInput("cache must be a ScoreCache, a maximum number of entries, or None")
+        self.cache = ScoreCache(cache) if isinstance(cache, int) and cache > 0 else (
+            cache if isinstance(cache, ScoreCache) else None
+        )
+        self._cache_key = f"{self.name}|{loaded.onnx_path}|{self.choice.runtime}-{self.choice.precision}"
         self._lock = threading.Lock()
         self.truncated_pairs = 0  #: pairs whose document did not fit, since this object was made
 
@@ -133,11 +153,42 @@ class Reranker:
         act = check_activation(activation) if activation is not None else self.activation
         if not checked:
             return Scores(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool))
-        rows = self.encode(checked, long_documents=long_documents, max_windows=max_windows)
-        logit = max_per_owner(self.infer(rows), rows.owner, len(checked))
+        if self.cache is not None:
+            logit, truncated = self._cached_logits(checked, long_documents, max_windows)
+        else:
+            rows = self.encode(checked, long_documents=long_documents, max_windows=max_windows)
+            logit = max_per_owner(self.infer(rows), rows.owner, len(checked))
+            truncated = rows.truncated
         with self._lock:
-            self.truncated_pairs += int(rows.truncated.sum())
-        return Scores(activate(logit, act), rows.truncated)
+            self.truncated_pairs += int(truncated.sum())
+        return Scores(activate(logit, act), truncated)
+
+    def _cached_logits(
+        self, pairs: list[tuple[str, str]], long_documents: LongDocuments | None, max_windows: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits from the cache where present; the misses are scored in one pass and stored."""
+        assert self.cache is not None
+        options = f"{self.max_length}|{long_documents or self.long_documents}|{self.window_stride}|{max_windows}"
+        model_key = f"{self._cache_key}|{options}"
+        keys = [self.cache.key(model_key, q, d) for q, d in pairs]
+        logit = np.empty(len(pairs), dtype=np.float64)
+        truncated = np.zeros(len(pairs), dtype=bool)
+        missing: dict[tuple[str, str, str], list[int]] = {}
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key) if key not in missing else None
+            if hit is None:
+                missing.setdefault(key, []).append(i)
+            else:
+                logit[i], truncated[i] = hit
+        if missing:
+            first = [positions[0] for positions in missing.values()]
+            rows = self.encode([pairs[i] for i in first], long_documents=long_documents, max_windows=max_windows)
+            fresh = max_per_owner(self.infer(rows), rows.owner, len(first))
+            for j, (key, positions) in enumerate(missing.items()):
+                self.cache.put(key, float(fresh[j]), bool(rows.truncated[j]))
+                logit[positions] = fresh[j]
+                truncated[positions] = rows.truncated[j]
+        return logit, truncated
 
     # -- the seams the server's scheduler uses ---------------------------------------------
     def encode(
@@ -157,10 +208,23 @@ class Reranker:
         selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
         out = np.empty(len(selected), dtype=np.float64)
         lengths = rows.lengths[selected]
-        for batch in plan_batches(lengths, self.batch_size):
+        for batch in self.runtime.plan(lengths, self.batch_size):
             feed = pad_batch(rows, selected[batch], self.tokenizer.pad_id)
             out[batch] = relevance_logit(self.runtime.run(feed))
         return out
+
+    def _make_runtime(self, path: Path, providers: Sequence[str] | None, threads: int | None) -> Any:
+        if self.choice.runtime == "openvino":
+            from crossrank.runtime.openvino import OpenVinoRuntime
+
+            return OpenVinoRuntime(
+                path,
+                precision=self.choice.precision,
+                threads=threads,
+                pad_id=self.tokenizer.pad_id,
+                max_width=self.max_length,
+            )
+        return OnnxRuntime(path, providers=providers, threads=threads)
 
     @staticmethod
     def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -174,4 +238,7 @@ class Reranker:
         return checked
 
     def __repr__(self) -> str:
-        return f"Reranker({self.name!r}, max_length={self.max_length}, providers={self.runtime.providers})"
+        return (
+            f"Reranker({self.name!r}, mode={self.mode!r}, max_length={self.max_length}, "
+            f"providers={self.runtime.providers})"
+        )

@@ -14,9 +14,10 @@ from crossrank.cli import search as search_command
 from crossrank.cli import serve
 from crossrank.cli import eval as eval_command
 from crossrank.cli import rerank_run
+from crossrank.cli import bench
 from crossrank.errors import CrossrankError
 
-COMMANDS = (rerank, models, demo, index_command, search_command, serve, eval_command, rerank_run)
+COMMANDS = (rerank, models, demo, index_command, search_command, serve, eval_command, rerank_run, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

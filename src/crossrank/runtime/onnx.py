@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from crossrank.errors import InvalidInput, ModelError
+from crossrank.tokenize import plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,12 @@ class OnnxRuntime:
         self.output = output if output in outputs else outputs[0]
         self.path = path
         self.providers = self.session.get_providers()
+
+    name = "onnxruntime"
+
+    def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """Length-sorted batches of at most ``batch_size`` rows (padding only within a batch)."""
+        return plan_batches(lengths, batch_size)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Run the graph on the arrays it declares; returns the chosen (default: first) output."""

@@ -1,0 +1,89 @@
+"""Latency benchmarks: crossrank's modes against the installed Python peers, same inputs.
+
+>>> from crossrank.bench import prepare_backends, run_bench  # doctest: +SKIP
+>>> result = run_bench(prepare_backends(model_dir, modes=("exact", "fast"), peers=("fastembed",)))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from crossrank.bench.backends import PEER_FACTORIES, PEERS, Backend, ModelSource, crossrank_backend
+from crossrank.bench.inputs import Workload, make_workload
+from crossrank.bench.runner import BenchResult, Cell, run_bench
+from crossrank.errors import InvalidInput, MissingExtra
+from crossrank.models.load import load_model
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PEERS",
+    "Backend",
+    "BenchResult",
+    "Cell",
+    "Workload",
+    "default_bench_model",
+    "make_workload",
+    "prepare_backends",
+    "run_bench",
+]
+
+
+def default_bench_model(cache_dir: Path | None = None) -> Path:
+    """A random-weight model with the exact shape of ms-marco-MiniLM-L6-v2 (built once).
+
+    Random weights cost the same compute as trained ones, so it measures speed faithfully
+    without a download; its scores carry no meaning.
+    """
+    from crossrank.models.export import default_cache_dir
+    from crossrank.models.synthetic import build_random_model
+
+    target = (cache_dir or default_cache_dir()) / "bench-models" / "ms-marco-MiniLM-L6-v2-shape-random"
+    if not (target / "config.json").is_file():
+        log.warning("building a random-weight ms-marco-MiniLM-L6-v2-shaped model in %s (once)", target)
+        build_random_model(target, layers=6)
+    return target
+
+
+def prepare_backends(
+    model: str | Path,
+    *,
+    modes: Sequence[str] = ("exact", "fast"),
+    peers: Sequence[str] = (),
+    threads: int | None = None,
+    cache_dir: Path | None = None,
+    work_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Backend]:
+    """Load the backends to compare: the peers first (the first one is the score reference)."""
+    unknown = [p for p in peers if p not in PEER_FACTORIES]
+    if unknown:
+        raise InvalidInput(f"unknown peer(s) {unknown}; choose from {list(PEERS)}")
+    loaded = load_model(model, task="sequence-classification", cache_dir=cache_dir)
+    source = ModelSource(loaded.files.directory, loaded.onnx_path)
+    work = work_dir or Path(tempfile.mkdtemp(prefix="crossrank-bench-"))
+    backends: list[Backend] = []
+    for peer in peers:
+        if progress:
+            progress(f"loading {peer}")
+        started = time.perf_counter()
+        try:
+            backend = PEER_FACTORIES[peer](source, threads, work)
+        except MissingExtra as exc:
+            log.warning("skipping %s: %s", peer, exc)
+            continue
+        backend.load_seconds = time.perf_counter() - started
+        backends.append(backend)
+    for mode in modes:
+        if progress:
+            progress(f"loading crossrank {mode}")
+        started = time.perf_counter()
+        backend = crossrank_backend(model, mode, threads, cache_dir)
+        backend.load_seconds = time.perf_counter() - started
+        backends.append(backend)
+    return backends
+

@@ -1,0 +1,139 @@
+"""``crossrank bench``: latency of crossrank's modes, and of the installed peers with --compare."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from crossrank.errors import InvalidInput
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return values
+
+
+def _str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "bench",
+        help="measure reranking latency (1/10/100 titles and passages), optionally against peers",
+        description=(
+            "Time crossrank on generated inputs (one query, N documents; titles ~15 words, "
+            "passages ~150 words; the same text on every run) and print a table of median "
+            "latency, plus p10/p90 and pairs/s. With --compare the installed peers "
+            "(sentence-transformers, FastEmbed, FlashRank) score the identical inputs in the "
+            "same run, interleaved round by round so that machine noise hits all alike, and "
+            "the speed-up over sentence-transformers is printed. Writes bench.json and "
+            "bench.png to --out.\n\n"
+            "Without --model, a random-weight model with the exact shape of "
+            "ms-marco-MiniLM-L6-v2 is built once and used (same compute as the trained one).\n\n"
+            "example: crossrank bench --compare --threads 2"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        help="hub id, alias or local directory (default: a random-weight ms-marco-MiniLM-L6-v2-shaped model)",
+    )
+    parser.add_argument(
+        "--modes", type=_str_list, default=["exact", "fast"],
+        help="crossrank modes to time, comma-separated from exact,fast,auto (default: exact,fast)",
+    )
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="also time the installed peers on the same model and inputs (slower: the peers are)",
+    )
+    parser.add_argument(
+        "--peers", type=_str_list, default=["sentence-transformers", "fastembed", "flashrank"],
+        help="peers for --compare (default: sentence-transformers,fastembed,flashrank; missing ones are skipped)",
+    )
+    parser.add_argument("--sizes", type=_int_list, default=[1, 10, 100], help="documents per query (default: 1,10,100)")
+    parser.add_argument(
+        "--kinds", type=_str_list, default=["titles", "passages"], help="document kinds (default: titles,passages)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=20,
+        help="timed rounds per workload; more rounds steady the median (default: 20)",
+    )
+    parser.add_argument(
+        "--cell-budget", type=float, default=60.0,
+        help="stop a workload's rounds after this many seconds, once 5 rounds are done (default: 60)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="CPU threads for every backend (default: all cores available to this process)",
+    )
+    parser.add_argument("--out", default="bench-results", help="directory for bench.json and bench.png")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart (no matplotlib needed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from crossrank.bench import default_bench_model, prepare_backends, run_bench
+    from crossrank.bench.report import detail_table, latency_table, machine, ratio_table, write_chart, write_json
+
+    for mode in args.modes:
+        if mode not in ("exact", "fast", "auto"):
+            raise InvalidInput(f"--modes: unknown mode {mode!r} (choose from exact, fast, auto)")
+    for kind in args.kinds:
+        if kind not in ("titles", "passages"):
+            raise InvalidInput(f"--kinds: unknown kind {kind!r} (choose from titles, passages)")
+    if args.repeats < 1:
+        raise InvalidInput("--repeats must be at least 1")
+    threads = args.threads or len(os.sched_getaffinity(0))
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+
+    model = args.model or default_bench_model()
+    backends = prepare_backends(
+        model, modes=args.modes, peers=args.peers if args.compare else [], threads=threads, progress=progress
+    )
+    result = run_bench(
+        backends,
+        sizes=args.sizes,
+        kinds=args.kinds,
+        repeats=args.repeats,
+        min_repeats=min(5, args.repeats),
+        cell_budget_s=args.cell_budget,
+        progress=progress,
+    )
+    if not args.quiet:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    info = machine()
+    print(f"model: {model}  threads: {threads}  cpu: {info['cpu']} ({info['cores']} cores; {', '.join(info['isa'])})")
+    print(f"median latency of one query against N documents ({args.repeats} rounds max, interleaved):\n")
+    print(latency_table(result))
+    names = [b.name for b in backends]
+    if "sentence-transformers" in names:
+        print()
+        print(ratio_table(result, "sentence-transformers"))
+    print()
+    print(detail_table(result))
+    print(f"\nscores compared with {backends[0].label} (max abs diff of sigmoid scores; top-10 overlap)")
+    out = Path(args.out)
+    settings = {
+        "model": str(model), "threads": threads, "modes": args.modes, "sizes": args.sizes,
+        "kinds": args.kinds, "repeats": args.repeats, "cell_budget_s": args.cell_budget,
+    }
+    write_json(result, settings, out / "bench.json")
+    print(f"wrote {out / 'bench.json'}", end="")
+    if not args.no_chart:
+        write_chart(result, out / "bench.png", f"{Path(str(model)).name}, {threads} threads, {info['cpu']}")
+        print(f" and {out / 'bench.png'}", end="")
+    print()
+    return 0

@@ -1,0 +1,116 @@
+"""OpenVINO runtime: reads the same ONNX file, runs it in bf16 where the CPU supports it.
+
+OpenVINO compiles kernels for each input shape it meets, and a shape it has not seen costs
+two to three times a warm call. This runtime therefore keeps the set of shapes small:
+sequence lengths are rounded up to a multiple of :data:`LENGTH_STEP` and batches hold a
+power-of-two number of rows (see :func:`plan_power_of_two`), so a few dozen shapes cover
+every request and each is compiled once.
+
+Needs the optional ``openvino`` package: ``pip install 'crossrank[fast]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from crossrank.errors import ModelError
+from crossrank.extras import require
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["bf16", "f32"]
+#: sequence lengths are padded up to a multiple of this (masked tokens do not change scores)
+LENGTH_STEP = 16
+
+
+def plan_power_of_two(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Length-sorted batches whose row counts are powers of two (at most ``batch_size``).
+
+    100 rows with ``batch_size=32`` become 32 + 32 + 32 + 4: no padding rows are added, and
+    the number of distinct batch shapes stays bounded by log2(batch_size) + 1.
+    """
+    order = np.argsort(lengths, kind="stable")
+    cap = 1 << max(int(batch_size), 1).bit_length() - 1
+    batches = []
+    start = 0
+    while start < len(order):
+        size = min(cap, 1 << (len(order) - start).bit_length() - 1)
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+class OpenVinoRuntime:
+    """An OpenVINO CPU model; ``run`` is safe from several threads (one request per thread)."""
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        precision: Precision = "bf16",
+        threads: int | None = None,
+        output: str | None = None,
+        cache_dir: Path | None = None,
+        pad_id: int = 0,
+        max_width: int | None = None,
+    ) -> None:
+        ov = require("openvino", "fast", "The fast mode (OpenVINO runtime)")
+        self.path = path
+        self.precision = precision
+        self.pad_id = int(pad_id)
+        self.max_width = max_width
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if cache_dir is not None:
+            config["CACHE_DIR"] = str(cache_dir)  # compiled blobs: faster second load
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            raise ModelError(f"OpenVINO could not load {path}: {str(exc).strip()[:300]}") from exc
+        self.input_names = [p.get_any_name() for p in self.compiled.inputs]
+        if "input_ids" not in self.input_names:
+            raise ModelError(f"{path} does not take input_ids; inputs are {sorted(self.input_names)}")
+        outputs = [p.get_any_name() for p in self.compiled.outputs]
+        index = outputs.index(output) if output in outputs else 0
+        self._output = self.compiled.outputs[index]
+        self.providers = [f"OpenVINO CPU ({precision})"]
+        self._local = threading.local()
+
+    def _request(self) -> Any:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+    def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        return plan_power_of_two(lengths, batch_size)
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Run on the declared inputs, padding the sequence axis up to a multiple of 16."""
+        width = feed["input_ids"].shape[1]
+        target = width + (-width % LENGTH_STEP)
+        extra = max((min(target, self.max_width) if self.max_width else target) - width, 0)
+        inputs = {}
+        for name in self.input_names:
+            if name not in feed:
+                raise ModelError(f"the model needs input {name!r}, which crossrank does not produce")
+            array = feed[name].astype(np.int64, copy=False)
+            if extra:  # pad ids (not 0): XLM-R derives positions from the pad id
+                fill = self.pad_id if name == "input_ids" else 0
+                array = np.pad(array, ((0, 0), (0, extra)), constant_values=fill)
+            inputs[name] = array
+        result = self._request().infer(inputs)
+        return np.array(result[self._output], dtype=np.float32)
