@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crossrank.encode import Encoder
 
-    encoder = Encoder(args.encoder, threads=args.threads, batch_size=64) if args.encoder else None
+    encoder = Encoder(args.encoder, threads=args.threads, batch_size=128) if args.encoder else None
     stats = ReadStats()
     records = read_records(
         args.corpus, format=args.format, id_field=args.id_field,

@@ -73,7 +73,8 @@ def lexical_schema() -> Any:
 
 def new_vector_index(description: dict[str, Any]) -> Any:
     usearch = require("usearch.index", "index", "dense indexing")
-    return usearch.Index(ndim=int(description["dim"]), metric=description["metric"], dtype="f32")
+    return usearch.Index(ndim=int(description["dim"]), metric=description["metric"], dtype="f32",
+                         connectivity=16, expansion_add=128, expansion_search=256)
 
 
 def build_index(

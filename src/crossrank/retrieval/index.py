@@ -28,6 +28,8 @@ from crossrank.retrieval.layout import BadIndex
 log = logging.getLogger(__name__)
 
 _QUERY_SYNTAX = re.compile(r"[^\w]+", re.UNICODE)
+#: HNSW candidate list size at query time; at least k is needed for good recall of the top k
+EXPANSION_SEARCH = 256
 
 
 def check_k(k: int) -> int:
@@ -111,6 +113,7 @@ class Index:
                     raise BadIndex(f"{self.path}: the vector index is unreadable ({exc})") from exc
                 if self._vectors is None or len(self._vectors) != len(self):
                     raise BadIndex(f"{self.path}: vector count does not match the documents; the index is corrupt")
+                self._vectors.expansion_search = EXPANSION_SEARCH
             return self._vectors
 
     def _check_encoder(self, encoder: Encoder | None) -> Encoder:
@@ -171,6 +174,8 @@ class DenseRetriever:
         check_k(k)
         vectors = self.index.vectors()
         embedded = self.encoder.embed_query(query)
+        if k > vectors.expansion_search:
+            vectors.expansion_search = k
         found = vectors.search(embedded, min(k, len(vectors)))
         keys = [int(key) for key in np.asarray(found.keys)]
         scores = [1.0 - float(d) for d in np.asarray(found.distances)]
