@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -180,6 +181,10 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(models, settings, metrics=metrics, routers=(*DEFAULT_ROUTERS, search_route.build_router))
     app.state.search = search_indexes
     print(f"crossrank: serving on http://{settings.host}:{settings.port}", flush=True)
+    # uvicorn handles SIGTERM (stop accepting, finish in-flight requests), then re-raises it to
+    # the handler found at start: make that one a no-op so a graceful shutdown exits 0
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                 timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False)
+    print("crossrank: stopped", flush=True)
     return 0

@@ -24,7 +24,7 @@ COHERE_KEYS = ("model", "top_n", "return_documents", "rank_fields", "max_chunks_
 
 class CohereRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    query: str
+    query: str = Field(min_length=1)
     documents: list[str | dict[str, Any]]
     model: str | None = None
     top_n: int | None = Field(default=None, ge=1)

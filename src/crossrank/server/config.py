@@ -74,7 +74,7 @@ def _entry(name: str, raw: Any) -> ModelEntry:
     unknown = set(raw) - known
     if unknown:
         raise InvalidInput(f"inference.{name} has unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    return ModelEntry(name=str(name), **{k: v for k, v in raw.items()})
+    return ModelEntry(name=str(name), **{**raw, "type": kind})
 
 
 def read_config(path: str | Path) -> tuple[list[ModelEntry], dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.server.auth import require_api_key
 from crossrank.server.common import check_query, embed_texts, models_of, score_pairs, took_ms
@@ -13,7 +13,7 @@ from crossrank.server.common import check_query, embed_texts, models_of, score_p
 
 class CrossPair(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    query: str
+    query: str = Field(min_length=1)
     text: str
 
 

@@ -121,9 +121,10 @@ def load_served_models(
                 if entry.dim is not None and entry.dim != encoder.dim:
                     raise ModelError(f"the config says dim {entry.dim} but the model gives {encoder.dim}")
                 bi.append(BiModel(entry, encoder, EncoderScheduler(entry.name, encoder, settings.batch, observer=obs)))
-        except CrossrankError as exc:
+        except Exception as exc:
             for model in [*cross, *bi]:
                 model.scheduler.close()
-            raise ModelError(f"model {entry.name!r} ({entry.model}) failed to load: {exc}") from exc
+            reason = str(exc) if isinstance(exc, CrossrankError) else f"{type(exc).__name__}: {exc}"
+            raise ModelError(f"model {entry.name!r} ({entry.model}) failed to load: {reason}") from exc
         log.info("loaded %s %r (%s) in %.1f s", entry.type, entry.name, entry.model, time.perf_counter() - started)
     return ServedModels(cross, bi)

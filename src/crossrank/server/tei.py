@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank import __version__
 from crossrank.errors import InvalidInput
@@ -40,7 +40,7 @@ Direction = Literal["Right", "Left", "right", "left"]
 
 class TeiRerankRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    query: str
+    query: str = Field(min_length=1)
     texts: list[str]
     raw_scores: bool = False
     return_text: bool = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.server.common import check_query, models_of, score_pairs
 from crossrank.server.errors import NotReady
@@ -18,7 +18,7 @@ from crossrank.server.errors import NotReady
 
 class WeaviateRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    query: str
+    query: str = Field(min_length=1)
     documents: list[str]
 
 

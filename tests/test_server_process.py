@@ -1,0 +1,288 @@
+"""A real ``crossrank serve`` process on 127.0.0.1: the Cohere SDK, mixed-format load, a flood,
+SIGTERM under load, start-up failures and a schema fuzz pass. Bounded in count and time.
+
+``CROSSRANK_LOAD_SECONDS`` sets the length of the mixed load (default 20 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crossrank import Reranker
+from crossrank.server.launch import ServerProcess
+
+httpx = pytest.importorskip("httpx")
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+LOAD_SECONDS = float(os.environ.get("CROSSRANK_LOAD_SECONDS", "20"))
+
+_WORDS = ("crocs clog sandal boot leather kids classic lined comfort work shoe charm pack white black "
+          "slide waterproof hiking trail running lightweight summer winter foam strap buckle").split()
+
+
+def titles(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 15))) for _ in range(count)]
+
+
+def write_config(path: Path, bert_dir: Path, minilm_dir: Path) -> Path:
+    path.write_text(
+        "inference:\n"
+        f"  msmarco:\n    type: cross-encoder\n    model: file://{bert_dir}\n"
+        f"  minilm:\n    type: bi-encoder\n    model: file://{minilm_dir}\n    dim: 384\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, bert_dir: Path, minilm_dir: Path) -> Path:
+    return write_config(tmp_path_factory.mktemp("serve") / "config.yaml", bert_dir, minilm_dir)
+
+
+def serve(config: Path, cache: Path, *extra: str, log: Path | None = None) -> ServerProcess:
+    return ServerProcess(["--config", str(config), "--cache-dir", str(cache), *extra], log_path=log)
+
+
+@pytest.fixture(scope="module")
+def server(config: Path, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    log = tmp_path_factory.mktemp("serve-log") / "server.log"
+    with serve(config, model_cache, "--api-key", KEY, log=log) as process:
+        yield process
+
+
+# -- the official Cohere SDK ----------------------------------------------------------------------
+def test_cohere_sdk_v1_and_v2_work_unchanged(server: ServerProcess, bert_reranker: Reranker) -> None:
+    cohere = pytest.importorskip("cohere")
+    docs = titles(12, seed=1)
+    want = bert_reranker.score("crocs clog", docs)
+    order = list(np.argsort(-want, kind="stable"))
+
+    v2 = cohere.ClientV2(api_key=KEY, base_url=server.url)
+    response = v2.rerank(model="msmarco", query="crocs clog", documents=docs, top_n=5)
+    assert [r.index for r in response.results] == order[:5]
+    np.testing.assert_allclose([r.relevance_score for r in response.results], want[order[:5]], rtol=1e-5)
+
+    v1 = cohere.Client(api_key=KEY, base_url=server.url)
+    response = v1.rerank(model="msmarco", query="crocs clog", documents=docs, return_documents=True)
+    assert [r.index for r in response.results] == order
+    assert [r.document.text for r in response.results] == [docs[i] for i in order]
+
+    with pytest.raises(cohere.errors.UnauthorizedError):
+        cohere.ClientV2(api_key="wrong", base_url=server.url).rerank(model="msmarco", query="q", documents=["a"])
+    with pytest.raises(cohere.errors.NotFoundError):
+        v2.rerank(model="rerank-v3.5", query="q", documents=["a"])
+
+
+# -- mixed-format load ----------------------------------------------------------------------------
+def _templates() -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i in range(6):
+        query = f"crocs {_WORDS[i]}"
+        docs = titles(random.Random(i).randint(1, 40), seed=100 + i)
+        out += [
+            ("/inference/cross/msmarco", {"input": [{"query": query, "text": d} for d in docs]}),
+            ("/v1/rerank", {"model": "msmarco", "query": query, "documents": docs, "return_documents": True}),
+            ("/v2/rerank", {"model": "msmarco", "query": query, "documents": docs, "top_n": 3}),
+            ("/rerank", {"query": query, "texts": docs, "raw_scores": i % 2 == 0}),
+            ("/rerank", {"query": query, "documents": docs}),
+        ]
+        texts = docs[: 1 + i * 3]
+        out += [
+            ("/inference/encoder/minilm", {"texts": texts}),
+            ("/v1/embeddings", {"input": texts, "model": "minilm"}),
+            ("/embed", {"inputs": texts}),
+        ]
+    return out
+
+
+def extract(path: str, body: dict[str, Any], data: Any) -> dict[Any, float] | np.ndarray:
+    """The numbers of an answer, keyed by input index where the format reorders."""
+    if path == "/inference/cross/msmarco":
+        return np.asarray(data["scores"])
+    if path in ("/v1/rerank", "/v2/rerank"):
+        return {r["index"]: r["relevance_score"] for r in data["results"]}
+    if path == "/rerank":
+        if "texts" in body:
+            return {r["index"]: r["score"] for r in data}
+        return np.asarray([s["score"] for s in data["scores"]])
+    if path == "/inference/encoder/minilm":
+        return np.asarray(data["embeddings"])
+    if path == "/v1/embeddings":
+        return np.asarray([d["embedding"] for d in data["data"]])
+    return np.asarray(data)
+
+
+def same(a: dict[Any, float] | np.ndarray, b: dict[Any, float] | np.ndarray) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-5 + 1e-4 * abs(b[k]) for k in a)
+    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and bool(
+        np.allclose(a, b, rtol=1e-4, atol=1e-5))
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def test_64_clients_mixed_formats_get_their_own_scores(server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    templates = _templates()
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client:
+        expected = [extract(p, b, client.post(p, json=b).raise_for_status().json()) for p, b in templates]
+
+    stats: dict[str, Any] = {"latency": [], "status": {}, "mismatch": [], "errors": []}
+
+    async def worker(seed: int, client: Any, stop: float) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < stop:
+            k = rng.randrange(len(templates))
+            path, body = templates[k]
+            started = time.perf_counter()
+            try:
+                response = await client.post(path, json=body)
+            except httpx.HTTPError as exc:
+                stats["errors"].append(repr(exc))
+                continue
+            stats["latency"].append(time.perf_counter() - started)
+            stats["status"][response.status_code] = stats["status"].get(response.status_code, 0) + 1
+            if response.status_code == 200 and not same(extract(path, body, response.json()), expected[k]):
+                stats["mismatch"].append((path, k))
+
+    async def main() -> None:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=60, limits=limits) as client:
+            stop = time.monotonic() + LOAD_SECONDS
+            await asyncio.gather(*(worker(i, client, stop) for i in range(64)))
+
+    asyncio.run(main())
+    lat = stats["latency"]
+    with capsys.disabled():
+        print(f"\nmixed load, 64 clients, {LOAD_SECONDS:.0f} s: {len(lat)} requests, statuses {stats['status']}, "
+              f"p50 {percentile(lat, 50) * 1000:.0f} ms, p99 {percentile(lat, 99) * 1000:.0f} ms")
+    assert not stats["errors"], stats["errors"][:5]
+    assert set(stats["status"]) == {200}, stats["status"]
+    assert not stats["mismatch"], stats["mismatch"][:10]
+    assert len(lat) >= 64
+
+
+# -- the schema fuzz pass -------------------------------------------------------------------------
+def test_schema_fuzz_finds_no_server_error(server: ServerProcess, tmp_path: Path) -> None:
+    pytest.importorskip("schemathesis")
+    command = [str(Path(sys.executable).with_name("schemathesis")), "run", f"{server.url}/openapi.json",
+               "--checks", "not_a_server_error", "--max-examples", "10", "--max-time", "40", "--seed", "7",
+               "--header", f"Authorization: Bearer {KEY}", "--request-timeout", "30"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout), result.stdout[-2000:]
+
+
+# -- overload -------------------------------------------------------------------------------------
+def test_flood_gets_fast_429s_while_health_answers_and_then_recovers(
+    config: Path, model_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = titles(32, seed=5)
+    body = {"query": "crocs", "texts": docs}
+    outcome: dict[str, list[float]] = {"429": [], "200": [], "other": [], "health": []}
+    retry_after: set[str] = set()
+
+    async def flood(client: Any, stop: float) -> None:
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            response = await client.post("/rerank", json=body)
+            elapsed = time.perf_counter() - started
+            key = str(response.status_code) if response.status_code in (200, 429) else "other"
+            outcome[key].append(elapsed)
+            if response.status_code == 429:
+                retry_after.add(response.headers.get("retry-after", ""))
+
+    async def health(stop: float, url: str) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                response = await client.get("/health")
+                assert response.status_code == 200
+                outcome["health"].append(time.perf_counter() - started)
+                await asyncio.sleep(0.2)
+
+    async def main(url: str) -> None:
+        limits = httpx.Limits(max_connections=96)
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+            stop = time.monotonic() + 6
+            await asyncio.gather(health(stop, url), *(flood(client, stop) for _ in range(96)))
+
+    with serve(config, model_cache, "--max-queue", "96", "--batch-size", "16") as process:
+        asyncio.run(main(process.url))
+        after = httpx.post(f"{process.url}/rerank", json=body, timeout=30)
+        metrics = httpx.get(f"{process.url}/metrics", timeout=30).text
+    with capsys.disabled():
+        print(f"\nflood: {len(outcome['429'])} x 429 (median {percentile(outcome['429'], 50) * 1000:.1f} ms), "
+              f"{len(outcome['200'])} x 200 (median {percentile(outcome['200'], 50) * 1000:.0f} ms), "
+              f"/health median {percentile(outcome['health'], 50) * 1000:.1f} ms over {len(outcome['health'])} polls")
+    assert outcome["429"] and outcome["200"] and not outcome["other"]
+    assert retry_after == {"1"}
+    assert len(outcome["health"]) >= 5
+    assert after.status_code == 200 and len(after.json()) == len(docs)
+    assert 'crossrank_queue_depth{model="msmarco"} 0.0' in metrics
+    assert 'crossrank_errors_total{type="overloaded"}' in metrics
+
+
+# -- graceful shutdown ----------------------------------------------------------------------------
+def test_sigterm_under_load_finishes_in_flight_requests(config: Path, model_cache: Path) -> None:
+    docs = titles(200, seed=9)
+
+    async def one(client: Any, i: int) -> Any:
+        return await client.post("/rerank", json={"query": f"crocs {i}", "texts": docs})
+
+    async def main(process: ServerProcess) -> list[Any]:
+        async with httpx.AsyncClient(base_url=process.url, timeout=120,
+                                     limits=httpx.Limits(max_connections=32)) as client:
+            tasks = [asyncio.ensure_future(one(client, i)) for i in range(24)]
+            async with httpx.AsyncClient(base_url=process.url, timeout=10) as probe:
+                while True:  # wait until the server holds queued work
+                    text = (await probe.get("/metrics")).text
+                    match = re.search(r'crossrank_queue_depth\{model="msmarco"\} (\S+)', text)
+                    if match and float(match.group(1)) >= 400:
+                        break
+                    await asyncio.sleep(0.02)
+            process.terminate()
+            return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    process = serve(config, model_cache, "--graceful-timeout", "60").start()
+    try:
+        responses = asyncio.run(main(process))
+        code = process.wait(90)
+    finally:
+        process.stop()
+    failures = [r for r in responses if not (hasattr(r, "status_code") and r.status_code == 200)]
+    assert not failures, failures[:3]
+    assert all(len(r.json()) == len(docs) for r in responses)
+    assert code == 0
+
+
+# -- start-up failures ----------------------------------------------------------------------------
+def test_a_model_that_fails_to_load_stops_start_up(tmp_path: Path, model_cache: Path, bert_dir: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"inference:\n  good:\n    model: {bert_dir}\n  broken:\n    model: file://{broken}\n",
+                   encoding="utf-8")
+    process = ServerProcess(["--config", str(bad), "--cache-dir", str(model_cache)])
+    result = subprocess.run(process.args, capture_output=True, text=True, timeout=180)
+    assert result.returncode != 0
+    assert "broken" in result.stderr and "failed to load" in result.stderr
+    missing = ServerProcess(["--model", str(tmp_path / "nope")])
+    result = subprocess.run(missing.args, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "does not exist" in result.stderr
