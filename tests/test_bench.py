@@ -1,0 +1,112 @@
+"""`crossrank bench`: inputs, the interleaved runner, reports and the command itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossrank.bench import prepare_backends, run_bench
+from crossrank.bench.backends import Backend
+from crossrank.bench.inputs import WORDS, make_workload
+from crossrank.bench.report import detail_table, latency_table, ratio_table, write_chart, write_json
+from crossrank.cli import main
+
+
+def test_workloads_are_deterministic_and_sized() -> None:
+    a = make_workload("passages", 7, seed=1)
+    assert a == make_workload("passages", 7, seed=1)
+    assert a != make_workload("passages", 7, seed=2)
+    assert len(a.documents) == 7 and a.pairs[0] == (a.query, a.documents[0])
+    for kind in ("titles", "passages"):
+        words = [len(d.split()) for d in make_workload(kind, 50).documents]
+        assert 0.8 * WORDS[kind] <= min(words) and max(words) <= 1.2 * WORDS[kind]
+        assert len(set(words)) > 1  # lengths vary, as real candidates do
+    with pytest.raises(ValueError):
+        make_workload("tweets", 3)  # type: ignore[arg-type]
+
+
+def _fake(name: str, offset: float) -> Backend:
+    """A deterministic scorer for runner tests (the runner is what is tested, not a model)."""
+
+    def score(query: str, docs: list[str]) -> np.ndarray:
+        return np.asarray([len(d) / 1000 + offset for d in docs])
+
+    return Backend(name, f"{name} label", score)
+
+
+def test_runner_interleaves_measures_and_compares() -> None:
+    calls: list[str] = []
+    backends = [_fake("ref", 0.0), _fake("shifted", 0.5)]
+    for b in backends:
+        inner = b.score
+        b.score = lambda q, d, inner=inner, name=b.name: (calls.append(name), inner(q, d))[1]  # type: ignore[misc]
+    messages: list[str] = []
+    result = run_bench(backends, sizes=(1, 12), kinds=("titles",), repeats=3, progress=messages.append)
+    assert len(result.cells) == 4 and messages
+    assert calls[2:8] == ["ref", "shifted"] * 3  # warm-up, then strictly alternating rounds
+    cell = result.cell("shifted", "titles", 12)
+    assert cell is not None and len(cell.seconds) == 3
+    assert cell.max_abs_diff == pytest.approx(0.5) and cell.top10_overlap == 10
+    assert cell.p10_ms <= cell.median_ms <= cell.p90_ms and cell.pairs_per_s > 0
+    ref_one = result.cell("ref", "titles", 1)
+    assert ref_one is not None and ref_one.max_abs_diff == 0 and ref_one.top10_overlap is None
+
+
+def test_reports_render_every_backend(tmp_path: Path) -> None:
+    result = run_bench([_fake("sentence-transformers", 0), _fake("mine", 0)], sizes=(1, 3), kinds=("titles", "passages"), repeats=1)
+    table = latency_table(result)
+    assert "| 1 title | 3 titles | 1 passage | 3 passages |" in table and "mine label" in table
+    assert "1.00×" in ratio_table(result, "sentence-transformers")
+    assert detail_table(result).count("\n") == 2 + 8 - 1
+    write_json(result, {"threads": 1}, tmp_path / "b.json")
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert {c["backend"] for c in data["cells"]} == {"sentence-transformers", "mine"}
+    assert data["machine"]["cores"] >= 1 and "median_ms" in data["cells"][0]
+    pytest.importorskip("matplotlib")
+    write_chart(result, tmp_path / "b.png", "test")
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_crossrank_and_peer_backends_agree_on_one_model(bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastembed")
+    pytest.importorskip("sentence_transformers")
+    backends = prepare_backends(
+        bert_dir, modes=("exact",), peers=("sentence-transformers", "fastembed"), threads=1,
+        cache_dir=model_cache, work_dir=tmp_path,
+    )
+    assert [b.name for b in backends] == ["sentence-transformers", "fastembed", "crossrank-exact"]
+    result = run_bench(backends, sizes=(12,), kinds=("passages",), repeats=1)
+    for name in ("fastembed", "crossrank-exact"):
+        cell = result.cell(name, "passages", 12)
+        assert cell is not None and cell.max_abs_diff is not None and cell.max_abs_diff < 1e-4
+        assert cell.top10_overlap == 10
+
+
+def test_bench_command_writes_table_json_and_chart(
+    bert_dir: Path, tmp_path: Path, isolated_hf_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main([
+        "bench", "--model", str(bert_dir), "--modes", "exact", "--sizes", "1,2", "--kinds", "titles",
+        "--repeats", "2", "--threads", "1", "--out", str(out), "--compare", "--peers", "sentence-transformers",
+    ])
+    printed = capsys.readouterr()
+    assert code == 0
+    assert "| sentence-transformers CrossEncoder (torch fp32) |" in printed.out
+    assert "speed-up vs sentence-transformers" in printed.out
+    assert "round" in printed.err  # progress lines
+    data = json.loads((out / "bench.json").read_text())
+    assert {c["backend"] for c in data["cells"]} == {"sentence-transformers", "crossrank-exact"}
+    assert data["settings"]["threads"] == 1
+    if (out / "bench.png").exists():
+        assert (out / "bench.png").stat().st_size > 1000
+
+
+def test_bench_command_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--modes", "ludicrous", "--no-chart"]) == 2
+    assert "unknown mode" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--sizes", "0"])

@@ -1,0 +1,167 @@
+"""Reranker modes: exact parity with transformers, fast-mode ranking agreement, runtime choice."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossrank import Reranker
+from crossrank.bench.inputs import make_workload
+from crossrank.errors import InvalidInput, MissingExtra
+from crossrank.models.synthetic import build_random_model, trained_minilm_dir
+from crossrank.runtime.openvino import plan_power_of_two
+from crossrank.runtime.select import choose_runtime, has_native_bf16, openvino_installed
+
+needs_fast = pytest.mark.skipif(
+    not (openvino_installed() and has_native_bf16()),
+    reason="fast mode needs openvino and a CPU with native bf16 (AMX or AVX-512 BF16)",
+)
+needs_openvino = pytest.mark.skipif(not openvino_installed(), reason="openvino is not installed")
+
+
+@pytest.fixture(scope="module")
+def trained_body_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ms-marco-MiniLM-L6-v2 shape with the trained all-MiniLM-L6-v2 body and a random head."""
+    return build_random_model(tmp_path_factory.mktemp("trained-body-ce"), body_from=trained_minilm_dir(), layers=6)
+
+
+@pytest.fixture(scope="module")
+def exact_trained(trained_body_dir: Path, model_cache: Path) -> Reranker:
+    return Reranker(trained_body_dir, cache_dir=model_cache, mode="exact")
+
+
+def _transformers_logits(directory: Path, pairs: list[tuple[str, str]], max_length: int) -> np.ndarray:
+    import torch
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(directory))
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(directory)).eval()
+    batch = tok(
+        [q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation="only_second",
+        max_length=max_length, return_tensors="pt",
+    )
+    with torch.no_grad():
+        return model(**batch).logits[:, 0].double().numpy()
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a)).astype(np.float64)
+    rb = np.argsort(np.argsort(b)).astype(np.float64)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _top10_overlap(a: np.ndarray, b: np.ndarray) -> int:
+    return len(set(np.argsort(-a)[:10].tolist()) & set(np.argsort(-b)[:10].tolist()))
+
+
+@pytest.mark.parametrize("kind", ["titles", "passages"])
+def test_exact_mode_matches_transformers(kind: str, trained_body_dir: Path, exact_trained: Reranker) -> None:
+    work = make_workload(kind, 24, seed=3)
+    expected = _transformers_logits(trained_body_dir, work.pairs, exact_trained.max_length)
+    got = exact_trained.score(work.query, work.documents, activation="none")
+    assert exact_trained.mode == "exact" and exact_trained.runtime.name == "onnxruntime"
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+@needs_fast
+@pytest.mark.parametrize("kind", ["titles", "passages"])
+def test_fast_mode_keeps_the_ranking(kind: str, trained_body_dir: Path, exact_trained: Reranker, model_cache: Path) -> None:
+    fast = Reranker(trained_body_dir, cache_dir=model_cache, mode="fast")
+    assert fast.mode == "fast" and fast.runtime.name == "openvino"
+    work = make_workload(kind, 100, seed=11)
+    reference = exact_trained.score(work.query, work.documents, activation="none")
+    got = fast.score(work.query, work.documents, activation="none")
+    assert reference.std() > 1e-3  # the trained body makes scores differ: the ranking is meaningful
+    assert _top10_overlap(got, reference) >= 9
+    assert _spearman(got, reference) >= 0.99
+    assert not np.array_equal(got, reference)  # it really ran a different (reduced-precision) path
+
+
+@needs_openvino
+@pytest.mark.parametrize("fixture", ["bert_dir", "xlmr_dir"])
+def test_openvino_shape_padding_keeps_fp32_scores(fixture: str, request: pytest.FixtureRequest, model_cache: Path) -> None:
+    """Rows padded to multiples of 16 and power-of-two batches give the unpadded scores."""
+    directory = request.getfixturevalue(fixture)
+    exact = Reranker(directory, cache_dir=model_cache, batch_size=4)
+    ov32 = Reranker(directory, cache_dir=model_cache, batch_size=4, mode="exact", runtime="openvino")
+    assert ov32.runtime.name == "openvino" and ov32.runtime.precision == "f32"
+    work = make_workload("titles", 13, seed=5)
+    np.testing.assert_allclose(
+        ov32.score(work.query, work.documents, activation="none"),
+        exact.score(work.query, work.documents, activation="none"),
+        atol=1e-4,
+    )
+
+
+@needs_openvino
+def test_fast_runtime_serves_the_scheduler_seams(bert_dir: Path, model_cache: Path) -> None:
+    reranker = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", batch_size=4)
+    pairs = make_workload("titles", 9, seed=2).pairs
+    rows = reranker.encode(pairs)
+    everything = reranker.infer(rows)
+    part = reranker.infer(rows, [7, 1, 4])
+    assert everything.dtype == np.float64 and everything.shape == (9,)
+    np.testing.assert_allclose(part, everything[[7, 1, 4]], atol=1e-5)
+
+
+def test_power_of_two_plan_covers_every_row_once() -> None:
+    lengths = np.asarray([30, 5, 17, 17, 2, 40, 8, 9, 11, 12, 3])
+    batches = plan_power_of_two(lengths, 4)
+    sizes = [len(b) for b in batches]
+    assert sizes == [4, 4, 2, 1]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    flat = lengths[np.concatenate(batches)]
+    assert list(flat) == sorted(flat)  # length-sorted, so each batch pads little
+    assert [len(b) for b in plan_power_of_two(lengths, 5)] == [4, 4, 2, 1]  # cap rounds down to 4
+
+
+BF16 = frozenset({"avx512f", "amx_bf16"})
+NO_BF16 = frozenset({"avx2"})
+
+
+def test_runtime_choice_rules(caplog: pytest.LogCaptureFixture) -> None:
+    auto = choose_runtime("auto", flags=BF16, openvino_available=True)
+    assert (auto.mode, auto.runtime, auto.precision) == ("fast", "openvino", "bf16")
+    assert choose_runtime("auto", flags=NO_BF16, openvino_available=True).runtime == "onnxruntime"
+    assert choose_runtime("exact", flags=BF16, openvino_available=True).precision == "f32"
+    gpu = choose_runtime("fast", providers=["cuda"], flags=BF16, openvino_available=True)
+    assert (gpu.mode, gpu.runtime) == ("exact", "onnxruntime")
+    forced = choose_runtime("exact", runtime="openvino", flags=BF16, openvino_available=True)
+    assert (forced.runtime, forced.precision) == ("openvino", "f32")
+    with caplog.at_level(logging.WARNING):
+        fallback = choose_runtime("fast", flags=BF16, openvino_available=False)
+    assert fallback.runtime == "onnxruntime" and "crossrank[fast]" in caplog.text
+    with pytest.raises(InvalidInput):
+        choose_runtime("turbo")
+    with pytest.raises(InvalidInput):
+        choose_runtime("fast", runtime="tensorflow")
+
+
+def test_fast_mode_without_openvino_falls_back_to_exact(
+    bert_dir: Path, model_cache: Path, bert_reranker: Reranker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if the package were not installed
+    monkeypatch.setattr("crossrank.runtime.select.openvino_installed", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        reranker = Reranker(bert_dir, cache_dir=model_cache, mode="fast", batch_size=4)
+    assert reranker.runtime.name == "onnxruntime" and reranker.mode == "exact"
+    work = make_workload("titles", 5)
+    np.testing.assert_allclose(reranker.score(work.query, work.documents), bert_reranker.score(work.query, work.documents))
+    with pytest.raises(MissingExtra, match=r"crossrank\[fast\]"):
+        Reranker(bert_dir, cache_dir=model_cache, runtime="openvino")
+
+
+def test_cuda_provider_falls_back_to_cpu(bert_dir: Path, model_cache: Path, bert_reranker: Reranker) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("a CUDA build of onnxruntime is installed: no fallback to test")
+    reranker = Reranker(bert_dir, cache_dir=model_cache, providers=["cuda"], mode="auto", batch_size=4)
+    assert reranker.runtime.providers == ["CPUExecutionProvider"]
+    assert reranker.mode == "exact"  # a GPU request keeps ONNX Runtime, even in auto mode
+    work = make_workload("passages", 3)
+    np.testing.assert_allclose(reranker.score(work.query, work.documents), bert_reranker.score(work.query, work.documents))
