@@ -1,0 +1,148 @@
+"""Load-test ``crossrank serve``: throughput and latency by concurrency, batching on vs off.
+
+Starts a real server process on 127.0.0.1 for each batching mode, then for each client count
+runs N concurrent clients for a fixed time, each reranking the same number of short titles
+per request (TEI ``/rerank``). Reports pairs/s, requests/s, p50/p99 latency and the server's
+peak RSS (``VmHWM``).
+
+    python benchmarks/server_load.py                      # random-weight MiniLM-L6 shape
+    python benchmarks/server_load.py --model DIR --clients 1 8 64 --duration 20 --json out.json
+
+Without ``--model`` it builds ms-marco-MiniLM-L6-v2's architecture (6 layers, hidden 384)
+with random weights: the speed is the real model's, the scores are meaningless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from crossrank.server.launch import ServerProcess
+
+WORDS = ("crocs clog sandal boot leather kids classic lined comfort work shoe charm pack white black slide "
+         "waterproof hiking trail running lightweight summer winter foam strap buckle men women size wide "
+         "navy red green blue jibbitz alien vent specialist baya platform").split()
+
+
+def titles(count: int, words: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(words)) for _ in range(count)]
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of a process (Linux ``VmHWM``), in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+async def run_clients(url: str, clients: int, seconds: float, docs: int, words: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    bodies = [{"query": f"crocs {WORDS[i % len(WORDS)]}", "texts": titles(docs, words, seed=i)} for i in range(16)]
+
+    async def client_loop(seed: int, client: httpx.AsyncClient, stop: float) -> None:
+        k = seed
+        while time.monotonic() < stop:
+            body = bodies[k % len(bodies)]
+            k += 1
+            started = time.perf_counter()
+            response = await client.post("/rerank", json=body)
+            latencies.append(time.perf_counter() - started)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        await client.post("/rerank", json=bodies[0])  # warm the connection and the model
+        started = time.monotonic()
+        stop = started + seconds
+        await asyncio.gather(*(client_loop(i, client, stop) for i in range(clients)))
+        elapsed = time.monotonic() - started
+    ok = statuses.get(200, 0)
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "statuses": statuses,
+        "seconds": elapsed,
+        "requests_per_s": ok / elapsed,
+        "pairs_per_s": ok * docs / elapsed,
+        "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else float("nan"),
+        "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else float("nan"),
+    }
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| batching | clients | pairs/s | requests/s | p50 ms | p99 ms | requests | non-200 | peak RSS MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        bad = sum(v for k, v in r["statuses"].items() if k != 200)
+        lines.append(f"| {r['batching']} | {r['clients']} | {r['pairs_per_s']:.0f} | {r['requests_per_s']:.1f} | "
+                     f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['requests']} | {bad} | {r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model to serve (default: random-weight MiniLM-L6 cross-encoder shape)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64], help="concurrency levels")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per concurrency level")
+    parser.add_argument("--docs", type=int, default=100, help="titles per request")
+    parser.add_argument("--words", type=int, default=15, help="words per title")
+    parser.add_argument("--modes", nargs="+", choices=("on", "off"), default=["on", "off"], help="batching modes")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime threads of the server (default: all cores)")
+    parser.add_argument("--cache-dir", help="ONNX export cache of the server")
+    parser.add_argument("--serve-arg", action="append", default=[], help="extra `crossrank serve` argument")
+    parser.add_argument("--json", help="write the rows as JSON to this file")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="crossrank-load-") as tmp:
+        model = args.model
+        if model is None:
+            from crossrank.models.synthetic import build_random_model
+
+            print("building a random-weight ms-marco-MiniLM-L6-v2-shaped model (6 layers)...", file=sys.stderr)
+            model = str(build_random_model(Path(tmp) / "model", layers=6))
+        rows = []
+        for mode in args.modes:
+            serve_args = ["--model", model, "--name", "bench", "--max-documents", str(max(args.docs, 1000)),
+                          "--deadline", "300", *args.serve_arg]
+            if args.cache_dir:
+                serve_args += ["--cache-dir", args.cache_dir]
+            if args.threads:
+                serve_args += ["--threads", str(args.threads)]
+            if mode == "off":
+                serve_args.append("--no-batching")
+            with ServerProcess(serve_args, log_path=Path(tmp) / f"server-{mode}.log") as server:
+                for clients in args.clients:
+                    row = asyncio.run(run_clients(server.url, clients, args.duration, args.docs, args.words))
+                    row["batching"] = mode
+                    row["peak_rss_mib"] = peak_rss_mib(server.pid())
+                    rows.append(row)
+                    print(f"batching {mode}, {clients} clients: {row['pairs_per_s']:.0f} pairs/s, "
+                          f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms", file=sys.stderr)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(markdown(rows))
+    print(f"\n{os.cpu_count()} CPUs, load average at the end {load[0]:.1f}; {args.docs} titles x {args.words} words "
+          f"per request, {args.duration:.0f} s per row")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
