@@ -1,0 +1,76 @@
+"""Server configuration: the YAML file, and flags over environment over file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from crossrank.cli import build_parser
+from crossrank.cli.serve import _FLAGS, build_settings, resolve_options
+from crossrank.errors import InvalidInput
+from crossrank.server.config import read_config
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "config.yaml"
+
+
+def test_example_config_reads() -> None:
+    entries, server = read_config(EXAMPLE)
+    assert [(e.name, e.type, e.model) for e in entries] == [
+        ("msmarco", "cross-encoder", "cross-encoder/ms-marco-MiniLM-L6-v2"),
+        ("minilm", "bi-encoder", "sentence-transformers/all-MiniLM-L6-v2"),
+    ]
+    assert entries[1].dim == 384 and server["port"] == 8080
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("inference: {}\n", "inference"),
+        ("nothing: 1\n", "inference"),
+        ("inference:\n  a:\n    type: cross\n    model: x\n", "type"),
+        ("inference:\n  a:\n    type: cross-encoder\n", "model"),
+        ("inference:\n  a:\n    model: x\n    colour: red\n", "unknown keys"),
+        ("inference: [\n", "YAML"),
+    ],
+)
+def test_bad_configs_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidInput, match=message):
+        read_config(path)
+
+
+def test_type_defaults_to_cross_encoder(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("inference:\n  a:\n    model: some/model\n", encoding="utf-8")
+    assert read_config(path)[0][0].type == "cross-encoder"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["serve", *argv])
+
+
+def test_flag_beats_environment_beats_file() -> None:
+    env = {"CROSSRANK_PORT": "9000", "CROSSRANK_BATCH_SIZE": "8", "CROSSRANK_NO_BATCHING": "true"}
+    file = {"port": 7000, "batch_size": 4, "deadline": 5, "max_queue": 50}
+    options = resolve_options(parse("--port", "9100"), env, file)
+    settings = build_settings(options)
+    assert settings.port == 9100  # flag
+    assert settings.batch.batch_size == 8 and settings.batch.batching is False  # environment
+    assert settings.deadline_s == 5 and settings.batch.max_queue == 50  # file
+    assert settings.host == "127.0.0.1" and settings.max_body_bytes == 10 * 1024 * 1024  # defaults
+
+
+def test_bad_environment_values_are_named() -> None:
+    with pytest.raises(InvalidInput, match="CROSSRANK_PORT"):
+        resolve_options(parse(), {"CROSSRANK_PORT": "eighty"}, {})
+
+
+def test_help_names_the_environment_variable_of_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--help")
+    text = " ".join(capsys.readouterr().out.split())
+    for var, _ in _FLAGS.values():
+        assert var in text
