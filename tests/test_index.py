@@ -143,6 +143,18 @@ def test_killed_indexer_leaves_previous_index_answering(tmp_path: Path) -> None:
     assert not list(path.glob(".build-*"))
 
 
+def test_open_index_keeps_answering_after_a_rebuild(tmp_path: Path) -> None:
+    path = tmp_path / "idx"
+    build_index(path, _records(10))
+    old = Index.open(path)
+    old_bm25 = old.retriever("bm25")
+    assert [c.id for c in old_bm25.retrieve("number 3", 1)] == ["d3"]
+    build_index(path, [Record("n1", "entirely new espadrille")])  # replaces and deletes the old generation
+    assert not old.generation.exists()
+    assert [c.id for c in old_bm25.retrieve("number 4", 1)] == ["d4"]  # the running reader still answers
+    assert [c.id for c in Index.open(path).retriever("bm25").retrieve("espadrille", 5)] == ["n1"]
+
+
 def test_interrupt_is_cleaned_up(tmp_path: Path) -> None:
     path = tmp_path / "idx"
     build_index(path, _records(10))

@@ -8,6 +8,7 @@ loaded whole into memory (the offset table is memory-mapped).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,13 +51,19 @@ class DocStoreWriter:
 
 
 class DocStore:
-    """Random access to stored documents by ordinal."""
+    """Random access to stored documents by ordinal.
+
+    The file is opened once and read with ``os.pread`` (thread-safe, no shared offset), so
+    a reader keeps working after a newer build has replaced and deleted its generation.
+    """
 
     def __init__(self, directory: Path) -> None:
         self._offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r", allow_pickle=False)
         self._path = directory / DOCS_FILE
-        size = self._path.stat().st_size
+        self._fd = os.open(self._path, os.O_RDONLY)
+        size = os.fstat(self._fd).st_size
         if self._offsets.ndim != 1 or len(self._offsets) < 1 or int(self._offsets[-1]) != size:
+            self.close()
             raise ValueError(f"{self._path} does not match its offset table")
 
     def __len__(self) -> int:
@@ -65,13 +72,19 @@ class DocStore:
     def get(self, ords: list[int]) -> list[tuple[str, str]]:
         """(id, text) of each ordinal, in the order given."""
         out: list[tuple[str, str]] = []
-        with open(self._path, "rb") as handle:
-            for ordinal in ords:
-                start, end = int(self._offsets[ordinal]), int(self._offsets[ordinal + 1])
-                handle.seek(start)
-                record = json.loads(handle.read(end - start))
-                out.append((record["id"], record["text"]))
+        for ordinal in ords:
+            start, end = int(self._offsets[ordinal]), int(self._offsets[ordinal + 1])
+            record = json.loads(os.pread(self._fd, end - start, start))
+            out.append((record["id"], record["text"]))
         return out
+
+    def close(self) -> None:
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
     def iter_ids(self) -> list[str]:
         """Every stored id, in ordinal order (used to reject duplicate ids when adding)."""

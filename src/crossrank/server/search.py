@@ -115,6 +115,9 @@ def open_search_indexes(entries: list[SearchEntry]) -> dict[str, SearchIndex]:
         kinds = ["bm25"] + (["dense", "hybrid"] if index.dense is not None else [])
         if entry.retriever not in kinds:
             raise InvalidInput(f"search.{entry.name}: {entry.index} has no vectors for {entry.retriever!r} retrieval")
+        index.lexical()  # open the engines now: a later rebuild may delete this generation's files
+        if index.dense is not None:
+            index.vectors()
         opened = SearchIndex(entry, index)
         for kind in kinds:
             opened.retrievers[kind] = index.retriever(kind, rrf_k=entry.rrf_k)
