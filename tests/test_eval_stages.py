@@ -146,7 +146,7 @@ def outcome(
 ) -> EvalOutcome:
     config = EvalConfig(
         str(synthetic.path), tmp_path_factory.mktemp("eval-out"), stages=list(ALL_STAGES), depth=20, top_n=5,
-        encoder="minilm", progress=False,
+        encoder="minilm", progress=False, notes=["random weights: a caveat for the reader"],
     )
     return run_evaluation(config, reranker=bert_reranker, encoder=minilm_encoder)
 
@@ -155,6 +155,7 @@ def test_results_json_has_every_stage_and_agrees_with_the_run_files(outcome: Eva
     results = json.loads(outcome.files["results"].read_text())
     assert [row["stage"] for row in results["stages"]] == list(ALL_STAGES)
     assert results["dataset"]["queries"] == len(qrels) and results["config"]["top_n"] == 5
+    assert results["notes"] == ["random weights: a caveat for the reader"]
     for row in results["stages"]:
         run_file = outcome.files["results"].parent / row["run_file"]
         assert set(row["metrics"]) == set(MEASURES)
@@ -192,6 +193,7 @@ def test_html_report_is_self_contained_with_three_charts(outcome: EvalOutcome) -
     for name in ALL_STAGES:
         assert f"<td>{name}</td>" in page
     assert "Per-query nDCG@10 change from reranking" in page
+    assert '<p class="note">random weights: a caveat for the reader</p>' in page
     assert f"{outcome.rows[0]['metrics']['nDCG@10']:.4f}" in page
 
 

@@ -145,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
     reranker, label = (None, "")
     if any(s.endswith(RERANK_SUFFIX) for s in stages):
         reranker, label = _reranker(args, args.synthetic)
+    if label:
+        config.notes.append(
+            "The cross-encoder is a local demo model with RANDOM WEIGHTS (the Hugging Face hub was "
+            "unreachable): the +ce rows show the pipeline working, not what reranking buys."
+        )
     encoder = _encoder(args.encoder, args.threads) if needs_dense(stages) else None
     outcome = run_evaluation(config, reranker=reranker, encoder=encoder)
     if args.json:

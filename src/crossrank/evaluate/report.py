@@ -191,6 +191,7 @@ def render_html(payload: Mapping[str, Any], runs: Mapping[str, StageRun], evalua
         "created": payload.get("created", ""),
     }
     facts_html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts.items())
+    notes = "".join(f'<p class="note">{esc(note)}</p>' for note in payload.get("notes", []))
     figures = "".join(
         f'<figure><img alt="{esc(title)}" src="data:image/png;base64,{data}"><figcaption>{esc(title)}</figcaption></figure>'
         for title, data in images
@@ -202,10 +203,11 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
 th {{ background: #f3f3f3; }} td:first-child, .facts th, .facts td {{ text-align: left; }}
+.note {{ background: #fff3cd; border: 1px solid #e0b400; padding: 8px 12px; font-weight: 600; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
 </style></head><body>
 <h1>crossrank evaluation: {esc(dataset['name'])}</h1>
-<table class="facts">{facts_html}</table>
+{notes}<table class="facts">{facts_html}</table>
 <h2>Results</h2>
 <table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>{body_rows}</table>
 <p>Metrics from ir-measures (trec_eval); every judged query counts, a query without a relevant

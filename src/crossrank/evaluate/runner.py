@@ -54,6 +54,7 @@ class EvalConfig:
     cache_dir: Path | None = None  #: where beir/NAME downloads go
     beir_url: str = BEIR_URL
     timeout: float = 30.0
+    notes: list[str] = field(default_factory=list)  #: caveats shown at the top of the report
 
 
 @dataclass
@@ -174,6 +175,7 @@ def run_evaluation(
             "encoder": encoder_name, "rrf_k": config.rrf_k,
             "bm25": index.manifest.get("lexical"),
         },
+        "notes": list(config.notes),
         "index": {"path": str(index.path), **index_info},
         "stages": rows,
         "per_query": {name: e.per_query for name, e in evaluations.items()},
