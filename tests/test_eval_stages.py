@@ -230,3 +230,14 @@ def test_stage_run_percentiles() -> None:
     run = StageRun("x", "x", None, latencies_ms={str(i): float(i) for i in range(1, 101)})
     assert run.percentile_ms(50) == pytest.approx(50.5) and run.percentile_ms(95) == pytest.approx(95.05)
     assert run.total_seconds == pytest.approx(5.05)
+
+
+def test_rerank_run_of_the_bm25_run_reproduces_the_bm25_ce_stage(
+    outcome: EvalOutcome, synthetic: SyntheticInfo, bert_reranker: Reranker, tmp_path: Path
+) -> None:
+    from crossrank.evaluate.rerank_run import rerank_run
+
+    out = tmp_path / "reranked.trec"
+    rerank_run(outcome.files["run:bm25"], synthetic.path / "corpus.jsonl", synthetic.path / "queries.jsonl", out,
+               bert_reranker, top_n=5, keep_rest=True, progress=False)
+    assert read_run(out) == read_run(outcome.files["run:bm25+ce"])
