@@ -168,6 +168,10 @@ def zip_server(tmp_path: Path) -> Iterator[str]:
     with zipfile.ZipFile(served / "syn.zip", "w") as archive:
         for file in info.path.rglob("*"):
             archive.write(file, f"syn/{file.relative_to(info.path)}")
+    with zipfile.ZipFile(served / "multi.zip", "w") as archive:  # like cqadupstack: one folder per part
+        for part in ("android", "gis"):
+            for file in info.path.rglob("*"):
+                archive.write(file, f"multi/{part}/{file.relative_to(info.path)}")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -209,3 +213,11 @@ def test_results_json_is_plain_json(tmp_path: Path) -> None:
 def test_download_of_an_unknown_dataset_names_the_public_ones(tmp_path: Path, zip_server: str) -> None:
     with pytest.raises(DownloadFailed, match="answered HTTP 404.*scifact"):
         resolve_dataset("beir/nosuch", cache_dir=tmp_path / "c", base_url=zip_server, timeout=5, progress=False)
+
+
+def test_archive_with_several_datasets_needs_a_part(tmp_path: Path, zip_server: str) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(InvalidInput, match="several datasets: pass one of beir/multi/android, beir/multi/gis"):
+        resolve_dataset("beir/multi", cache_dir=cache, base_url=zip_server, timeout=5, progress=False)
+    part = resolve_dataset("beir/multi/gis", cache_dir=cache, base_url="http://127.0.0.1:9", timeout=1, progress=False)
+    assert part.root == cache / "multi" / "gis" and part.splits() == ["test"]

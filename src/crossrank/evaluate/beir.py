@@ -144,20 +144,29 @@ def resolve_dataset(
     timeout: float = 30.0,
     progress: bool = True,
 ) -> BeirDataset:
-    """A local BEIR directory, or ``beir/NAME`` downloaded (once) into the cache."""
+    """A local BEIR directory, or ``beir/NAME`` downloaded (once) into the cache.
+
+    ``beir/NAME/PART`` selects a sub-dataset of an archive that holds several, such as
+    ``beir/cqadupstack/android``.
+    """
     text = str(spec)
     if not text.startswith("beir/"):
         return BeirDataset.open(text)
-    name = text.removeprefix("beir/").strip("/")
-    if not name or "/" in name or name.startswith("."):
-        raise InvalidInput(f"--dataset {text}: expected beir/NAME, e.g. beir/scifact")
+    name, _, part = text.removeprefix("beir/").strip("/").partition("/")
+    if not name or name.startswith(".") or part.startswith(".") or "/" in part or "\\" in text:
+        raise InvalidInput(f"--dataset {text}: expected beir/NAME (e.g. beir/scifact) or beir/NAME/PART")
     target = beir_cache_dir(cache_dir) / name
-    if (target / "corpus.jsonl").is_file():
-        return BeirDataset.open(target)
-    if name not in PUBLIC_DATASETS:
-        log.warning("%s is not one of the public BEIR datasets (%s); trying anyway", name, ", ".join(PUBLIC_DATASETS))
-    download_beir(name, target, base_url=base_url, timeout=timeout, progress=progress)
-    return BeirDataset.open(target)
+    if not target.is_dir():
+        if name not in PUBLIC_DATASETS:
+            log.warning("%s is not one of the public BEIR datasets (%s); trying anyway", name, ", ".join(PUBLIC_DATASETS))
+        download_beir(name, target, base_url=base_url, timeout=timeout, progress=progress)
+    root = target / part if part else target
+    if not (root / "corpus.jsonl").is_file():
+        parts = sorted(p.parent.name for p in target.glob("*/corpus.jsonl"))
+        if parts:
+            raise InvalidInput(f"beir/{name} holds several datasets: pass one of "
+                               + ", ".join(f"beir/{name}/{p}" for p in parts))
+    return BeirDataset.open(root)
 
 
 def download_beir(name: str, target: Path, *, base_url: str, timeout: float, progress: bool) -> None:
@@ -206,8 +215,8 @@ def _unpack(archive: Path, name: str, target: Path) -> None:
         raise DownloadFailed(f"the download of {name!r} is not a valid zip file; delete {archive} and retry") from exc
     finally:
         archive.unlink(missing_ok=True)
-    inner = staging / name if (staging / name / "corpus.jsonl").is_file() else staging
-    if not (inner / "corpus.jsonl").is_file():
+    inner = staging / name if (staging / name).is_dir() else staging
+    if not (inner / "corpus.jsonl").is_file() and not any(inner.glob("*/corpus.jsonl")):
         shutil.rmtree(staging, ignore_errors=True)
         raise DownloadFailed(f"the BEIR archive for {name!r} has no corpus.jsonl")
     shutil.rmtree(target, ignore_errors=True)
