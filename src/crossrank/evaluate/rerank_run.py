@@ -113,8 +113,8 @@ def rerank_run(
         if report.missing_documents:
             log.warning("%d documents of the run are not in %s; they are left out", report.missing_documents, corpus)
         progress_bar = bar(report.queries, "reranking", unit=" queries", enabled=progress, initial=0)
-        with RunWriter(out, tag or f"crossrank-{getattr(reranker, 'name', 'rerank')}".replace(" ", "_"),
-                       append=resume) as writer:
+        default_tag = "crossrank-" + Path(str(getattr(reranker, "name", "rerank"))).name.replace(" ", "_")
+        with RunWriter(out, tag or default_tag, append=resume) as writer:
             try:
                 for qid, rows in iter_run(run):
                     progress_bar.update(1)
@@ -136,6 +136,7 @@ def rerank_run(
                     report.pairs += len(head)
             finally:
                 progress_bar.close()
+                store.close()
     if report.no_query_text:
         log.warning("%d run queries have no text in %s; they are left out", report.no_query_text, queries)
     report.seconds = time.perf_counter() - started
