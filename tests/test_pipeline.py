@@ -59,6 +59,7 @@ def test_pipeline_without_reranker_keeps_first_stage_order(index_path: Path) -> 
     assert [h.id for h in result.hits] == [c.id for c in first[:2]]
     assert all(h.rerank_score is None for h in result.hits)
     assert "rerank" not in result.timings_ms
+    assert Pipeline(Index.open(index_path)).retriever.name == "hybrid"  # an index alone: hybrid when it has vectors
     with pytest.raises(InvalidInput):
         Pipeline(retriever).search("x", candidates=0)
     with pytest.raises(InvalidInput):

@@ -15,6 +15,7 @@ import numpy as np
 from crossrank.errors import InvalidInput
 from crossrank.rerank import Reranker, check_text
 from crossrank.retrieval.base import Candidate, Hit, Retriever, SearchResult
+from crossrank.retrieval.index import Index
 
 
 def _positive(value: Any, what: str) -> int:
@@ -24,15 +25,17 @@ def _positive(value: Any, what: str) -> int:
 
 
 class Pipeline:
-    """A first stage (any :class:`Retriever`) and an optional cross-encoder.
+    """A first stage (any :class:`Retriever`, or an :class:`Index`) and an optional cross-encoder.
 
     ``search`` fetches ``candidates`` documents, scores each (query, document) pair with the
     reranker and returns the best ``top_k``. More candidates raise recall at a cost linear
     in the reranker's work. Without a reranker the first-stage order is kept.
     """
 
-    def __init__(self, retriever: Retriever, reranker: Reranker | None = None) -> None:
-        self.retriever = retriever
+    def __init__(self, retriever: Retriever | Index, reranker: Reranker | None = None) -> None:
+        if isinstance(retriever, Index):  # an index alone: hybrid when it has vectors, else BM25
+            retriever = retriever.retriever("hybrid" if retriever.dense is not None else "bm25")
+        self.retriever: Retriever = retriever
         self.reranker = reranker
 
     def search(self, query: str, candidates: int = 100, top_k: int = 10) -> SearchResult:
