@@ -15,6 +15,7 @@ from crossrank.errors import (
 from crossrank.encode import Encoder
 from crossrank.models.catalogue import list_supported_models
 from crossrank.rerank import Ranked, Reranker, Scores
+from crossrank.retrieval import Index, Pipeline
 
 __version__ = "0.1.0"
 
@@ -22,10 +23,12 @@ __all__ = [
     "CrossrankError",
     "Encoder",
     "HubUnavailable",
+    "Index",
     "InvalidInput",
     "MissingExtra",
     "ModelError",
     "ModelNotFound",
+    "Pipeline",
     "Ranked",
     "Reranker",
     "Scores",
