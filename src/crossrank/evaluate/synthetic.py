@@ -10,7 +10,7 @@ score 0 on every measure.
 
 >>> info = write_synthetic_beir("/tmp/synthetic-beir")  # doctest: +SKIP
 >>> info.ideal["nDCG@10"]  # doctest: +SKIP
-0.95
+0.9523809523809523
 """
 
 from __future__ import annotations
