@@ -13,7 +13,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +45,6 @@ class BuildReport:
     seconds: float = 0.0
     dense: bool = False
     generation: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def docs_per_second(self) -> float:
@@ -101,7 +100,7 @@ def build_index(
         raise InvalidInput("mode must be 'replace' or 'add'")
     if batch_size < 1:
         raise InvalidInput("batch_size must be at least 1")
-    tantivy = require("tantivy", "index", "BM25 indexing")
+    require("tantivy", "index", "BM25 indexing")
     root = Path(path)
     started = time.perf_counter()
     with layout.writer_lock(root):
@@ -115,86 +114,95 @@ def build_index(
             description = encoder_description(encoder, encoder_model) if encoder is not None else None
         build = layout.new_build_dir(root)
         try:
-            report = _fill(
-                build, root, previous, previous_manifest, description, records, encoder, batch_size, heap_mb,
-                progress, tantivy,
-            )
+            generation = _GenerationWriter(build, previous, description, encoder, heap_mb)
+            for batch in batched(records, batch_size):
+                generation.add(batch)
+                if progress is not None:
+                    progress(len(batch))
+            total = generation.finish(created=previous_manifest.get("created"))
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise
+        report = BuildReport(path=root, added=generation.added, total=total, duplicates=generation.duplicates,
+                             dense=description is not None)
         report.generation = layout.publish(root, build).name
     report.seconds = time.perf_counter() - started
     log.info("indexed %d documents (%d in total) in %.1fs", report.added, report.total, report.seconds)
     return report
 
 
-def _fill(
-    build: Path,
-    root: Path,
-    previous: Path | None,
-    previous_manifest: dict[str, Any],
-    description: dict[str, Any] | None,
-    records: Iterable[Record],
-    encoder: Encoder | None,
-    batch_size: int,
-    heap_mb: int,
-    progress: Callable[[int], None] | None,
-    tantivy: Any,
-) -> BuildReport:
-    """Write a complete generation into ``build`` (not yet visible to readers)."""
-    report = BuildReport(path=root, dense=description is not None)
-    store = DocStoreWriter(build, start_from=previous)
-    seen: set[str] = set(DocStore(previous).iter_ids()) if previous is not None else set()
-    if previous is not None:
-        layout.link_or_copy_tree(previous / layout.LEXICAL_DIR, build / layout.LEXICAL_DIR)
-        index = tantivy.Index.open(str(build / layout.LEXICAL_DIR))
-    else:
-        (build / layout.LEXICAL_DIR).mkdir()
-        index = tantivy.Index(lexical_schema(), path=str(build / layout.LEXICAL_DIR))
-    writer = index.writer(heap_size=max(heap_mb, 16) * 1_000_000, num_threads=1)
-    vectors = None
-    if description is not None:
-        vectors = new_vector_index(description)
-        if previous is not None and (previous / layout.VECTORS_FILE).is_file():
-            vectors.load(str(previous / layout.VECTORS_FILE))
-    for batch in batched(records, batch_size):
+class _GenerationWriter:
+    """Writes one complete generation into a build directory, invisible to readers until published."""
+
+    def __init__(
+        self,
+        build: Path,
+        previous: Path | None,
+        description: dict[str, Any] | None,
+        encoder: Encoder | None,
+        heap_mb: int,
+    ) -> None:
+        self.tantivy = require("tantivy", "index", "BM25 indexing")
+        self.build = build
+        self.description = description
+        self.encoder = encoder
+        self.added = 0
+        self.duplicates = 0
+        self.store = DocStoreWriter(build, start_from=previous)
+        self.seen: set[str] = set(DocStore(previous).iter_ids()) if previous is not None else set()
+        lexical_dir = build / layout.LEXICAL_DIR
+        if previous is not None:
+            layout.link_or_copy_tree(previous / layout.LEXICAL_DIR, lexical_dir)
+            index = self.tantivy.Index.open(str(lexical_dir))
+        else:
+            lexical_dir.mkdir()
+            index = self.tantivy.Index(lexical_schema(), path=str(lexical_dir))
+        self.writer = index.writer(heap_size=max(heap_mb, 16) * 1_000_000, num_threads=1)
+        self.vectors = None
+        if description is not None:
+            self.vectors = new_vector_index(description)
+            if previous is not None and (previous / layout.VECTORS_FILE).is_file():
+                self.vectors.load(str(previous / layout.VECTORS_FILE))
+
+    def add(self, batch: list[Record]) -> None:
         fresh = []
         for record in batch:
-            if record.id in seen:
-                report.duplicates += 1
+            if record.id in self.seen:
+                self.duplicates += 1
                 continue
-            seen.add(record.id)
+            self.seen.add(record.id)
             fresh.append(record)
-        if fresh:
-            ords = [store.add(r.id, r.text) for r in fresh]
-            for ordinal, record in zip(ords, fresh):
-                document = tantivy.Document()
-                document.add_text(TEXT_FIELD, record.text)
-                document.add_unsigned(ORD_FIELD, ordinal)
-                writer.add_document(document)
-            if vectors is not None and encoder is not None:
-                embedded = encoder.embed([r.text for r in fresh])
-                vectors.add(np.asarray(ords, dtype=np.uint64), embedded)
-            report.added += len(fresh)
-        if progress is not None:
-            progress(len(batch))
-    writer.commit()
-    writer.wait_merging_threads()
-    store.close()
-    if vectors is not None:
-        vectors.save(str(build / layout.VECTORS_FILE))
-    report.total = store.count
-    layout.write_manifest(
-        build,
-        {
-            "documents": store.count,
-            "lexical": {"engine": "tantivy", "tokenizer": LEXICAL_TOKENIZER, "version": _version(tantivy)},
-            "dense": description,
-            "created": previous_manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-    )
-    return report
+        if not fresh:
+            return
+        ords = [self.store.add(r.id, r.text) for r in fresh]
+        for ordinal, record in zip(ords, fresh):
+            document = self.tantivy.Document()
+            document.add_text(TEXT_FIELD, record.text)
+            document.add_unsigned(ORD_FIELD, ordinal)
+            self.writer.add_document(document)
+        if self.vectors is not None and self.encoder is not None:
+            self.vectors.add(np.asarray(ords, dtype=np.uint64), self.encoder.embed([r.text for r in fresh]))
+        self.added += len(fresh)
+
+    def finish(self, *, created: str | None) -> int:
+        """Commit every part and write the manifest; returns the number of documents."""
+        self.writer.commit()
+        self.writer.wait_merging_threads()
+        self.store.close()
+        if self.vectors is not None:
+            self.vectors.save(str(self.build / layout.VECTORS_FILE))
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        layout.write_manifest(
+            self.build,
+            {
+                "documents": self.store.count,
+                "lexical": {"engine": "tantivy", "tokenizer": LEXICAL_TOKENIZER, "version": _version(self.tantivy)},
+                "dense": self.description,
+                "created": created or now,
+                "updated": now,
+            },
+        )
+        return self.store.count
 
 
 def _encoder_for_add(
