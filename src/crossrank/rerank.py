@@ -109,7 +109,7 @@ class Reranker:
         self.window_stride = int(window_stride) if window_stride is not None else self.max_length // 4
         self.choice = choose_runtime(mode, runtime, providers)
         self.mode = self.choice.mode  #: the mode in effect: "exact" or "fast"
-        self.runtime = self._make_runtime(loaded.onnx_path, providers, threads)
+        self.runtime = self._make_runtime(loaded.onnx_path, providers, threads, cache_dir)
         if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
             raise InvalidInput("cache must be a ScoreCache, a maximum number of entries, or None")
         self.cache = ScoreCache(cache) if isinstance(cache, int) and cache > 0 else (
@@ -213,8 +213,11 @@ class Reranker:
             out[batch] = relevance_logit(self.runtime.run(feed))
         return out
 
-    def _make_runtime(self, path: Path, providers: Sequence[str] | None, threads: int | None) -> Any:
+    def _make_runtime(
+        self, path: Path, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None
+    ) -> Any:
         if self.choice.runtime == "openvino":
+            from crossrank.models.export import default_cache_dir
             from crossrank.runtime.openvino import OpenVinoRuntime
 
             return OpenVinoRuntime(
@@ -223,6 +226,7 @@ class Reranker:
                 threads=threads,
                 pad_id=self.tokenizer.pad_id,
                 max_width=self.max_length,
+                cache_dir=(Path(cache_dir) if cache_dir else default_cache_dir()) / "openvino",
             )
         return OnnxRuntime(path, providers=providers, threads=threads)
 

@@ -1,0 +1,130 @@
+"""What each speed lever is worth: one variable changed at a time, on 100 titles / passages.
+
+Every variant scores the same pre-generated requests (a new query and new documents each
+round, so that runtimes which specialise on input shapes meet new shapes as in production),
+interleaved round by round. Tokenization is included in every variant.
+
+Usage: python benchmarks/levers.py [--rounds 8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model directory (default: the bench's random ms-marco-MiniLM-L6-v2 shape)")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/levers.json")
+    args = parser.parse_args(argv)
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from crossrank import Reranker
+    from crossrank.bench import default_bench_model
+    from crossrank.bench.inputs import make_workload
+    from crossrank.runtime.onnx import OnnxRuntime
+    from crossrank.runtime.openvino import LENGTH_STEP, OpenVinoRuntime, plan_power_of_two
+    from crossrank.scores import relevance_logit
+    from crossrank.tokenize import pad_batch, plan_batches
+
+    model = args.model or str(default_bench_model())
+    exact = Reranker(model, mode="exact", threads=args.threads)
+    onnx = exact.runtime.path
+    work = Path(args.out).parent / "lever-models"
+    work.mkdir(parents=True, exist_ok=True)
+    int8 = work / "model-int8.onnx"
+    if not int8.is_file():
+        logging.disable(logging.WARNING)
+        quantize_dynamic(str(onnx), str(int8), weight_type=QuantType.QInt8)
+        logging.disable(logging.NOTSET)
+    fused = work / "model-fused.onnx"
+    if not fused.is_file():
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        from crossrank.models.load import load_model
+
+        directory = load_model(model, task="sequence-classification").files.directory
+        config = json.loads((directory / "config.json").read_text())
+        optimizer = optimize_model(
+            str(onnx), model_type="bert", num_heads=config["num_attention_heads"], hidden_size=config["hidden_size"], opt_level=1
+        )
+        print(f"fusion: {optimizer.get_fused_operator_statistics()}", file=sys.stderr)
+        optimizer.save_model_to_file(str(fused))
+    pad = exact.tokenizer.pad_id
+    ort_fp32 = exact.runtime
+    ort_fused = OnnxRuntime(fused, threads=args.threads)
+    ort_int8 = OnnxRuntime(int8, threads=args.threads)
+    ov = {
+        p: OpenVinoRuntime(onnx, precision=p, threads=args.threads, pad_id=pad, max_width=exact.max_length)  # type: ignore[arg-type]
+        for p in ("f32", "bf16")
+    }
+
+    ov_exact_len = ov["bf16"]  # also fed exact (unrounded) lengths below: a new shape for most batches
+
+    def variant(runtime: object, planner: Callable[[np.ndarray], list[np.ndarray]], step: int | None = None) -> Callable[[list[tuple[str, str]]], np.ndarray]:
+        def score(pairs: list[tuple[str, str]]) -> np.ndarray:
+            rows = exact.encode(pairs)
+            out = np.empty(len(pairs))
+            for batch in planner(rows.lengths):
+                feed = pad_batch(rows, batch, pad)
+                if step == 0:  # bypass the runtime's own rounding
+                    out[batch] = relevance_logit(np.asarray(ov_exact_len._request().infer(feed)[ov_exact_len._output]))
+                else:
+                    out[batch] = relevance_logit(runtime.run(feed))  # type: ignore[attr-defined]
+            return out
+
+        return score
+
+    def unsorted(size: int) -> Callable[[np.ndarray], list[np.ndarray]]:
+        return lambda lengths: [np.arange(s, min(s + size, len(lengths))) for s in range(0, len(lengths), size)]
+
+    variants: dict[str, Callable[[list[tuple[str, str]]], np.ndarray]] = {
+        "ORT fp32, one padded batch of 100": variant(ort_fp32, unsorted(100)),
+        "ORT fp32, batches of 32 in input order (sentence-transformers' plan)": variant(ort_fp32, unsorted(32)),
+        "ORT fp32, length-sorted batches of 32 (exact mode)": variant(ort_fp32, lambda l: plan_batches(l, 32)),
+        "ORT fp32, length-sorted batches of 8": variant(ort_fp32, lambda l: plan_batches(l, 8)),
+        "ORT fp32 + transformer fusion, sorted 32": variant(ort_fused, lambda l: plan_batches(l, 32)),
+        "ORT dynamic int8, sorted 32 (reorders rankings)": variant(ort_int8, lambda l: plan_batches(l, 32)),
+        "OpenVINO f32, sorted power-of-two batches, lengths rounded to 16": variant(ov["f32"], lambda l: plan_power_of_two(l, 32)),
+        "OpenVINO bf16, sorted 32, exact lengths (new shapes)": variant(ov_exact_len, lambda l: plan_batches(l, 32), step=0),
+        f"OpenVINO bf16, power-of-two batches, lengths rounded to {LENGTH_STEP} (fast mode)": variant(ov["bf16"], lambda l: plan_power_of_two(l, 32)),
+        "OpenVINO bf16, power-of-two batches up to 64, rounded": variant(ov["bf16"], lambda l: plan_power_of_two(l, 64)),
+    }
+    results: dict[str, dict[str, float]] = {}
+    for kind in ("titles", "passages"):
+        requests = [make_workload(kind, 100, seed=1000 + r).pairs for r in range(args.rounds + 1)]  # type: ignore[arg-type]
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for name, fn in variants.items():
+            fn(requests[0])  # warm-up
+        for r in range(1, args.rounds + 1):
+            print(f"levers: {kind} round {r}/{args.rounds}", file=sys.stderr, flush=True)
+            for name, fn in variants.items():
+                t0 = time.perf_counter()
+                fn(requests[r])
+                times[name].append(time.perf_counter() - t0)
+        for name, ts in times.items():
+            results.setdefault(name, {})[kind] = statistics.median(ts) * 1000
+    base = "ORT fp32, batches of 32 in input order (sentence-transformers' plan)"
+    print("| lever (100 docs, 2 threads, fresh inputs each round) | titles | passages | vs input-order batches of 32 |")
+    print("|---|---|---|---|")
+    for name, r in results.items():
+        ratio = " / ".join(f"{results[base][k] / r[k]:.2f}×" for k in ("titles", "passages"))
+        print(f"| {name} | {r['titles']:,.0f} ms | {r['passages']:,.0f} ms | {ratio} |")
+    Path(args.out).write_text(json.dumps({"model": model, "threads": args.threads, "rounds": args.rounds, "median_ms": results}, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
