@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -86,13 +87,24 @@ async def run_clients(url: str, clients: int, seconds: float, docs: int, words: 
     }
 
 
+def batch_counters(url: str) -> tuple[float, float]:
+    """(rows, model calls) so far, from the server's Prometheus metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    values = {}
+    for name in ("crossrank_batch_rows_sum", "crossrank_batch_rows_count"):
+        match = re.search(rf'^{name}{{model="bench"}} (\S+)$', text, re.MULTILINE)
+        values[name] = float(match.group(1)) if match else 0.0
+    return values["crossrank_batch_rows_sum"], values["crossrank_batch_rows_count"]
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| batching | clients | pairs/s | requests/s | p50 ms | p99 ms | requests | non-200 | peak RSS MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| batching | clients | pairs/s | requests/s | p50 ms | p99 ms | requests | non-200 | rows/call | "
+             "peak RSS MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         bad = sum(v for k, v in r["statuses"].items() if k != 200)
         lines.append(f"| {r['batching']} | {r['clients']} | {r['pairs_per_s']:.0f} | {r['requests_per_s']:.1f} | "
-                     f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['requests']} | {bad} | {r['peak_rss_mib']:.0f} |")
+                     f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['requests']} | {bad} | {r['rows_per_call']:.1f} | "
+                     f"{r['peak_rss_mib']:.0f} |")
     return "\n".join(lines)
 
 
@@ -129,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 serve_args.append("--no-batching")
             with ServerProcess(serve_args, log_path=Path(tmp) / f"server-{mode}.log") as server:
                 for clients in args.clients:
+                    rows_before, calls_before = batch_counters(server.url)
                     row = asyncio.run(run_clients(server.url, clients, args.duration, args.docs, args.words))
+                    rows_after, calls_after = batch_counters(server.url)
+                    row["rows_per_call"] = (rows_after - rows_before) / max(calls_after - calls_before, 1)
                     row["batching"] = mode
                     row["peak_rss_mib"] = peak_rss_mib(server.pid())
                     rows.append(row)

@@ -177,6 +177,28 @@ def test_64_clients_mixed_formats_get_their_own_scores(server: ServerProcess, ca
     assert len(lat) >= 64
 
 
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_a_client_that_leaves_has_its_queued_work_dropped(server: ServerProcess) -> None:
+    rows = 'crossrank_batch_rows_sum{model="msmarco"}'
+    gone = 'crossrank_errors_total{type="client_closed"}'
+    before = httpx.get(f"{server.url}/metrics").text
+    body = {"query": "crocs", "texts": titles(8000, seed=3)}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{server.url}/rerank", json=body, headers=AUTH, timeout=1.0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        after = httpx.get(f"{server.url}/metrics").text
+        if metric(after, 'crossrank_queue_depth{model="msmarco"}') == 0 and metric(after, gone) > metric(before, gone):
+            break
+        time.sleep(0.1)
+    assert metric(after, gone) == metric(before, gone) + 1
+    assert metric(after, rows) - metric(before, rows) < 8000  # the rest never reached the model
+
+
 # -- the schema fuzz pass -------------------------------------------------------------------------
 def test_schema_fuzz_finds_no_server_error(server: ServerProcess, tmp_path: Path) -> None:
     pytest.importorskip("schemathesis")

@@ -122,8 +122,7 @@ def load_served_models(
                     raise ModelError(f"the config says dim {entry.dim} but the model gives {encoder.dim}")
                 bi.append(BiModel(entry, encoder, EncoderScheduler(entry.name, encoder, settings.batch, observer=obs)))
         except Exception as exc:
-            for model in [*cross, *bi]:
-                model.scheduler.close()
+            ServedModels(cross, bi).close()
             reason = str(exc) if isinstance(exc, CrossrankError) else f"{type(exc).__name__}: {exc}"
             raise ModelError(f"model {entry.name!r} ({entry.model}) failed to load: {reason}") from exc
         log.info("loaded %s %r (%s) in %.1f s", entry.type, entry.name, entry.model, time.perf_counter() - started)
