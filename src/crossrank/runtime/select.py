@@ -85,7 +85,7 @@ def choose_runtime(
         return Choice("exact", "onnxruntime", "f32", "runtime forced to onnxruntime")
     if runtime == "openvino":
         # an explicit OpenVINO request fails loudly (MissingExtra) when the package is absent
-        precision = "f32" if mode == "exact" or not bf16 else "bf16"
+        precision: Literal["f32", "bf16"] = "f32" if mode == "exact" or not bf16 else "bf16"
         return Choice("fast" if precision == "bf16" else "exact", "openvino", precision, "runtime forced to openvino")
     if mode == "exact":
         return Choice("exact", "onnxruntime", "f32", "exact mode")
