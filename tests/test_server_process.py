@@ -214,7 +214,7 @@ def test_schema_fuzz_finds_no_server_error(server: ServerProcess, tmp_path: Path
 def test_flood_gets_fast_429s_while_health_answers_and_then_recovers(
     config: Path, model_cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    docs = titles(32, seed=5)
+    docs = titles(48, seed=5)
     body = {"query": "crocs", "texts": docs}
     outcome: dict[str, list[float]] = {"429": [], "200": [], "other": [], "health": []}
     retry_after: set[str] = set()
@@ -239,12 +239,13 @@ def test_flood_gets_fast_429s_while_health_answers_and_then_recovers(
                 await asyncio.sleep(0.2)
 
     async def main(url: str) -> None:
-        limits = httpx.Limits(max_connections=96)
+        limits = httpx.Limits(max_connections=32)
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
             stop = time.monotonic() + 6
-            await asyncio.gather(health(stop, url), *(flood(client, stop) for _ in range(96)))
+            await asyncio.gather(health(stop, url), *(flood(client, stop) for _ in range(32)))
 
-    with serve(config, model_cache, "--max-queue", "96", "--batch-size", "16") as process:
+    # room for one request of 48 pairs at a time: the other flooders are refused
+    with serve(config, model_cache, "--max-queue", "64", "--batch-size", "16") as process:
         asyncio.run(main(process.url))
         after = httpx.post(f"{process.url}/rerank", json=body, timeout=30)
         metrics = httpx.get(f"{process.url}/metrics", timeout=30).text
