@@ -255,12 +255,17 @@ class CrossScheduler(_Base):
                 return
             if not window:
                 continue
-            lengths = np.fromiter((len(job.rows.ids[row]) for job, row in window), dtype=np.int64,  # type: ignore[union-attr]
-                                  count=len(window))
-            for batch in plan_batches(lengths, self.settings.batch_size, self.settings.max_batch_tokens):
-                members = [window[i] for i in batch if not window[i][0].cancelled]
-                if members:
-                    self._run_batch(members)
+            try:
+                lengths = np.fromiter((len(job.rows.ids[row]) for job, row in window),  # type: ignore[union-attr]
+                                      dtype=np.int64, count=len(window))
+                for batch in plan_batches(lengths, self.settings.batch_size, self.settings.max_batch_tokens):
+                    members = [window[i] for i in batch if not window[i][0].cancelled]
+                    if members:
+                        self._run_batch(members)
+            except Exception:  # never leave a waiter hanging, whatever went wrong
+                log.exception("the scheduler of model %s failed on a window of %d rows", self.name, len(window))
+                for job in {id(job): job for job, _ in window}.values():
+                    job.fail(ModelError("the scheduler failed on this request; see the server log"))
 
     def _run_batch(self, members: list[tuple[_Job, int]]) -> None:
         merged = EncodedRows(
