@@ -5,6 +5,11 @@ rounds (after one untimed warm-up call each). A busy machine then slows every ba
 the same rounds, and the ratios between them stay meaningful even when absolute times
 drift. A cell stops early, after at least ``min_repeats`` rounds, once it has used
 ``cell_budget_s`` seconds.
+
+Runtimes leave their worker threads spinning for a moment after a call (ONNX Runtime,
+OpenMP in torch, TBB in OpenVINO); the next backend would then compete with them for the
+cores. A short ``pause_s`` before each timed call lets those threads go to sleep, so no
+backend pays for its predecessor.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ def run_bench(
     min_repeats: int = 5,
     cell_budget_s: float = 60.0,
     seed: int = 0,
+    pause_s: float = 0.05,
     progress: Progress | None = None,
 ) -> BenchResult:
     """Measure every backend on every (kind, N); the first backend is the score reference."""
@@ -110,6 +116,8 @@ def run_bench(
             started = time.perf_counter()
             for r in range(repeats):
                 for b in backends:
+                    if pause_s > 0:
+                        time.sleep(pause_s)
                     t0 = time.perf_counter()
                     b.score(work.query, work.documents)
                     timings[b.name].append(time.perf_counter() - t0)
