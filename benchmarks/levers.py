@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,8 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     model = args.model or str(default_bench_model())
     exact = Reranker(model, mode="exact", threads=args.threads)
     onnx = exact.runtime.path
-    work = Path(args.out).parent / "lever-models"
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="crossrank-levers-"))  # int8 and fused variants of the graph
     int8 = work / "model-int8.onnx"
     if not int8.is_file():
         logging.disable(logging.WARNING)
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     for name, r in results.items():
         ratio = " / ".join(f"{results[base][k] / r[k]:.2f}×" for k in ("titles", "passages"))
         print(f"| {name} | {r['titles']:,.0f} ms | {r['passages']:,.0f} ms | {ratio} |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"model": model, "threads": args.threads, "rounds": args.rounds, "median_ms": results}, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
     return results
 
 

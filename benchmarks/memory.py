@@ -1,7 +1,8 @@
 """Cold start and memory of each backend, each measured in a fresh Python process.
 
-* cold start: wall time from interpreter start-up to the first score (import + load +
-  first call on one title), median of ``--runs`` fresh processes;
+* cold start: wall time in a fresh interpreter from its first statement to the first
+  score (import + load + first call on one title; the interpreter's own start-up is not
+  counted), median of ``--runs`` fresh processes;
 * RSS after load: resident memory once the model is loaded (before scoring);
 * peak RSS: the high-water mark (VmHWM) after reranking 100 passages once.
 
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,8 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     from crossrank.bench import default_bench_model
 
     model = args.model or str(default_bench_model())
-    work = Path(args.out).parent / "peer-models"
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="crossrank-memory-"))  # the peers' copies of the model
     results = {}
     for name in args.backends.split(","):
         print(f"memory/cold start: {name} ({args.runs} fresh processes)", file=sys.stderr, flush=True)
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         print(f"| {name} | {r['cold_start_s']:.2f} s | {r['rss_after_load_mib']:.0f} MiB | {r['peak_rss_100_passages_mib']:.0f} MiB |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"model": model, "threads": args.threads, "results": results}, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
     return results
 
 
