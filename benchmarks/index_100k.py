@@ -6,12 +6,13 @@
 
 Phases (each runs in its own process, so each reports its own peak RSS):
 
-* ``engines``: the candidate engines on the same data, outside crossrank. Lexical: tantivy
-  vs bm25s (if installed) -- index time and top-100 query latency. Dense: usearch HNSW vs
-  exact numpy (and hnswlib / faiss when installed) on random unit vectors of dimension 384
-  -- build time, top-100 latency, recall@100 against exact search.
 * ``lexical``: ``crossrank.retrieval.build_index`` BM25-only over the corpus (docs/s, size).
 * ``dense``: the same with the real all-MiniLM-L6-v2 encoder (docs/s, size).
+* ``engines``: the candidate engines on the same data, outside crossrank. Lexical: tantivy
+  vs bm25s (if installed) -- index time and top-100 query latency. Dense: usearch HNSW vs
+  exact numpy (and hnswlib / faiss when installed) on the dense phase's real MiniLM vectors
+  (random unit vectors if it did not run) -- build time, top-100 latency, recall@100
+  against exact search.
 * ``query``: latency p50/p99 of bm25, dense, hybrid (100 candidates) and hybrid + rerank of
   100 candidates by a random-weight cross-encoder of the ms-marco-MiniLM-L6 shape.
 
@@ -35,7 +36,11 @@ from typing import Any
 
 import numpy as np
 
-PHASES = ("engines", "lexical", "dense", "query")
+# onnxruntime (loaded by crossrank) must be imported before usearch: the other order segfaults
+# (usearch 2.26 + onnxruntime, seen on Linux x86-64)
+import crossrank  # noqa: F401, E402
+
+PHASES = ("lexical", "dense", "engines", "query")
 
 
 def peak_rss_mb() -> float:
@@ -160,15 +165,8 @@ def phase_engines(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         out["lexical"]["bm25s"] = {"index_s": build_s, "docs_per_s": len(titles) / build_s,
                                    "size_mb": dir_size_mb(bm25s_dir), **time_queries(bm25s_query, queries),
                                    "note": "whole corpus tokenized in memory; no incremental add"}
-    # dense engines on random unit vectors (the encoder's cost is measured in the dense phase)
-    rng = np.random.default_rng(0)
-    n, dim = len(titles), 384
-    base = rng.standard_normal((n, dim), dtype=np.float32)
-    base /= np.linalg.norm(base, axis=1, keepdims=True)
-    # queries near documents, as real queries sit near their answers
-    picks = rng.choice(n, size=args.queries, replace=False)
-    qv = base[picks] + 0.6 * rng.standard_normal((args.queries, dim), dtype=np.float32) / np.sqrt(dim)
-    qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+    base, qv, out["dense_vectors"] = engine_vectors(work, titles, queries)
+    n, dim = base.shape
     exact = [set(np.argpartition(-(base @ q), 100)[:100].tolist()) for q in qv]
 
     def recall(found: list[list[int]]) -> float:
@@ -225,6 +223,33 @@ def phase_engines(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def engine_vectors(work: Path, titles: list[str], queries: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """The corpus's real all-MiniLM-L6-v2 vectors when the dense phase has run, else random ones.
+
+    Random high-dimensional vectors have no neighbourhood structure and are the worst case
+    for any graph index; real embeddings are what the engines will hold.
+    """
+    built = sorted((work / "dense.idx").glob("gen-*/vectors.usearch"))
+    if built:
+        from usearch.index import Index as UIndex
+
+        from crossrank import Encoder
+        from crossrank.models.synthetic import trained_minilm_dir
+
+        stored = UIndex.restore(str(built[-1]), view=True)
+        base = np.array(stored.get(np.arange(len(stored), dtype=np.uint64)), dtype=np.float32, copy=True)
+        del stored  # a view over a memory-mapped file: copy before it is unmapped
+        qv = Encoder(trained_minilm_dir()).embed(queries)
+        return base, qv, f"all-MiniLM-L6-v2 embeddings of the corpus ({len(base)}) and of the queries"
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((len(titles), 384), dtype=np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    picks = rng.choice(len(titles), size=len(queries), replace=False)
+    qv = base[picks] + 0.6 * rng.standard_normal((len(queries), 384), dtype=np.float32) / np.sqrt(384)
+    qv /= np.linalg.norm(qv, axis=1, keepdims=True)
+    return base, qv, "random unit vectors (run the dense phase first for real embeddings)"
+
+
 def phase_build(work: Path, args: argparse.Namespace, dense: bool) -> dict[str, Any]:
     from crossrank import Encoder
     from crossrank.models.synthetic import trained_minilm_dir
@@ -253,7 +278,6 @@ def phase_build(work: Path, args: argparse.Namespace, dense: bool) -> dict[str, 
 
 def phase_query(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     from crossrank import Reranker
-    from crossrank.models.synthetic import build_random_model
     from crossrank.retrieval import Index, Pipeline
 
     titles = read_titles(work / "corpus.jsonl", limit=args.dense_docs)
@@ -267,10 +291,7 @@ def phase_query(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             continue
         retriever = index.retriever(kind)
         out[kind] = time_queries(lambda q, r=retriever: r.retrieve(q, 100), queries)
-    model_dir = work / "ms-marco-minilm-l6-random"
-    if not (model_dir / "config.json").exists():
-        build_random_model(model_dir, layers=6)
-    reranker = Reranker(model_dir, cache_dir=work / "cache")
+    reranker = Reranker(prepare_reranker(work), cache_dir=work / "cache")
     kind = "hybrid" if index.dense is not None else "bm25"
     pipeline = Pipeline(index.retriever(kind), reranker)
     stages: list[dict[str, float]] = []
@@ -282,6 +303,22 @@ def phase_query(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     out[f"{kind}+rerank100"] = time_queries(searched, rerank_queries, warmup=2)
     out[f"{kind}+rerank100"]["rerank_p50_ms"] = float(np.percentile([s["rerank"] for s in stages[2:]], 50))
     return out
+
+
+def prepare_reranker(work: Path) -> Path:
+    """A random-weight cross-encoder of the ms-marco-MiniLM-L6 shape, exported to ONNX once.
+
+    Called by the parent process first, so that the query phase's peak RSS does not include
+    torch (used only to build and export the model).
+    """
+    from crossrank import Reranker
+    from crossrank.models.synthetic import build_random_model
+
+    model_dir = work / "ms-marco-minilm-l6-random"
+    if not (model_dir / "config.json").exists():
+        build_random_model(model_dir, layers=6)
+    Reranker(model_dir, cache_dir=work / "cache")
+    return model_dir
 
 
 def run_phase(name: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -305,6 +342,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines += ["## Engines (outside crossrank)", "",
                   "| engine | index s | docs/s | query p50 ms | query p99 ms | recall@100 | size MB |",
                   "|---|---|---|---|---|---|---|"]
+        lines.insert(-2, f"dense engines on {engines.get('dense_vectors', 'random vectors')}\n")
         for group in ("lexical", "dense"):
             for name, r in engines[group].items():
                 if isinstance(r, str):
@@ -357,6 +395,8 @@ def main() -> int:
         if name not in PHASES:
             parser.error(f"unknown phase {name!r}")
         print(f"running phase {name}...", file=sys.stderr, flush=True)
+        if name == "query":
+            prepare_reranker(work)
         command = [sys.executable, __file__, "--phase", name, "--work", str(work), "--docs", str(args.docs),
                    "--dense-docs", str(args.dense_docs), "--queries", str(args.queries),
                    "--rerank-queries", str(args.rerank_queries)]
