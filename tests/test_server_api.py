@@ -120,6 +120,26 @@ def test_cohere_max_chunks_scores_windows(client: TestClient, bert_reranker: Rer
     np.testing.assert_allclose([by_index[0], by_index[1]], want, rtol=1e-6)
 
 
+def test_cohere_max_tokens_per_doc_cuts_each_document(client: TestClient, bert_reranker: Reranker) -> None:
+    docs = ["crocs clog " * 50, DOCS[0]]
+    data = client.post("/v2/rerank", json={"query": QUERY, "documents": docs, "max_tokens_per_doc": 4}).json()
+    by_index = {r["index"]: r["relevance_score"] for r in data["results"]}
+    want = bert_reranker.score(QUERY, bert_reranker.tokenizer.cut_texts(docs, 4))
+    assert not np.allclose(want, bert_reranker.score(QUERY, docs))  # the cut changed the scores
+    np.testing.assert_allclose([by_index[0], by_index[1]], want, rtol=1e-6)
+    assert_error(client.post("/v2/rerank", json={"query": QUERY, "documents": docs, "max_tokens_per_doc": 0}), 422)
+
+
+def test_tei_truncate_false_refuses_inputs_that_do_not_fit(client: TestClient, bert_reranker: Reranker) -> None:
+    long_doc = "word " * (bert_reranker.max_length + 10)
+    refused = client.post("/rerank", json={"query": QUERY, "texts": [DOCS[0], long_doc], "truncate": False})
+    body = assert_error(refused, 413)
+    assert "[1]" in body["error"]["message"] and "truncate" in body["error"]["message"]
+    assert client.post("/rerank", json={"query": QUERY, "texts": [DOCS[0]], "truncate": False}).status_code == 200
+    assert client.post("/rerank", json={"query": QUERY, "texts": [long_doc], "truncate": True}).status_code == 200
+    assert client.post("/rerank", json={"query": QUERY, "texts": [long_doc]}).status_code == 200
+
+
 def test_tei_rerank(client: TestClient, bert_reranker: Reranker) -> None:
     data = client.post("/rerank", json={"query": QUERY, "texts": DOCS, "raw_scores": True, "return_text": True}).json()
     assert isinstance(data, list)

@@ -99,3 +99,15 @@ def test_each_thread_gets_its_own_tokenizer(pair_tokenizer: PairTokenizer) -> No
     for t in threads:
         t.join()
     assert len({id(t) for t in seen.values()}) == 4
+
+
+def test_cut_texts_keeps_exactly_the_first_tokens(pair_tokenizer: PairTokenizer) -> None:
+    raw = Tokenizer.from_str(pair_tokenizer._json)
+    raw.no_truncation()
+    raw.no_padding()
+    texts = ["crocs clog " * 20, "short", "Crocs Jibbitz 5-Pack Alien Shoe Charms", ""]
+    for text, cut in zip(texts, pair_tokenizer.cut_texts(texts, 4)):
+        full = raw.encode(text, add_special_tokens=False).ids
+        assert raw.encode(cut, add_special_tokens=False).ids == full[:4]
+    with pytest.raises(Exception, match="at least 1"):
+        pair_tokenizer.cut_texts(["x"], 0)

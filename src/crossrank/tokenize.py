@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from crossrank.errors import ModelError
+from crossrank.errors import InvalidInput, ModelError
 
 #: a kept document is at most this many characters per token budget before tokenizing;
 #: beyond it the text is cut first (exactness is re-checked, see ``_encode_truncated``).
@@ -160,6 +160,16 @@ class PairTokenizer:
             owner=owner,
             truncated=truncated,
         )
+
+    def cut_texts(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        """Each text cut after its first ``max_tokens`` tokens (Cohere's ``max_tokens_per_doc``)."""
+        if max_tokens < 1:
+            raise InvalidInput("max_tokens must be at least 1")
+        encodings = self._tokenizer("raw").encode_batch(list(texts), add_special_tokens=False)
+        return [
+            text if len(enc.offsets) <= max_tokens else text[: enc.offsets[max_tokens - 1][1]]
+            for text, enc in zip(texts, encodings)
+        ]
 
     def encode_texts(self, texts: Sequence[str]) -> EncodedRows:
         """Single texts (bi-encoders), truncated to ``max_length``."""

@@ -8,6 +8,7 @@ keeps each document's best window. Results are sorted by score and cut to ``top_
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -56,6 +57,8 @@ async def cohere_rerank(request: Request, body: CohereRequest, version: str) -> 
     model = models_of(request).cross_model(body.model)
     query = check_query(body.query)
     texts = [document_text(doc, i, body.rank_fields) for i, doc in enumerate(body.documents)]
+    if body.max_tokens_per_doc is not None:
+        texts = await asyncio.to_thread(model.reranker.tokenizer.cut_texts, texts, body.max_tokens_per_doc)
     window = body.max_chunks_per_doc is not None and body.max_chunks_per_doc > 1
     result = await score_pairs(
         request, model, [(query, text) for text in texts],

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank import __version__
 from crossrank.errors import InvalidInput
+from crossrank.server.errors import PayloadTooLarge
 from crossrank.server.auth import require_api_key
 from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
 from crossrank.server.common import (
@@ -67,6 +68,12 @@ async def tei_rerank(request: Request, body: TeiRerankRequest) -> list[dict[str,
     query = check_query(body.query)
     result = await score_pairs(request, model, [(query, text) for text in body.texts],
                                activation="none" if body.raw_scores else "sigmoid")
+    if body.truncate is False and result.truncated.any():
+        too_long = [int(i) for i in np.flatnonzero(result.truncated)]
+        raise PayloadTooLarge(
+            f"texts {too_long[:10]} do not fit in {model.reranker.max_length} tokens with the query "
+            f"and 'truncate' is false; send 'truncate': true (or omit it) to cut them"
+        )
     out = []
     for i in ranked_order(result.values):
         item: dict[str, Any] = {"index": i, "score": float(result.values[i])}
