@@ -33,7 +33,7 @@ import numpy as np
 
 from crossrank.encode import Encoder
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
-from crossrank.rerank import LongDocuments, Reranker
+from crossrank.rerank import LongDocuments, Reranker, Scores
 from crossrank.scores import Activation, activate, max_per_owner
 from crossrank.tokenize import EncodedRows, plan_batches
 
@@ -63,14 +63,6 @@ class BatchSettings:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_batch_tokens < 1 or self.window < 1 or self.max_queue < 1:
             raise InvalidInput("batch_size, max_batch_tokens, window and max_queue must be at least 1")
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    """Scores in input order and the per-pair flags of documents that did not fit."""
-
-    values: np.ndarray
-    truncated: np.ndarray
 
 
 class _Job:
@@ -195,11 +187,11 @@ class CrossScheduler(_Base):
         long_documents: LongDocuments | None = None,
         max_windows: int | None = None,
         deadline: float | None = None,
-    ) -> ScoreResult:
+    ) -> Scores:
         """Scores of ``pairs`` in input order; ``deadline`` is a ``time.monotonic()`` instant."""
         act = activation or self.reranker.activation
         if not pairs:
-            return ScoreResult(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool))
+            return Scores(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool))
         if self._closed:
             raise Overloaded("the server is shutting down")
         self.queue.admit(len(pairs))
@@ -225,7 +217,7 @@ class CrossScheduler(_Base):
             self._pending.extend((job, i) for i in range(len(rows.ids)))
             self._cond.notify()
         logits = await self._wait(job, deadline)
-        return ScoreResult(activate(max_per_owner(logits, rows.owner, len(pairs)), act), rows.truncated)
+        return Scores(activate(max_per_owner(logits, rows.owner, len(pairs)), act), rows.truncated)
 
     # -- the inference thread ------------------------------------------------------------------
     def _take_window(self) -> list[tuple[_Job, int]] | None:

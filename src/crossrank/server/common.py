@@ -14,8 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from crossrank.errors import InvalidInput
-from crossrank.rerank import LongDocuments
-from crossrank.scheduler import ScoreResult
+from crossrank.rerank import LongDocuments, Scores
 from crossrank.scores import Activation
 from crossrank.server.config import ServerSettings
 from crossrank.server.errors import PayloadTooLarge
@@ -129,7 +128,7 @@ async def score_pairs(
     activation: Activation | None = None,
     long_documents: LongDocuments | None = None,
     max_windows: int | None = None,
-) -> ScoreResult:
+) -> Scores:
     """Score through the model's scheduler, with limits, deadline, disconnect and metrics."""
     check_count(request, len(pairs), "pairs")
     deadline = deadline_of(request)
