@@ -98,7 +98,9 @@ def new_build_dir(root: Path) -> Path:
     for stale in root.glob(".build-*"):
         log.info("removing an unfinished build %s", stale)
         shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    build = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    os.chmod(build, 0o755)  # mkdtemp makes it private; the published generation is read by servers too
+    return build
 
 
 def publish(root: Path, build: Path) -> Path:
