@@ -223,3 +223,21 @@ class _SmallEncoder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
+
+
+def test_add_to_a_dense_index_extends_the_vectors(tmp_path: Path, minilm_encoder: Encoder) -> None:
+    path = tmp_path / "dense"
+    texts = ["red clog for kids", "leather boot", "wool socks", "beach towel"]
+    build_index(path, [Record(f"t{i}", t) for i, t in enumerate(texts)], encoder=minilm_encoder)
+    added = ["waterproof rain jacket", "umbrella for storms"]
+    report = build_index(path, [Record(f"n{i}", t) for i, t in enumerate(added)], mode="add")  # recorded encoder
+    assert report.dense and report.total == 6
+    index = Index.open(path)
+    assert len(index.vectors()) == 6
+    all_texts = texts + added
+    ids = [f"t{i}" for i in range(4)] + ["n0", "n1"]
+    vectors = minilm_encoder.embed(all_texts)
+    for query in ("something for rainy weather", "footwear"):
+        sims = vectors @ minilm_encoder.embed_query(query)
+        got = index.retriever("dense", encoder=minilm_encoder).retrieve(query, 6)
+        assert [c.id for c in got] == [ids[i] for i in np.argsort(-sims)]
