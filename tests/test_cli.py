@@ -82,6 +82,8 @@ def test_demo_offline_falls_back_to_a_labelled_random_model(tmp_path: Path) -> N
     assert out.returncode == 0, out.stderr
     assert "RANDOM WEIGHTS" in out.stdout and "meaningless" in out.stdout
     assert "Crocs Kids' Baya Clog" in out.stdout and "Jeanne d'Arc" in out.stdout
+    assert "indexed 96 products (BM25 + all-MiniLM-L6-v2 vectors)" in out.stdout
+    assert "hybrid rank" in out.stdout and "rerank score" in out.stdout
 
 
 def test_demo_with_a_local_model(bert_dir: Path, isolated_hf_home: Path) -> None:

@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import itertools
+import tempfile
+
 from crossrank.cli.common import DEFAULT_MODEL, add_reranker_options, reranker_kwargs
 from crossrank.cli.rerank import print_ranking
-from crossrank.errors import HubUnavailable
+from crossrank.errors import HubUnavailable, MissingExtra
 from crossrank.models.export import default_cache_dir
 from crossrank.rerank import Reranker
 
@@ -32,6 +35,15 @@ MOVIES = [
     "A toy cowboy feels threatened when a new space ranger toy becomes the boy's favourite.",
     "A group of friends sets out on a road trip across the desert to a music festival.",
 ]
+
+PIPELINE_QUERY = "clogs for kids"
+_BRANDS = ("Crocs", "Birkenstock", "Skechers", "Keen", "Merrell", "Teva", "Columbia", "Adidas")
+_ITEMS = (
+    "Kids' Classic Clog", "Unisex Adult Clog", "Women's Sandal", "Men's Hiking Boot",
+    "Kids' Waterproof Rain Boot", "Slip-On Work Shoe", "Running Sneaker", "Shoe Charms 5-Pack",
+    "Toddler Beach Sandal", "Insulated Winter Boot", "Flip Flop", "Leather Loafer",
+)
+_COLOURS = ("Black", "Navy", "Pink", "Lime", "White", "Grey")
 
 BANNER = """\
 ################################################################################
@@ -84,4 +96,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"query: {query!r}")
         print_ranking(reranker.rank(query, docs), as_json=False)
         print()
+    pipeline_demo(reranker)
     return 0
+
+
+def demo_catalogue() -> list[tuple[str, str]]:
+    """(id, title) of a small generated shoe catalogue, in the seed's ESCI style."""
+    titles = [
+        f"{brand} {item}, {colour}"
+        for (brand, item), colour in zip(itertools.product(_BRANDS, _ITEMS), itertools.cycle(_COLOURS))
+    ]
+    return [(f"P{i:04d}", title) for i, title in enumerate(titles)]
+
+
+def pipeline_demo(reranker: Reranker) -> None:
+    """Index the catalogue (BM25 + all-MiniLM-L6-v2 vectors), retrieve hybrid, rerank, print."""
+    from crossrank.cli.search import print_result
+    from crossrank.encode import Encoder
+    from crossrank.models.synthetic import trained_minilm_dir
+    from crossrank.retrieval import Index, Pipeline
+    from crossrank.retrieval.build import build_index
+    from crossrank.retrieval.records import Record
+
+    try:
+        minilm = trained_minilm_dir()
+        encoder = Encoder(minilm)
+        records = [Record(doc_id, title) for doc_id, title in demo_catalogue()]
+        with tempfile.TemporaryDirectory(prefix="crossrank-demo-") as tmp:
+            report = build_index(f"{tmp}/catalogue", records, encoder=encoder, encoder_model=str(minilm))
+            print(f"retrieve & re-rank: indexed {report.total} products (BM25 + all-MiniLM-L6-v2 "
+                  f"vectors) in {report.seconds:.1f} s")
+            retriever = Index.open(f"{tmp}/catalogue").retriever("hybrid", encoder=encoder)
+            print(f"query: {PIPELINE_QUERY!r} (hybrid first stage, top 20 reranked)")
+            print_result(Pipeline(retriever, reranker).search(PIPELINE_QUERY, candidates=20, top_k=5), False)
+    except MissingExtra as exc:
+        print(f"(skipping the retrieve & re-rank part: {exc})")
