@@ -103,7 +103,7 @@ class SearchIndex:
         return self.retrievers[kind]
 
     def retrieve(self, kind: str, query: str, k: int) -> list[Any]:
-        with self.lock:  # one query encoder per index: its tokenizer is not shared across threads
+        with self.lock:  # the engines' bindings (tantivy, usearch) are not documented as safe for concurrent searches
             return self.retriever(kind).retrieve(query, k)
 
 
