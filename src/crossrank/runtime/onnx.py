@@ -60,6 +60,9 @@ class OnnxRuntime:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # idle workers sleep instead of spinning: on shared or busy cores (a server also runs
+        # tokenizers and HTTP threads) spinning steals the cores the next batch needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=select_providers(providers))
         except Exception as exc:
