@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         rows = []
         for seed in range(args.seeds):
             print(f"fidelity: {kind}, query {seed + 1}/{args.seeds}", file=sys.stderr, flush=True)
-            w = make_workload(kind, 100, seed=100 + seed)  # type: ignore[arg-type]
+            w = make_workload(kind, 100, seed=100 + seed)
             ref = exact.score(w.query, w.documents, activation="none")
             hf = transformers_logits(directory, w.pairs, exact.max_length)
             f = fast.score(w.query, w.documents, activation="none")

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ort_fused = OnnxRuntime(fused, threads=args.threads)
     ort_int8 = OnnxRuntime(int8, threads=args.threads)
     ov = {
-        p: OpenVinoRuntime(onnx, precision=p, threads=args.threads, pad_id=pad, max_width=exact.max_length)  # type: ignore[arg-type]
+        p: OpenVinoRuntime(onnx, precision=p, threads=args.threads, pad_id=pad, max_width=exact.max_length)
         for p in ("f32", "bf16")
     }
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     }
     results: dict[str, dict[str, float]] = {}
     for kind in ("titles", "passages"):
-        requests = [make_workload(kind, 100, seed=1000 + r).pairs for r in range(args.rounds + 1)]  # type: ignore[arg-type]
+        requests = [make_workload(kind, 100, seed=1000 + r).pairs for r in range(args.rounds + 1)]
         times: dict[str, list[float]] = {name: [] for name in variants}
         for name, fn in variants.items():
             fn(requests[0])  # warm-up
@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     base = "ORT fp32, batches of 32 in input order (sentence-transformers' plan)"
     print("| lever (100 docs, 2 threads, fresh inputs each round) | titles | passages | vs input-order batches of 32 |")
     print("|---|---|---|---|")
-    for name, r in results.items():
-        ratio = " / ".join(f"{results[base][k] / r[k]:.2f}×" for k in ("titles", "passages"))
-        print(f"| {name} | {r['titles']:,.0f} ms | {r['passages']:,.0f} ms | {ratio} |")
+    for name, row in results.items():
+        ratio = " / ".join(f"{results[base][k] / row[k]:.2f}×" for k in ("titles", "passages"))
+        print(f"| {name} | {row['titles']:,.0f} ms | {row['passages']:,.0f} ms | {ratio} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"model": model, "threads": args.threads, "rounds": args.rounds, "median_ms": results}, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)

@@ -16,7 +16,7 @@ from crossrank.models.load import load_model
 from crossrank.runtime.onnx import OnnxRuntime
 from crossrank.runtime.select import Mode, choose_runtime
 from crossrank.scores import Activation, activate, check_activation, max_per_owner, relevance_logit
-from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
+from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch, plan_batches
 
 LongDocuments = Literal["truncate", "window"]
 
@@ -208,7 +208,9 @@ class Reranker:
         selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
         out = np.empty(len(selected), dtype=np.float64)
         lengths = rows.lengths[selected]
-        for batch in self.runtime.plan(lengths, self.batch_size):
+        plan = getattr(self.runtime, "plan", None)  # a runtime may shape its own batches
+        batches = plan(lengths, self.batch_size) if plan is not None else plan_batches(lengths, self.batch_size)
+        for batch in batches:
             feed = pad_batch(rows, selected[batch], self.tokenizer.pad_id)
             out[batch] = relevance_logit(self.runtime.run(feed))
         return out
