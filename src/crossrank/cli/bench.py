@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +101,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
 
     model = args.model or default_bench_model()
-    backends = prepare_backends(
-        model, modes=args.modes, peers=args.peers if args.compare else [], threads=threads, progress=progress
-    )
-    result = run_bench(
-        backends,
-        sizes=args.sizes,
-        kinds=args.kinds,
-        repeats=args.repeats,
-        min_repeats=min(5, args.repeats),
-        cell_budget_s=args.cell_budget,
-        progress=progress,
-    )
+    with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as work:  # the peers' model copies
+        backends = prepare_backends(
+            model, modes=args.modes, peers=args.peers if args.compare else [], threads=threads,
+            work_dir=Path(work), progress=progress,
+        )
+        result = run_bench(
+            backends,
+            sizes=args.sizes,
+            kinds=args.kinds,
+            repeats=args.repeats,
+            min_repeats=min(5, args.repeats),
+            cell_budget_s=args.cell_budget,
+            progress=progress,
+        )
     if not args.quiet:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     info = machine()
