@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,9 @@ _PROVIDER_NAMES = {
     "coreml": "CoreMLExecutionProvider",
 }
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+#: tokens per batch (rows x padded length) per inference thread: small batches keep the
+#: activations in the cores' caches (2 threads: 512 tokens ran 100 passages 1.2x faster than 32 rows)
+TOKENS_PER_THREAD = 256
 
 
 def select_providers(requested: Sequence[str] | None) -> list[str]:
@@ -79,12 +83,15 @@ class OnnxRuntime:
         self.output = output if output in outputs else outputs[0]
         self.path = path
         self.providers = self.session.get_providers()
+        self.batch_tokens = TOKENS_PER_THREAD * int(threads or os.cpu_count() or 1)
 
     name = "onnxruntime"
 
     def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-        """Length-sorted batches of at most ``batch_size`` rows (padding only within a batch)."""
-        return plan_batches(lengths, batch_size)
+        """Length-sorted batches of at most ``batch_size`` rows and ``batch_tokens`` tokens."""
+        if self.providers[0] != "CPUExecutionProvider":
+            return plan_batches(lengths, batch_size)  # accelerators want large batches
+        return plan_batches(lengths, batch_size, self.batch_tokens)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Run the graph on the arrays it declares; returns the chosen (default: first) output."""
