@@ -61,6 +61,9 @@ def test_flag_beats_environment_beats_file() -> None:
     assert settings.batch.batch_size == 8 and settings.batch.batching is False  # environment
     assert settings.deadline_s == 5 and settings.batch.max_queue == 50  # file
     assert settings.host == "127.0.0.1" and settings.max_body_bytes == 10 * 1024 * 1024  # defaults
+    assert settings.keep_alive_s == 75.0
+    tuned = build_settings(resolve_options(parse(), {"CROSSRANK_KEEP_ALIVE_TIMEOUT": "120"}, {}))
+    assert tuned.keep_alive_s == 120.0
 
 
 def test_bad_environment_values_are_named() -> None:

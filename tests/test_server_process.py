@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -175,6 +176,24 @@ def test_64_clients_mixed_formats_get_their_own_scores(server: ServerProcess, ca
     assert set(stats["status"]) == {200}, stats["status"]
     assert not stats["mismatch"], stats["mismatch"][:10]
     assert len(lat) >= 64
+
+
+def test_idle_keep_alive_connection_outlives_client_pool_expiry(server: ServerProcess) -> None:
+    """The server must not close an idle connection before clients do (httpx expires them at 5 s),
+    or a request sent as the server closes is lost to a reset."""
+    host, port = server.url.split("//")[1].split(":")
+    request = (f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        for attempt in range(2):
+            sock.sendall(request)
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                chunk = sock.recv(4096)
+                assert chunk, f"the server closed the connection before answer {attempt + 1}"
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
+            if attempt == 0:
+                time.sleep(6.5)
 
 
 def metric(text: str, name: str) -> float:

@@ -64,6 +64,11 @@ def register(sub: Any) -> None:
                         "(default: 30) [CROSSRANK_DEADLINE]")
     limits.add_argument("--graceful-timeout", type=float, help="seconds SIGTERM waits for in-flight requests "
                         "(default: 30) [CROSSRANK_GRACEFUL_TIMEOUT]")
+    limits.add_argument("--keep-alive-timeout", type=float, help="seconds an idle keep-alive connection stays "
+                        "open. Keep it longer than your clients' and load balancers' idle timeouts (httpx: 5, "
+                        "AWS ALB: 60) so they close first: a server that closes first can race a request sent "
+                        "at that moment, which the client sees as a reset. Costs one idle socket per client "
+                        "(default: 75) [CROSSRANK_KEEP_ALIVE_TIMEOUT]")
     batch = parser.add_argument_group("batching")
     batch.add_argument("--batch-size", type=int, help="most pairs per model call; larger amortises overhead "
                        "but waits for and pads more (default: 32) [CROSSRANK_BATCH_SIZE]")
@@ -88,6 +93,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "api_key": ("CROSSRANK_API_KEY", str), "max_body_bytes": ("CROSSRANK_MAX_BODY_BYTES", int),
     "max_documents": ("CROSSRANK_MAX_DOCUMENTS", int), "max_queue": ("CROSSRANK_MAX_QUEUE", int),
     "deadline": ("CROSSRANK_DEADLINE", float), "graceful_timeout": ("CROSSRANK_GRACEFUL_TIMEOUT", float),
+    "keep_alive_timeout": ("CROSSRANK_KEEP_ALIVE_TIMEOUT", float),
     "batch_size": ("CROSSRANK_BATCH_SIZE", int), "max_batch_tokens": ("CROSSRANK_MAX_BATCH_TOKENS", int),
     "window": ("CROSSRANK_WINDOW", int), "threads": ("CROSSRANK_THREADS", int),
     "tokenizer_threads": ("CROSSRANK_TOKENIZER_THREADS", int), "no_batching": ("CROSSRANK_NO_BATCHING", bool),
@@ -133,7 +139,7 @@ def build_settings(options: Mapping[str, Any]) -> Any:
         max_documents=pick("max_documents", base.max_documents), deadline_s=pick("deadline", base.deadline_s),
         threads=options.get("threads"), tokenizer_threads=pick("tokenizer_threads", base.tokenizer_threads),
         cache_dir=options.get("cache_dir"), graceful_timeout_s=pick("graceful_timeout", base.graceful_timeout_s),
-        batch=batch,
+        keep_alive_s=pick("keep_alive_timeout", base.keep_alive_s), batch=batch,
     )
 
 
@@ -185,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     # the handler found at start: make that one a no-op so a graceful shutdown exits 0
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False)
+                timeout_graceful_shutdown=settings.graceful_timeout_s, timeout_keep_alive=settings.keep_alive_s,
+                access_log=False)
     print("crossrank: stopped", flush=True)
     return 0

@@ -58,6 +58,7 @@ class ServerSettings:
     tokenizer_threads: int = 1
     cache_dir: str | None = None
     graceful_timeout_s: float = 30.0
+    keep_alive_s: float = 75.0
     batch: BatchSettings = field(default_factory=BatchSettings)
 
 
