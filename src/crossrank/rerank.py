@@ -15,7 +15,7 @@ from crossrank.errors import InvalidInput
 from crossrank.models.load import load_model
 from crossrank.runtime.onnx import OnnxRuntime
 from crossrank.runtime.select import Mode, choose_runtime
-from crossrank.scores import Activation, activate, check_activation, max_per_owner, relevance_logit
+from crossrank.scores import Activation, activate, check_activation, max_per_owner, ranked_order, relevance_logit
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch, plan_batches
 
 LongDocuments = Literal["truncate", "window"]
@@ -133,12 +133,7 @@ class Reranker:
         """Documents sorted by score (highest first; ties keep input order), cut to ``top_k``."""
         docs = check_documents(documents)
         scores = self.score(query, docs, **options)
-        order = np.argsort(-scores, kind="stable")
-        if top_k is not None:
-            if top_k < 0:
-                raise InvalidInput("top_k must be >= 0")
-            order = order[:top_k]
-        return [Ranked(int(i), float(scores[i]), docs[i]) for i in order]
+        return [Ranked(i, float(scores[i]), docs[i]) for i in ranked_order(scores, top_k)]
 
     def score_details(
         self,

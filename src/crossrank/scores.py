@@ -57,3 +57,11 @@ def max_per_owner(values: np.ndarray, owner: np.ndarray, count: int) -> np.ndarr
     out = np.full(count, -np.inf, dtype=np.float64)
     np.maximum.at(out, owner, values)
     return out
+
+
+def ranked_order(scores: np.ndarray, top_k: int | None = None) -> list[int]:
+    """Indices best first (ties keep input order), cut to ``top_k``."""
+    if top_k is not None and top_k < 0:
+        raise InvalidInput("top_k must be >= 0")
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    return [int(i) for i in (order if top_k is None else order[:top_k])]

@@ -16,6 +16,7 @@ from crossrank.errors import InvalidInput
 from crossrank.rerank import Reranker, check_text
 from crossrank.retrieval.base import Candidate, Hit, Retriever, SearchResult
 from crossrank.retrieval.index import Index
+from crossrank.scores import ranked_order
 
 
 def _positive(value: Any, what: str) -> int:
@@ -69,8 +70,7 @@ def rerank_candidates(reranker: Reranker, query: str, found: list[Candidate], to
 
 def hits_from_scores(found: list[Candidate], scores: np.ndarray, top_k: int) -> list[Hit]:
     """The ``top_k`` candidates by rerank score (ties keep first-stage order) as hits."""
-    order = np.argsort(-np.asarray(scores), kind="stable")[:top_k]
-    return [_hit(found[i], rank, float(scores[i])) for rank, i in enumerate(order, start=1)]
+    return [_hit(found[i], rank, float(scores[i])) for rank, i in enumerate(ranked_order(scores, top_k), start=1)]
 
 
 def first_stage_hits(found: list[Candidate], top_k: int) -> list[Hit]:

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.errors import InvalidInput
 from crossrank.server.auth import require_api_key
-from crossrank.server.common import check_query, models_of, ranked_order, score_pairs
+from crossrank.scores import ranked_order
+from crossrank.server.common import check_query, models_of, score_pairs
 
 #: a key in a /rerank body that marks the Cohere shape (rather than Weaviate's)
 COHERE_KEYS = ("model", "top_n", "return_documents", "rank_fields", "max_chunks_per_doc", "max_tokens_per_doc")

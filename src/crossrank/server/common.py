@@ -146,12 +146,6 @@ async def embed_texts(request: Request, model: BiModel, texts: Sequence[str]) ->
     return vectors
 
 
-def ranked_order(scores: np.ndarray, top_n: int | None = None) -> list[int]:
-    """Indices best first (ties keep input order), cut to ``top_n``."""
-    order = np.argsort(-scores, kind="stable")
-    return [int(i) for i in (order if top_n is None else order[:top_n])]
-
-
 def took_ms(started: float) -> int:
     return int(round((time.perf_counter() - started) * 1000))
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank import __version__
 from crossrank.errors import InvalidInput
+from crossrank.scores import ranked_order
 from crossrank.server.errors import PayloadTooLarge
 from crossrank.server.auth import require_api_key
 from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
@@ -28,7 +29,6 @@ from crossrank.server.common import (
     embed_texts,
     models_of,
     parse,
-    ranked_order,
     read_json,
     score_pairs,
     settings_of,
