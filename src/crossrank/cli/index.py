@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from crossrank.errors import InvalidInput
@@ -83,9 +82,8 @@ def _text_fields(values: list[str] | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from crossrank.encode import Encoder
+    from crossrank.progress import bar as progress_bar
 
     encoder = Encoder(args.encoder, threads=args.threads, batch_size=128) if args.encoder else None
     stats = ReadStats()
@@ -93,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         args.corpus, format=args.format, id_field=args.id_field,
         text_fields=_text_fields(args.text_fields), on_error=args.on_error, stats=stats,
     )
-    bar = tqdm(desc="indexing", unit=" docs", disable=args.no_progress, file=sys.stderr, smoothing=0.1)
+    bar = progress_bar(None, "indexing", unit=" docs", enabled=not args.no_progress, smoothing=0.1)
     try:
         report = build_index(
             args.index, records, encoder=encoder, encoder_model=args.encoder,

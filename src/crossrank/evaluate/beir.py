@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from crossrank.errors import DownloadFailed, InvalidInput
-from crossrank.evaluate.progress import bar
+from crossrank.progress import bar
 from crossrank.retrieval.records import Record, read_records
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crossrank.errors import InvalidInput
-from crossrank.evaluate.progress import bar
+from crossrank.progress import bar
 from crossrank.evaluate.stages import Scorer, rerank_top
 from crossrank.evaluate.trec import RunWriter, completed_queries, iter_run
 from crossrank.retrieval.base import Candidate

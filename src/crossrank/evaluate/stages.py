@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from crossrank.errors import InvalidInput
-from crossrank.evaluate.progress import bar
+from crossrank.progress import bar
 from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
 from crossrank.retrieval.pipeline import rerank_candidates
 

@@ -1,7 +1,8 @@
-"""Progress bars for long evaluation work (tqdm, on stderr; off with ``enabled=False``)."""
+"""Progress bars for long work (tqdm, on stderr; off with ``enabled=False``)."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -9,4 +10,4 @@ def bar(total: int | None, desc: str, *, unit: str = "it", enabled: bool = True,
     """A tqdm bar; a disabled one still accepts ``update``/``close`` and costs nothing."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, **kwargs)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, file=sys.stderr, **kwargs)
