@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -21,6 +20,7 @@ import pytest
 
 from crossrank import Encoder, Reranker
 from crossrank.retrieval import Pipeline, Record, Retriever
+from crossrank.server.launch import free_port
 
 DOCS = [
     "red clog for kids",
@@ -66,12 +66,6 @@ def _pg_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def postgres_dsn() -> Iterator[str]:
     """A throw-away PostgreSQL cluster on 127.0.0.1 and a random port (initdb + pg_ctl in a temp dir)."""
@@ -91,7 +85,7 @@ def postgres_dsn() -> Iterator[str]:
             pytest.skip("running as root without runuser")
         prefix = [runuser, "-u", "postgres", "--"]
         os.chown(base, user.pw_uid, user.pw_gid)
-    data, port = base / "data", _free_port()
+    data, port = base / "data", free_port()
     run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)  # noqa: E731
     run(str(bindir / "initdb"), "-D", str(data), "-U", "crossrank", "--auth=trust", "-E", "UTF8", "--no-sync")
     run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60", "start",
