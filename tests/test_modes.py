@@ -128,8 +128,10 @@ def test_runtime_choice_rules(caplog: pytest.LogCaptureFixture) -> None:
     assert (auto.mode, auto.runtime, auto.precision) == ("fast", "openvino", "bf16")
     assert choose_runtime("auto", flags=NO_BF16, openvino_available=True).runtime == "onnxruntime"
     assert choose_runtime("exact", flags=BF16, openvino_available=True).precision == "f32"
-    gpu = choose_runtime("fast", providers=["cuda"], flags=BF16, openvino_available=True)
-    assert (gpu.mode, gpu.runtime) == ("exact", "onnxruntime")
+    no_gpu = dict(flags=BF16, openvino_available=True, cuda_available=False, ort_cuda=False)
+    with caplog.at_level(logging.WARNING):
+        gpu = choose_runtime("fast", providers=["cuda"], **no_gpu)  # type: ignore[arg-type]
+    assert (gpu.mode, gpu.runtime) == ("exact", "onnxruntime") and "CPU" in caplog.text
     forced = choose_runtime("exact", runtime="openvino", flags=BF16, openvino_available=True)
     assert (forced.runtime, forced.precision) == ("openvino", "f32")
     with caplog.at_level(logging.WARNING):
@@ -139,6 +141,81 @@ def test_runtime_choice_rules(caplog: pytest.LogCaptureFixture) -> None:
         choose_runtime("turbo")
     with pytest.raises(InvalidInput):
         choose_runtime("fast", runtime="tensorflow")
+
+
+def test_gpu_runtime_choice_rules() -> None:
+    def pick(mode: str, **kw: object) -> tuple[str, str, str, str]:
+        c = choose_runtime(mode, flags=BF16, openvino_available=True, **kw)  # type: ignore[arg-type]
+        return (c.mode, c.runtime, c.precision, c.device)
+
+    torch_gpu = dict(providers=["cuda"], cuda_available=True, ort_cuda=False)
+    assert pick("fast", **torch_gpu) == ("fast", "torch", "f16", "cuda")
+    assert pick("auto", **torch_gpu) == ("fast", "torch", "f16", "cuda")
+    assert pick("exact", **torch_gpu) == ("exact", "torch", "f32", "cuda")
+    # exact on a GPU prefers ONNX Runtime's CUDA provider where that build is installed
+    assert pick("exact", providers=["cuda"], cuda_available=True, ort_cuda=True)[1] == "onnxruntime"
+    assert pick("fast", providers=["cuda"], cuda_available=False, ort_cuda=True)[:2] == ("exact", "onnxruntime")
+    # a forced torch runtime: the GPU when torch sees one, else the CPU (bf16 in fast mode)
+    assert pick("fast", runtime="torch", cuda_available=True) == ("fast", "torch", "f16", "cuda")
+    assert pick("fast", runtime="torch", cuda_available=False) == ("fast", "torch", "bf16", "cpu")
+    assert pick("fast", runtime="torch", providers=["cpu"], cuda_available=True)[3] == "cpu"
+    assert pick("exact", runtime="torch", cuda_available=False) == ("exact", "torch", "f32", "cpu")
+    no_bf16 = choose_runtime("fast", runtime="torch", flags=NO_BF16, cuda_available=False)
+    assert (no_bf16.mode, no_bf16.precision) == ("exact", "f32")
+
+
+@pytest.mark.parametrize("fixture", ["bert_dir", "xlmr_dir"])
+def test_torch_runtime_exact_matches_onnxruntime(fixture: str, request: pytest.FixtureRequest, model_cache: Path) -> None:
+    directory = request.getfixturevalue(fixture)
+    reference = Reranker(directory, cache_dir=model_cache, batch_size=4)
+    on_torch = Reranker(directory, cache_dir=model_cache, batch_size=4, runtime="torch", providers=["cpu"])
+    assert on_torch.runtime.name == "torch" and on_torch.choice.device == "cpu" and on_torch.mode == "exact"
+    work = make_workload("passages", 9, seed=4)
+    np.testing.assert_allclose(
+        on_torch.score(work.query, work.documents, activation="none"),
+        reference.score(work.query, work.documents, activation="none"),
+        atol=1e-4,
+    )
+
+
+def _torch_devices() -> list[object]:
+    from crossrank.runtime.torch import cuda_available
+
+    return [
+        pytest.param("cpu", marks=pytest.mark.skipif(not has_native_bf16(), reason="no native bf16 on this CPU")),
+        pytest.param("cuda", marks=pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU here")),
+    ]
+
+
+@pytest.mark.parametrize("device", _torch_devices())
+@pytest.mark.parametrize("kind", ["titles", "passages"])
+def test_torch_fast_mode_keeps_the_ranking(
+    kind: str, device: str, trained_body_dir: Path, exact_trained: Reranker, model_cache: Path
+) -> None:
+    """bf16 on the CPU, fp16 on a CUDA GPU: the trained-body ranking survives."""
+    fast = Reranker(trained_body_dir, cache_dir=model_cache, mode="fast", runtime="torch", providers=[device])
+    assert fast.mode == "fast" and fast.choice.device == device
+    assert fast.choice.precision == ("f16" if device == "cuda" else "bf16")
+    work = make_workload(kind, 100, seed=11)
+    reference = exact_trained.score(work.query, work.documents, activation="none")
+    got = fast.score(work.query, work.documents, activation="none")
+    assert _top10_overlap(got, reference) >= 9
+    assert _spearman(got, reference) >= 0.99
+    assert not np.array_equal(got, reference)
+
+
+def test_torch_runtime_needs_weights(bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
+    from crossrank.errors import ModelError
+
+    onnx_only = tmp_path / "onnx-only"
+    onnx_only.mkdir()
+    for item in bert_dir.iterdir():
+        if item.is_file() and item.suffix != ".safetensors" and item.name != "pytorch_model.bin":
+            (onnx_only / item.name).write_bytes(item.read_bytes())
+    (onnx_only / "model.onnx").write_bytes(Reranker(bert_dir, cache_dir=model_cache).runtime.path.read_bytes())
+    with pytest.raises(ModelError, match="runtime='onnxruntime'"):
+        Reranker(onnx_only, cache_dir=model_cache, runtime="torch", providers=["cpu"])
+    assert Reranker(onnx_only, cache_dir=model_cache).runtime.name == "onnxruntime"
 
 
 def test_fast_mode_without_openvino_falls_back_to_exact(
@@ -158,8 +235,10 @@ def test_fast_mode_without_openvino_falls_back_to_exact(
 def test_cuda_provider_falls_back_to_cpu(bert_dir: Path, model_cache: Path, bert_reranker: Reranker) -> None:
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("a CUDA build of onnxruntime is installed: no fallback to test")
+    from crossrank.runtime.torch import cuda_available
+
+    if "CUDAExecutionProvider" in ort.get_available_providers() or cuda_available():
+        pytest.skip("a CUDA GPU is usable here: no fallback to test")
     reranker = Reranker(bert_dir, cache_dir=model_cache, providers=["cuda"], mode="auto", batch_size=4)
     assert reranker.runtime.providers == ["CPUExecutionProvider"]
     assert reranker.mode == "exact"  # a GPU request keeps ONNX Runtime, even in auto mode

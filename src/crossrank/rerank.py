@@ -12,8 +12,7 @@ import numpy as np
 
 from crossrank.cache import ScoreCache
 from crossrank.errors import InvalidInput
-from crossrank.models.load import load_model
-from crossrank.runtime.onnx import OnnxRuntime
+from crossrank.models.load import LoadedModel, load_model
 from crossrank.runtime.select import Mode, choose_runtime
 from crossrank.scores import Activation, activate, check_activation, max_per_owner, ranked_order, relevance_logit
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch, plan_batches
@@ -55,7 +54,7 @@ def check_documents(documents: Any) -> list[str]:
 
 
 class Reranker:
-    """Score (query, document) pairs with a cross-encoder on ONNX Runtime.
+    """Score (query, document) pairs with a cross-encoder (ONNX Runtime, OpenVINO or PyTorch).
 
     >>> reranker = Reranker("cross-encoder/ms-marco-MiniLM-L6-v2")  # doctest: +SKIP
     >>> [r.index for r in reranker.rank("crocs", ["Crocs Kids' Baya Clog", "a sandal"])]  # doctest: +SKIP
@@ -71,7 +70,10 @@ class Reranker:
     ``mode="exact"`` runs fp32 ONNX Runtime (the model's own scores, within 1e-4 of
     ``transformers``); ``"fast"`` runs bf16 OpenVINO on CPUs with native bf16 (several
     times faster, same ranking; needs ``crossrank[fast]``); ``"auto"`` picks fast where it
-    is available, else exact. ``runtime`` forces ``"onnxruntime"`` or ``"openvino"``.
+    is available, else exact. ``providers=["cuda"]`` runs on an NVIDIA GPU: fp16 PyTorch in
+    the fast and auto modes, fp32 in the exact mode (needs ``crossrank[torch]`` with a CUDA
+    build of torch, or onnxruntime-gpu for exact); without a GPU it falls back to the CPU.
+    ``runtime`` forces ``"onnxruntime"``, ``"openvino"`` or ``"torch"``.
     ``cache`` (a :class:`ScoreCache` or a maximum entry count) reuses the scores of
     (query, document) pairs seen before.
     """
@@ -100,22 +102,26 @@ class Reranker:
         self.activation = check_activation(activation)
         self.batch_size = int(batch_size)
         self.long_documents: LongDocuments = long_documents
-        loaded = load_model(model, task="sequence-classification", revision=revision, cache_dir=cache_dir)
+        self.choice = choose_runtime(mode, runtime, providers)
+        self.mode = self.choice.mode  #: the mode in effect: "exact" or "fast"
+        loaded = load_model(
+            model, task="sequence-classification", revision=revision, cache_dir=cache_dir,
+            weights=self.choice.runtime == "torch",
+        )
         self.name = loaded.name
         self.config = loaded.config
         limit = loaded.config.max_length if max_length is None else min(int(max_length), loaded.config.max_length)
         self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
         self.window_stride = int(window_stride) if window_stride is not None else self.max_length // 4
-        self.choice = choose_runtime(mode, runtime, providers)
-        self.mode = self.choice.mode  #: the mode in effect: "exact" or "fast"
-        self.runtime = self._make_runtime(loaded.onnx_path, providers, threads, cache_dir)
+        self.runtime = self._make_runtime(loaded, providers, threads, cache_dir)
         if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
             raise InvalidInput("cache must be a ScoreCache, a maximum number of entries, or None")
         self.cache = ScoreCache(cache) if isinstance(cache, int) and cache > 0 else (
             cache if isinstance(cache, ScoreCache) else None
         )
-        self._cache_key = f"{self.name}|{loaded.onnx_path}|{self.choice.runtime}-{self.choice.precision}"
+        source = loaded.onnx_file or loaded.files.directory
+        self._cache_key = f"{self.name}|{source}|{self.choice.runtime}-{self.choice.precision}"
         self._lock = threading.Lock()
         self.truncated_pairs = 0  #: pairs whose document did not fit, since this object was made
 
@@ -211,20 +217,29 @@ class Reranker:
         return out
 
     def _make_runtime(
-        self, path: Path, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None
+        self, loaded: LoadedModel, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None
     ) -> Any:
+        if self.choice.runtime == "torch":
+            from crossrank.runtime.torch import TorchRuntime
+
+            return TorchRuntime(
+                loaded.files.directory, device=self.choice.device, precision=self.choice.precision, threads=threads
+            )
+        path = loaded.onnx_path
         if self.choice.runtime == "openvino":
             from crossrank.models.export import default_cache_dir
             from crossrank.runtime.openvino import OpenVinoRuntime
 
             return OpenVinoRuntime(
                 path,
-                precision=self.choice.precision,
+                precision="bf16" if self.choice.precision == "bf16" else "f32",
                 threads=threads,
                 pad_id=self.tokenizer.pad_id,
                 max_width=self.max_length,
                 cache_dir=(Path(cache_dir) if cache_dir else default_cache_dir()) / "openvino",
             )
+        from crossrank.runtime.onnx import OnnxRuntime  # imported here: the fast mode never loads it
+
         return OnnxRuntime(path, providers=providers, threads=threads)
 
     @staticmethod

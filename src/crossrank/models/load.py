@@ -13,7 +13,7 @@ from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.config import ModelConfig
 from crossrank.models.export import cached_export
-from crossrank.models.resolve import ModelFiles, resolve_model
+from crossrank.models.resolve import ModelFiles, resolve_model, with_weights
 from crossrank.tokenize import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,15 @@ Task = Literal["sequence-classification", "feature-extraction"]
 @dataclass(frozen=True)
 class LoadedModel:
     files: ModelFiles
-    onnx_path: Path
+    onnx_file: Path | None  #: None only when loaded for the torch runtime from weights alone
     config: ModelConfig
     tokenizer: Tokenizer
+
+    @property
+    def onnx_path(self) -> Path:
+        if self.onnx_file is None:
+            raise ModelError(f"{self.name} was loaded for the torch runtime and has no ONNX file")
+        return self.onnx_file
 
     @property
     def name(self) -> str:
@@ -58,11 +64,18 @@ def load_model(
     task: Task,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
+    weights: bool = False,
 ) -> LoadedModel:
-    """Resolve, download and (if the model has no ONNX file) export ``model``."""
+    """Resolve, download and (if the model has no ONNX file) export ``model``.
+
+    With ``weights=True`` (the torch runtime) the Hugging Face weights are fetched instead
+    and nothing is exported.
+    """
     files = resolve_model(model, revision=revision, cache_dir=cache_dir)
+    if weights:
+        files = with_weights(files, cache_dir)
     config = ModelConfig.read(files.directory, default_max_length=files.spec.max_length if files.spec else None)
     onnx_path = files.onnx_path
-    if onnx_path is None:
+    if onnx_path is None and not weights:
         onnx_path = cached_export(files, task=task, cache_dir=Path(cache_dir) if cache_dir else None)
     return LoadedModel(files, onnx_path, config, _tokenizer(files.directory))

@@ -9,7 +9,7 @@ fetched and exported to ONNX once (see :mod:`crossrank.models.export`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from crossrank.errors import HubUnavailable, ModelError, ModelNotFound
@@ -45,6 +45,7 @@ class ModelFiles:
     onnx_path: Path | None
     spec: ModelSpec | None
     revision: str | None = None
+    repo_id: str | None = None  #: the hub repository, None for a local directory
 
     @property
     def weights_path(self) -> Path | None:
@@ -134,4 +135,22 @@ def resolve_model(
     if onnx_path is None:
         log.info("%s has no ONNX file; fetching the weights to export one", repo_id)
         directory = _download(repo_id, revision, cache, METADATA_PATTERNS + list(WEIGHT_FILES))
-    return ModelFiles(spec.name if spec else repo_id, directory, onnx_path, spec, revision)
+    return ModelFiles(spec.name if spec else repo_id, directory, onnx_path, spec, revision, repo_id)
+
+
+def with_weights(files: ModelFiles, cache_dir: str | Path | None = None) -> ModelFiles:
+    """``files`` with the Hugging Face weights on disk (fetched from the hub when missing)."""
+    if files.weights_path is not None:
+        return files
+    if files.repo_id is None:
+        raise ModelError(
+            f"{files.directory} has no model weights ({' or '.join(WEIGHT_FILES)}); the torch "
+            f"runtime runs the weights, not the ONNX file. Use runtime='onnxruntime' for this model."
+        )
+    log.info("fetching the weights of %s for the torch runtime", files.repo_id)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    directory = _download(files.repo_id, files.revision, cache, METADATA_PATTERNS + list(WEIGHT_FILES))
+    found = replace(files, directory=directory)
+    if found.weights_path is None:
+        raise ModelError(f"{files.repo_id!r} on the hub has no {' or '.join(WEIGHT_FILES)} for the torch runtime")
+    return found

@@ -1,0 +1,95 @@
+"""PyTorch runtime: the model's own ``transformers`` code, on a CUDA GPU or on the CPU.
+
+This is the GPU path: fp16 on CUDA for the fast mode, fp32 for the exact mode. On the CPU
+it runs fp32, or bf16 in the fast mode. It needs the Hugging Face weights (not the ONNX
+file) and the optional packages ``torch`` and ``transformers``:
+``pip install 'crossrank[torch]'`` (with a CUDA build of torch for the GPU).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from crossrank.errors import ModelError
+from crossrank.extras import require
+from crossrank.tokenize import plan_batches
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["f32", "f16", "bf16"]
+#: tokens per batch on a GPU (rows x padded length): large enough to fill the card, small
+#: enough that the attention scores of one batch stay far below its memory
+GPU_BATCH_TOKENS = 65_536
+
+
+@lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    """True when torch is installed and sees a CUDA GPU (imports torch only if installed)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+class TorchRuntime:
+    """A ``transformers`` sequence-classification model; ``run`` is safe from several threads."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        device: str = "cpu",
+        precision: Precision = "f32",
+        threads: int | None = None,
+    ) -> None:
+        torch = require("torch", "torch", "The torch runtime (GPU path)")
+        transformers = require("transformers", "torch", "The torch runtime (GPU path)")
+        self.torch = torch
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(
+                f"device {device!r} was asked for, but this torch build sees no CUDA GPU "
+                f"(torch {torch.__version__}); drop providers=['cuda'] to run on the CPU"
+            )
+        if threads and device == "cpu":
+            torch.set_num_threads(int(threads))  # process-wide: torch has one CPU thread pool
+        dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[precision]
+        try:
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(str(directory))
+        except Exception as exc:
+            raise ModelError(
+                f"transformers could not load the weights in {directory}: {str(exc).strip()[:300]}"
+            ) from exc
+        self.model = model.to(device=device, dtype=dtype).eval()
+        accepted = inspect.signature(self.model.forward).parameters
+        self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
+        self.device = device
+        self.precision = precision
+        self.path = directory
+        self.providers = [f"torch {device} ({precision})"]
+
+    def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        if self.device == "cpu":
+            return plan_batches(lengths, batch_size)
+        # a GPU wants few large batches: the row cap is lifted, a token budget bounds memory
+        return plan_batches(lengths, max(batch_size, 1024), GPU_BATCH_TOKENS)
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            inputs: dict[str, Any] = {
+                name: torch.from_numpy(np.ascontiguousarray(feed[name], dtype=np.int64)).to(self.device)
+                for name in self.input_names
+                if name in feed
+            }
+            logits = self.model(**inputs).logits
+            return np.asarray(logits.float().cpu().numpy())
