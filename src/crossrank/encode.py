@@ -12,7 +12,6 @@ from crossrank.errors import InvalidInput, ModelError
 from crossrank.models.config import read_json
 from crossrank.models.load import load_model
 from crossrank.rerank import check_documents, check_text
-from crossrank.runtime.onnx import OnnxRuntime
 from crossrank.tokenize import PairTokenizer, pad_batch, plan_batches
 
 POOLINGS = ("mean", "cls")
@@ -76,6 +75,8 @@ class Encoder:
         self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
         self.batch_size = int(batch_size)
+        from crossrank.runtime.onnx import OnnxRuntime  # imported on use: a reranker on OpenVINO never loads it
+
         self.runtime = OnnxRuntime(loaded.onnx_path, providers=providers, threads=threads, output="last_hidden_state")
         hidden = loaded.config.raw.get("hidden_size")
         self.dim = int(hidden) if isinstance(hidden, int) else int(self.embed(["probe"]).shape[1])

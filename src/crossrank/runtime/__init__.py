@@ -1,5 +1,5 @@
-"""Runtimes see token-id arrays only and return the model's first output."""
+"""Runtimes see token-id arrays only and return the model's first output.
 
-from crossrank.runtime.onnx import OnnxRuntime
-
-__all__ = ["OnnxRuntime"]
+Each runtime lives in its own module (``onnx``, ``openvino``, ``torch``) and is imported
+only when used, so that a process loads one inference library, not all of them.
+"""

@@ -76,8 +76,9 @@ class OpenVinoRuntime:
             config["CACHE_DIR"] = str(cache_dir)  # compiled blobs: faster second load
         core = ov.Core()
         try:
-            model = core.read_model(str(path))
-            self.compiled = core.compile_model(model, "CPU", config)
+            # compiled from the file, not from a read_model() object: with CACHE_DIR a second
+            # load then skips reading the ONNX graph, and no graph copy stays resident
+            self.compiled = core.compile_model(str(path), "CPU", config)
         except Exception as exc:
             raise ModelError(f"OpenVINO could not load {path}: {str(exc).strip()[:300]}") from exc
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
