@@ -57,6 +57,21 @@ def test_rerank_reads_jsonl_from_stdin_with_top_k(bert_dir: Path, isolated_hf_ho
     assert "rank" in out.stdout and len([l for l in out.stdout.splitlines() if l.strip()]) == 4
 
 
+def test_rerank_on_a_missing_gpu_falls_back_to_the_cpu(bert_dir: Path, model_cache: Path, isolated_hf_home: Path) -> None:
+    from crossrank.runtime.torch import cuda_available
+
+    if cuda_available():
+        pytest.skip("a CUDA GPU is usable here: no fallback to test")
+    docs = ["Crocs Kids' Baya Clog", "Leather boots", "Crocs Jibbitz charms"]
+    args = ["rerank", "--model", str(bert_dir), "-q", "crocs", "--json", *sum((["--doc", d] for d in docs), [])]
+    out = run([*args, "--device", "cuda", "--mode", "fast"])
+    assert out.returncode == 0, out.stderr
+    assert "running on the CPU" in out.stderr  # says so instead of failing or hiding it
+    scores = {json.loads(line)["index"]: json.loads(line)["score"] for line in out.stdout.splitlines()}
+    expected = Reranker(bert_dir, cache_dir=model_cache).score("crocs", docs)
+    assert max(abs(scores[i] - expected[i]) for i in range(3)) < 1e-6
+
+
 @pytest.mark.parametrize(
     "args, stdin, message",
     [

@@ -42,6 +42,31 @@ def test_bad_configs_say_what_is_wrong(tmp_path: Path, text: str, message: str) 
         read_config(path)
 
 
+def test_mode_and_device_per_model(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "inference:\n  a:\n    model: m\n    mode: auto\n    device: cuda\n  b:\n    model: m\n", encoding="utf-8"
+    )
+    a, b = read_config(path)[0]
+    assert (a.mode, a.device, a.providers) == ("auto", "cuda", ["cuda"])
+    assert (b.mode, b.device, b.providers) == ("exact", "cpu", None)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("inference:\n  a:\n    model: m\n    mode: turbo\n", "mode must be one of"),
+        ("inference:\n  a:\n    model: m\n    device: tpu\n", "device must be one of"),
+        ("inference:\n  a:\n    type: bi-encoder\n    model: m\n    mode: fast\n", "exact mode only"),
+    ],
+)
+def test_bad_mode_or_device_is_named(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidInput, match=message):
+        read_config(path)
+
+
 def test_type_defaults_to_cross_encoder(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("inference:\n  a:\n    model: some/model\n", encoding="utf-8")

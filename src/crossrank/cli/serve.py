@@ -43,6 +43,14 @@ def register(sub: Any) -> None:
                         "of a config file [CROSSRANK_MODEL]")
     models.add_argument("--name", help=f"the name --model is served under (default: {DEFAULT_NAME}) "
                         "[CROSSRANK_MODEL_NAME]")
+    models.add_argument("--mode", choices=("exact", "fast", "auto"),
+                        help="for --model: exact (fp32, the model's own scores), fast (bf16 on CPUs with "
+                        "AMX/AVX-512 BF16, fp16 on a GPU; same ranking) or auto (fast where available). "
+                        "In a config file: the per-model key 'mode' (default: exact) [CROSSRANK_MODE]")
+    models.add_argument("--device", choices=("cpu", "cuda"),
+                        help="for --model: cuda runs it on an NVIDIA GPU (needs 'crossrank[torch]' with a CUDA "
+                        "build of torch). In a config file: the per-model key 'device' (default: cpu) "
+                        "[CROSSRANK_DEVICE]")
     models.add_argument("--cache-dir", help="where ONNX exports are cached [CROSSRANK_CACHE_DIR]")
     net = parser.add_argument_group("network")
     net.add_argument("--host", help="address to bind; 0.0.0.0 exposes the server to the network, so set "
@@ -156,21 +164,25 @@ def run(args: argparse.Namespace) -> int:
     uvicorn = require("uvicorn", "server", "crossrank serve")
     require("fastapi", "server", "crossrank serve")
     from crossrank.server.app import create_app
-    from crossrank.server.config import ModelEntry, read_config
+    from crossrank.server.config import ModelEntry, model_entry, read_config
     from crossrank.server.metrics import Metrics
     from crossrank.server.state import load_served_models
 
     config = args.config if args.config is not None else _env("CROSSRANK_CONFIG")
     model = args.model if args.model is not None else _env("CROSSRANK_MODEL")
+    mode = args.mode or _env("CROSSRANK_MODE") or "exact"
+    device = args.device or _env("CROSSRANK_DEVICE") or "cpu"
     if config and model:
         raise InvalidInput("pass either --config or --model, not both")
+    if config and (args.mode or args.device):
+        raise InvalidInput("--mode and --device go with --model; in a config file set 'mode:' and 'device:' per model")
     entries: list[ModelEntry]
     file_options: dict[str, Any] = {}
     if config:
         entries, file_options = read_config(config)
     elif model:
         name = args.name or _env("CROSSRANK_MODEL_NAME") or DEFAULT_NAME
-        entries = [ModelEntry(name=name, type="cross-encoder", model=model)]
+        entries = [model_entry(name, {"type": "cross-encoder", "model": model, "mode": mode, "device": device})]
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")
     settings = build_settings(resolve_options(args, os.environ, file_options))

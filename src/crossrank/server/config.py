@@ -12,7 +12,8 @@ inference:
 ```
 
 Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
-``activation`` (sigmoid|none). An optional top-level ``server:`` mapping holds the same keys
+``activation`` (sigmoid|none), ``mode`` (exact|fast|auto, cross-encoders; see
+:mod:`crossrank.runtime.select`) and ``device`` (cpu|cuda). An optional top-level ``server:`` mapping holds the same keys
 as :class:`ServerSettings` (flags and environment variables win over it).
 """
 
@@ -25,9 +26,11 @@ from typing import Any
 
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
+from crossrank.runtime.select import MODES
 from crossrank.scheduler import BatchSettings
 
 MODEL_TYPES = ("cross-encoder", "bi-encoder")
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,12 @@ class ModelEntry:
     max_length: int | None = None
     long_documents: str = "truncate"
     activation: str = "sigmoid"
+    mode: str = "exact"
+    device: str = "cpu"
+
+    @property
+    def providers(self) -> list[str] | None:
+        return ["cuda"] if self.device == "cuda" else None
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,8 @@ class ServerSettings:
     batch: BatchSettings = field(default_factory=BatchSettings)
 
 
-def _entry(name: str, raw: Any) -> ModelEntry:
+def model_entry(name: str, raw: Any) -> ModelEntry:
+    """One validated ``inference:`` entry (also built from ``crossrank serve --model``)."""
     if not isinstance(raw, dict):
         raise InvalidInput(f"inference.{name} must be a mapping with 'type' and 'model'")
     kind = raw.get("type", "cross-encoder")
@@ -75,6 +85,11 @@ def _entry(name: str, raw: Any) -> ModelEntry:
     unknown = set(raw) - known
     if unknown:
         raise InvalidInput(f"inference.{name} has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    for key, allowed in (("mode", MODES), ("device", DEVICES)):
+        if key in raw and raw[key] not in allowed:
+            raise InvalidInput(f"inference.{name}.{key} must be one of {allowed}, not {raw[key]!r}")
+    if kind == "bi-encoder" and raw.get("mode", "exact") != "exact":
+        raise InvalidInput(f"inference.{name}.mode: bi-encoders run in exact mode only")
     return ModelEntry(name=str(name), **{**raw, "type": kind})
 
 
@@ -89,7 +104,7 @@ def read_config(path: str | Path) -> tuple[list[ModelEntry], dict[str, Any]]:
         raise InvalidInput(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("inference"), dict) or not data["inference"]:
         raise InvalidInput(f"config {path} needs an 'inference:' mapping of model names to models")
-    entries = [_entry(name, raw) for name, raw in data["inference"].items()]
+    entries = [model_entry(name, raw) for name, raw in data["inference"].items()]
     server = data.get("server") or {}
     if not isinstance(server, dict):
         raise InvalidInput(f"config {path}: 'server' must be a mapping")

@@ -109,6 +109,7 @@ def load_served_models(
                     activation=entry.activation,  # type: ignore[arg-type]
                     threads=settings.threads, long_documents=entry.long_documents,  # type: ignore[arg-type]
                     revision=entry.revision, cache_dir=settings.cache_dir,
+                    mode=entry.mode, providers=entry.providers,  # type: ignore[arg-type]
                 )
                 reranker.score("warm up", ["warm up the model before serving"])
                 scheduler = CrossScheduler(entry.name, reranker, settings.batch, observer=obs,
@@ -116,7 +117,8 @@ def load_served_models(
                 cross.append(CrossModel(entry, reranker, scheduler))
             else:
                 encoder = Encoder(entry.model, max_length=entry.max_length, batch_size=settings.batch.batch_size,
-                                  threads=settings.threads, revision=entry.revision, cache_dir=settings.cache_dir)
+                                  threads=settings.threads, revision=entry.revision, cache_dir=settings.cache_dir,
+                                  providers=entry.providers)
                 encoder.embed(["warm up the model before serving"])
                 if entry.dim is not None and entry.dim != encoder.dim:
                     raise ModelError(f"the config says dim {entry.dim} but the model gives {encoder.dim}")
