@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/fidelity.json")
     parser.add_argument("--seeds", type=int, default=3, help="workloads (queries) per kind")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu",
+        help="cuda: the fast mode runs fp16 on the GPU (PyTorch); the reference stays fp32 on the CPU",
+    )
     args = parser.parse_args(argv)
 
     from crossrank import Reranker
@@ -81,8 +85,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="crossrank-fidelity-"))
     directory = build_random_model(work / "trained-body", body_from=trained_minilm_dir(), layers=6)
     exact = Reranker(directory, mode="exact", cache_dir=work / "cache")
-    fast = Reranker(directory, mode="fast", cache_dir=work / "cache")
-    results: dict[str, object] = {"fast_runtime": f"{fast.choice.runtime}-{fast.choice.precision}"}
+    fast = Reranker(directory, mode="fast", cache_dir=work / "cache", providers=["cuda"] if args.device == "cuda" else None)
+    results: dict[str, object] = {"fast_runtime": f"{fast.choice.runtime}-{fast.choice.precision}-{fast.choice.device}"}
+    print(f"fast mode: {results['fast_runtime']}")
     lines = [
         "| workload (100 docs) | exact vs transformers: max abs diff | fast vs exact: top-10 / Spearman / max diff "
         "| ORT int8 vs exact: top-10 / Spearman |",

@@ -23,6 +23,50 @@ from pathlib import Path
 import numpy as np
 
 
+class _Session:
+    """A bare ONNX Runtime session with the library's options except idle spinning."""
+
+    def __init__(self, onnx: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        self.session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.session.run(None, feed)[0])
+
+
+def _nncf_int8(onnx: Path, exact: object, work: Path, threads: int) -> object | None:
+    """OpenVINO static int8 of the graph, calibrated on generated pairs (needs ``nncf``)."""
+    import importlib.util
+
+    if importlib.util.find_spec("nncf") is None:
+        print("levers: nncf is not installed; skipping the static int8 variant", file=sys.stderr)
+        return None
+    import nncf
+    import openvino
+
+    from crossrank.bench.inputs import make_workload
+    from crossrank.runtime.openvino import OpenVinoRuntime
+    from crossrank.tokenize import pad_batch
+
+    calibration = []
+    for seed in range(20):
+        for kind in ("titles", "passages"):
+            rows = exact.encode(make_workload(kind, 8, seed=5000 + seed).pairs)  # type: ignore[attr-defined]
+            calibration.append(pad_batch(rows, np.arange(8), exact.tokenizer.pad_id))  # type: ignore[attr-defined]
+    quantized = nncf.quantize(
+        openvino.Core().read_model(str(onnx)), nncf.Dataset(calibration),
+        model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),
+    )
+    path = work / "int8" / "model.xml"
+    openvino.save_model(quantized, str(path))
+    return OpenVinoRuntime(path, precision="bf16", threads=threads, pad_id=exact.tokenizer.pad_id, max_width=512)  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model directory (default: the bench's random ms-marco-MiniLM-L6-v2 shape)")
@@ -36,14 +80,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     from crossrank import Reranker
     from crossrank.bench import default_bench_model
     from crossrank.bench.inputs import make_workload
+    from crossrank.models.load import load_model
     from crossrank.runtime.onnx import OnnxRuntime
     from crossrank.runtime.openvino import LENGTH_STEP, OpenVinoRuntime, plan_power_of_two
+    from crossrank.runtime.torch import TorchRuntime
     from crossrank.scores import relevance_logit
     from crossrank.tokenize import pad_batch, plan_batches
 
     model = args.model or str(default_bench_model())
     exact = Reranker(model, mode="exact", threads=args.threads)
     onnx = exact.runtime.path
+    directory = load_model(model, task="sequence-classification").files.directory
     work = Path(tempfile.mkdtemp(prefix="crossrank-levers-"))  # int8 and fused variants of the graph
     int8 = work / "model-int8.onnx"
     if not int8.is_file():
@@ -54,9 +101,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if not fused.is_file():
         from onnxruntime.transformers.optimizer import optimize_model
 
-        from crossrank.models.load import load_model
-
-        directory = load_model(model, task="sequence-classification").files.directory
         config = json.loads((directory / "config.json").read_text())
         optimizer = optimize_model(
             str(onnx), model_type="bert", num_heads=config["num_attention_heads"], hidden_size=config["hidden_size"], opt_level=1
@@ -73,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     }
 
     ov_exact_len = ov["bf16"]  # also fed exact (unrounded) lengths below: a new shape for most batches
+    ort_spinning = _Session(onnx, args.threads)
+    torch_bf16 = TorchRuntime(directory, device="cpu", precision="bf16", threads=args.threads)
+    ov_int8 = _nncf_int8(onnx, exact, work, args.threads)
 
     def variant(runtime: object, planner: Callable[[np.ndarray], list[np.ndarray]], step: int | None = None) -> Callable[[list[tuple[str, str]]], np.ndarray]:
         def score(pairs: list[tuple[str, str]]) -> np.ndarray:
@@ -94,7 +141,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     variants: dict[str, Callable[[list[tuple[str, str]]], np.ndarray]] = {
         "ORT fp32, one padded batch of 100": variant(ort_fp32, unsorted(100)),
         "ORT fp32, batches of 32 in input order (sentence-transformers' plan)": variant(ort_fp32, unsorted(32)),
-        "ORT fp32, length-sorted batches of 32 (exact mode)": variant(ort_fp32, lambda l: plan_batches(l, 32)),
+        "ORT fp32, length-sorted batches of 32 (exact mode before the token budget)": variant(ort_fp32, lambda l: plan_batches(l, 32)),
+        "ORT fp32, length-sorted, at most 256 tokens per thread (exact mode)": variant(ort_fp32, lambda l: ort_fp32.plan(l, 32)),
+        "ORT fp32, same batches, idle workers spinning": variant(ort_spinning, lambda l: ort_fp32.plan(l, 32)),
         "ORT fp32, length-sorted batches of 8": variant(ort_fp32, lambda l: plan_batches(l, 8)),
         "ORT fp32 + transformer fusion, sorted 32": variant(ort_fused, lambda l: plan_batches(l, 32)),
         "ORT dynamic int8, sorted 32 (reorders rankings)": variant(ort_int8, lambda l: plan_batches(l, 32)),
@@ -102,7 +151,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "OpenVINO bf16, sorted 32, exact lengths (new shapes)": variant(ov_exact_len, lambda l: plan_batches(l, 32), step=0),
         f"OpenVINO bf16, power-of-two batches, lengths rounded to {LENGTH_STEP} (fast mode)": variant(ov["bf16"], lambda l: plan_power_of_two(l, 32)),
         "OpenVINO bf16, power-of-two batches up to 64, rounded": variant(ov["bf16"], lambda l: plan_power_of_two(l, 64)),
+        "PyTorch bf16 on the CPU (runtime='torch'), sorted 32": variant(torch_bf16, lambda l: plan_batches(l, 32)),
     }
+    if ov_int8 is not None:
+        variants["OpenVINO static int8 (NNCF, 40 calibration batches), power-of-two"] = variant(
+            ov_int8, lambda l: plan_power_of_two(l, 32)
+        )
     results: dict[str, dict[str, float]] = {}
     for kind in ("titles", "passages"):
         requests = [make_workload(kind, 100, seed=1000 + r).pairs for r in range(args.rounds + 1)]

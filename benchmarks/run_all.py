@@ -10,7 +10,8 @@ Runs, in order, each in a fresh process:
    peak RSS while reranking 100 passages, per backend;
 3. ``benchmarks/fidelity.py`` - exact-mode parity with transformers, fast-mode (and int8)
    ranking agreement on a trained-body cross-encoder;
-4. ``benchmarks/levers.py`` - what each speed lever is worth.
+4. ``benchmarks/levers.py`` - what each speed lever is worth;
+5. with ``--gpu``: the latency table on the GPU (``--device cuda``) and the fp16 fidelity check.
 
 Everything lands in ``benchmarks/results/`` (JSON, PNG) and ``benchmarks/results/SUMMARY.md``.
 Other processes on the machine skew the timings: the load average is recorded with each step.
@@ -51,6 +52,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run; noisier figures)")
     parser.add_argument("--threads", type=int, default=2, help="threads for every backend (default: 2)")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument(
+        "--gpu", action="store_true",
+        help="on a machine with an NVIDIA GPU: also time crossrank and sentence-transformers on it "
+        "(results in OUT/gpu) and check the fp16 fast mode's ranking there",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,6 +79,14 @@ def main() -> int:
                       "--out", str(out / "fidelity.json")], summary)
     step("Levers", [py, str(HERE / "levers.py"), "--threads", str(args.threads), "--rounds", "3" if args.quick else "8",
                     "--out", str(out / "levers.json")], summary)
+    if args.gpu:
+        step(
+            "Latency on the GPU: crossrank bench --compare --device cuda",
+            [*crossrank, "bench", "--compare", "--device", "cuda", "--out", str(out / "gpu"), *repeats],
+            summary,
+        )
+        step("Fidelity on the GPU (fp16)", [py, str(HERE / "fidelity.py"), "--device", "cuda",
+                                            "--seeds", "1" if args.quick else "3", "--out", str(out / "gpu" / "fidelity.json")], summary)
     (out / "SUMMARY.md").write_text("\n".join(summary) + "\n")
     print(f"wrote {out / 'SUMMARY.md'}", file=sys.stderr)
     return 0

@@ -110,3 +110,23 @@ def test_bench_command_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -
     assert "unknown mode" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--sizes", "0"])
+
+
+def test_bench_on_a_missing_gpu_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from crossrank.runtime.torch import cuda_available
+
+    if cuda_available():
+        pytest.skip("a CUDA GPU is usable here")
+    assert main(["bench", "--device", "cuda", "--no-chart"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_gpu_comparison_keeps_only_gpu_peers(bert_dir: Path, model_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--device cuda skips the CPU-only peers by name (here no GPU: crossrank itself falls back)."""
+    with caplog.at_level("WARNING"):
+        backends = prepare_backends(
+            bert_dir, modes=("exact",), peers=("fastembed", "flashrank"), threads=1,
+            cache_dir=model_cache, work_dir=tmp_path, device="cuda",
+        )
+    assert [b.name for b in backends] == ["crossrank-exact"]
+    assert "skipping fastembed" in caplog.text and "skipping flashrank" in caplog.text

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from crossrank.bench.backends import PEER_FACTORIES, PEERS, Backend, ModelSource, crossrank_backend
+from crossrank.bench.backends import GPU_PEERS, PEER_FACTORIES, PEERS, Backend, ModelSource, crossrank_backend
 from crossrank.bench.inputs import Workload, make_workload
 from crossrank.bench.runner import BenchResult, Cell, run_bench
 from crossrank.errors import InvalidInput, MissingExtra
@@ -58,8 +58,13 @@ def prepare_backends(
     cache_dir: Path | None = None,
     work_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    device: str = "cpu",
 ) -> list[Backend]:
-    """Load the backends to compare: the peers first (the first one is the score reference)."""
+    """Load the backends to compare: the peers first (the first one is the score reference).
+
+    ``device="cuda"`` runs crossrank and the peers that can use a GPU on it; the CPU-only
+    peers are skipped, since a comparison across devices says nothing.
+    """
     unknown = [p for p in peers if p not in PEER_FACTORIES]
     if unknown:
         raise InvalidInput(f"unknown peer(s) {unknown}; choose from {list(PEERS)}")
@@ -68,11 +73,14 @@ def prepare_backends(
     work = work_dir or Path(tempfile.mkdtemp(prefix="crossrank-bench-"))
     backends: list[Backend] = []
     for peer in peers:
+        if device != "cpu" and peer not in GPU_PEERS:
+            log.warning("skipping %s: it runs on the CPU here (a GPU run compares GPU backends only)", peer)
+            continue
         if progress:
             progress(f"loading {peer}")
         started = time.perf_counter()
         try:
-            backend = PEER_FACTORIES[peer](source, threads, work)
+            backend = PEER_FACTORIES[peer](source, threads, work, device)
         except MissingExtra as exc:
             log.warning("skipping %s: %s", peer, exc)
             continue
@@ -82,7 +90,7 @@ def prepare_backends(
         if progress:
             progress(f"loading crossrank {mode}")
         started = time.perf_counter()
-        backend = crossrank_backend(model, mode, threads, cache_dir)
+        backend = crossrank_backend(model, mode, threads, cache_dir, device)
         backend.load_seconds = time.perf_counter() - started
         backends.append(backend)
     return backends

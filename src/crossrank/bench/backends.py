@@ -47,31 +47,35 @@ class ModelSource:
     onnx_path: Path
 
 
-def crossrank_backend(model: str | Path, mode: str, threads: int | None, cache_dir: Path | None) -> Backend:
-    reranker = Reranker(model, mode=mode, threads=threads, cache_dir=cache_dir)  # type: ignore[arg-type]
-    precision = "bf16 OpenVINO" if reranker.choice.runtime == "openvino" and reranker.choice.precision == "bf16" else (
-        "fp32 OpenVINO" if reranker.choice.runtime == "openvino" else "fp32 ONNX Runtime"
-    )
+_RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "torch": "PyTorch"}
+_PRECISION_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
+
+
+def crossrank_backend(
+    model: str | Path, mode: str, threads: int | None, cache_dir: Path | None, device: str = "cpu"
+) -> Backend:
+    providers = ["cuda"] if device == "cuda" else None
+    reranker = Reranker(model, mode=mode, threads=threads, cache_dir=cache_dir, providers=providers)  # type: ignore[arg-type]
+    choice = reranker.choice
+    on_gpu = choice.device == "cuda" or reranker.runtime.providers[0] == "CUDAExecutionProvider"
+    label = f"{_PRECISION_NAMES[choice.precision]} {_RUNTIME_NAMES[choice.runtime]}{' CUDA' if on_gpu else ''}"
     if reranker.mode != mode:
-        log.warning("crossrank mode %r is not available here (%s); it runs as %r", mode, reranker.choice.reason, reranker.mode)
-    return Backend(
-        f"crossrank-{mode}",
-        f"crossrank {mode} ({precision})",
-        lambda query, docs: reranker.score(query, docs),
-    )
+        log.warning("crossrank mode %r is not available here (%s); it runs as %r", mode, choice.reason, reranker.mode)
+    return Backend(f"crossrank-{mode}", f"crossrank {mode} ({label})", lambda query, docs: reranker.score(query, docs))
 
 
-def sentence_transformers_backend(source: ModelSource, threads: int | None, work: Path) -> Backend:
+def sentence_transformers_backend(source: ModelSource, threads: int | None, work: Path, device: str = "cpu") -> Backend:
     st = require("sentence_transformers", "bench", "Comparing with sentence-transformers")
     torch = require("torch", "bench", "Comparing with sentence-transformers")
     if threads:
         torch.set_num_threads(int(threads))
-    model = st.CrossEncoder(str(source.directory), device="cpu")
+    model = st.CrossEncoder(str(source.directory), device=device)
 
     def score(query: str, docs: list[str]) -> np.ndarray:
         return np.asarray(model.predict([(query, d) for d in docs], batch_size=32, show_progress_bar=False))
 
-    return Backend("sentence-transformers", "sentence-transformers CrossEncoder (torch fp32)", score)
+    where = "CUDA" if device == "cuda" else ""
+    return Backend("sentence-transformers", f"sentence-transformers CrossEncoder (torch fp32{' ' + where if where else ''})", score)
 
 
 def _peer_dir(source: ModelSource, target: Path, onnx_name: str) -> Path:
@@ -88,7 +92,7 @@ def _peer_dir(source: ModelSource, target: Path, onnx_name: str) -> Path:
     return target / onnx_name
 
 
-def fastembed_backend(source: ModelSource, threads: int | None, work: Path) -> Backend:
+def fastembed_backend(source: ModelSource, threads: int | None, work: Path, device: str = "cpu") -> Backend:
     require("fastembed", "bench", "Comparing with FastEmbed")
     from fastembed.rerank.cross_encoder import TextCrossEncoder
 
@@ -104,7 +108,7 @@ def fastembed_backend(source: ModelSource, threads: int | None, work: Path) -> B
     return Backend("fastembed", "FastEmbed TextCrossEncoder (ONNX fp32)", score)
 
 
-def flashrank_backend(source: ModelSource, threads: int | None, work: Path) -> Backend:
+def flashrank_backend(source: ModelSource, threads: int | None, work: Path, device: str = "cpu") -> Backend:
     require("flashrank", "bench", "Comparing with FlashRank")
     from flashrank import Ranker, RerankRequest
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -129,7 +133,10 @@ def flashrank_backend(source: ModelSource, threads: int | None, work: Path) -> B
     return Backend("flashrank", "FlashRank (ONNX dynamic int8)", score)
 
 
-PEER_FACTORIES: dict[str, Callable[[ModelSource, int | None, Path], Backend]] = {
+#: peers that can run on a CUDA GPU here (FastEmbed and FlashRank need onnxruntime-gpu)
+GPU_PEERS = ("sentence-transformers",)
+
+PEER_FACTORIES: dict[str, Callable[[ModelSource, int | None, Path, str], Backend]] = {
     "sentence-transformers": sentence_transformers_backend,
     "fastembed": fastembed_backend,
     "flashrank": flashrank_backend,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,13 @@ def machine() -> dict[str, Any]:
             versions[package] = version(package.replace("_", "-"))
         except Exception:
             continue
+    gpu = None
+    torch = sys.modules.get("torch")  # only when a backend already imported it
+    if torch is not None and torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
     return {
         "cpu": model,
+        "gpu": gpu,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "isa": [flag for flag in _FLAGS if flag in cpu_flags()],
         "python": platform.python_version(),

@@ -76,6 +76,11 @@ def register(sub: Any) -> None:
         "--threads", type=int, default=None,
         help="CPU threads for every backend (default: all cores available to this process)",
     )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu",
+        help="cuda: run crossrank (fp16 fast / fp32 exact) and sentence-transformers on the GPU; "
+        "the CPU-only peers are skipped (default: cpu)",
+    )
     parser.add_argument("--out", default="bench-results", help="directory for bench.json and bench.png")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart (no matplotlib needed)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -94,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"--kinds: unknown kind {kind!r} (choose from titles, passages)")
     if args.repeats < 1:
         raise InvalidInput("--repeats must be at least 1")
+    if args.device == "cuda":
+        from crossrank.runtime.torch import cuda_available
+
+        if not cuda_available():
+            raise InvalidInput(
+                "--device cuda: torch sees no CUDA GPU on this machine (a GPU comparison needs an NVIDIA GPU "
+                "and a CUDA build of torch); drop --device to benchmark the CPU"
+            )
     threads = args.threads or len(os.sched_getaffinity(0))
 
     def progress(message: str) -> None:
@@ -104,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as work:  # the peers' model copies
         backends = prepare_backends(
             model, modes=args.modes, peers=args.peers if args.compare else [], threads=threads,
-            work_dir=Path(work), progress=progress,
+            work_dir=Path(work), progress=progress, device=args.device,
         )
         result = run_bench(
             backends,
@@ -119,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     info = machine()
     print(f"model: {model}  threads: {threads}  cpu: {info['cpu']} ({info['cores']} cores; {', '.join(info['isa'])})")
+    if args.device == "cuda":
+        print(f"gpu: {info['gpu'] or 'none seen by torch'}")
     print(f"median latency of one query against N documents ({args.repeats} rounds max, interleaved):\n")
     print(latency_table(result))
     names = [b.name for b in backends]
@@ -131,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     settings = {
         "model": str(model), "threads": threads, "modes": args.modes, "sizes": args.sizes,
-        "kinds": args.kinds, "repeats": args.repeats, "cell_budget_s": args.cell_budget,
+        "kinds": args.kinds, "repeats": args.repeats, "cell_budget_s": args.cell_budget, "device": args.device,
     }
     write_json(result, settings, out / "bench.json")
     print(f"wrote {out / 'bench.json'}", end="")
