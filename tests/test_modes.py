@@ -81,6 +81,20 @@ def test_fast_mode_keeps_the_ranking(kind: str, trained_body_dir: Path, exact_tr
     assert not np.array_equal(got, reference)  # it really ran a different (reduced-precision) path
 
 
+@needs_fast
+def test_fast_mode_converts_to_fp16_weights_once(bert_dir: Path, tmp_path: Path) -> None:
+    first = Reranker(bert_dir, cache_dir=tmp_path, mode="fast", batch_size=4)
+    converted = list((tmp_path / "openvino" / "ir").glob("*/model.xml"))
+    assert len(converted) == 1 and converted[0].with_suffix(".bin").stat().st_size > 0
+    stamp = converted[0].stat().st_mtime_ns
+    second = Reranker(bert_dir, cache_dir=tmp_path, mode="fast", batch_size=4)
+    assert list((tmp_path / "openvino" / "ir").glob("*/model.xml")) == converted
+    assert converted[0].stat().st_mtime_ns == stamp  # reused, not converted again
+    assert not list((tmp_path / "openvino" / "ir").glob("*.tmp-*"))  # no staging left behind
+    work = make_workload("titles", 6, seed=9)
+    np.testing.assert_array_equal(second.score(work.query, work.documents), first.score(work.query, work.documents))
+
+
 @needs_openvino
 @pytest.mark.parametrize("fixture", ["bert_dir", "xlmr_dir"])
 def test_openvino_shape_padding_keeps_fp32_scores(fixture: str, request: pytest.FixtureRequest, model_cache: Path) -> None:

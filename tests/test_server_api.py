@@ -186,8 +186,12 @@ def test_info_health_meta_models(client: TestClient) -> None:
     assert client.get("/.well-known/ready").status_code == 204
     assert client.get("/.well-known/live").status_code == 204
     assert client.get("/meta").json()["model"]["served_as"] == "msmarco"
-    names = {m["name"]: m["type"] for m in client.get("/models").json()["models"]}
+    described = client.get("/models").json()["models"]
+    names = {m["name"]: m["type"] for m in described}
     assert names == {"msmarco": "cross-encoder", "xlmr": "cross-encoder", "minilm": "bi-encoder"}
+    msmarco = next(m for m in described if m["name"] == "msmarco")
+    assert (msmarco["mode"], msmarco["runtime"], msmarco["precision"]) == ("exact", "onnxruntime", "f32")
+    assert msmarco["providers"] == ["CPUExecutionProvider"]
 
 
 def test_metrics_count_requests_batches_and_truncation(client: TestClient) -> None:

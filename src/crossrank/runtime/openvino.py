@@ -6,12 +6,18 @@ sequence lengths are rounded up to a multiple of :data:`LENGTH_STEP` and batches
 power-of-two number of rows (see :func:`plan_power_of_two`), so a few dozen shapes cover
 every request and each is compiled once.
 
+In bf16 the graph is first converted to OpenVINO IR with fp16 weights (once, cached; see
+:func:`compressed_ir`), which keeps the resident size down.
+
 Needs the optional ``openvino`` package: ``pip install 'crossrank[fast]'``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +51,34 @@ def plan_power_of_two(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return batches
 
 
+def compressed_ir(onnx: Path, cache_dir: Path) -> Path:
+    """``onnx`` as OpenVINO IR with fp16 weights, converted once and kept under ``cache_dir``.
+
+    For the bf16 mode only: the weights are rounded to bf16 at compile time anyway, and a
+    model compiled from fp16 weights keeps no fp32 copy of them, which cut the fast mode's
+    resident size by about 70 MiB for MiniLM-L6 (same speed, same scores to 1e-3).
+    """
+    ov = require("openvino", "fast", "The fast mode (OpenVINO runtime)")
+    stat = onnx.stat()
+    recipe = f"{onnx.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ov.__version__}|fp16"
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:24]
+    target = cache_dir / "ir" / key
+    if (target / "model.xml").is_file():
+        return target / "model.xml"
+    log.warning("converting %s to OpenVINO IR with fp16 weights (once; cached in %s)", onnx, target)
+    staging = target.with_name(f"{key}.tmp-{os.getpid()}-{threading.get_ident()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        ov.save_model(ov.convert_model(str(onnx)), str(staging / "model.xml"), compress_to_fp16=True)
+        os.rename(staging, target)  # atomic; another process may have won the race
+    except OSError:
+        if not (target / "model.xml").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / "model.xml"
+
+
 class OpenVinoRuntime:
     """An OpenVINO CPU model; ``run`` is safe from several threads (one request per thread)."""
 
@@ -76,9 +110,10 @@ class OpenVinoRuntime:
             config["CACHE_DIR"] = str(cache_dir)  # compiled blobs: faster second load
         core = ov.Core()
         try:
+            source = compressed_ir(path, cache_dir) if precision == "bf16" and cache_dir is not None else path
             # compiled from the file, not from a read_model() object: with CACHE_DIR a second
-            # load then skips reading the ONNX graph, and no graph copy stays resident
-            self.compiled = core.compile_model(str(path), "CPU", config)
+            # load then skips reading the graph, and no graph copy stays resident
+            self.compiled = core.compile_model(str(source), "CPU", config)
         except Exception as exc:
             raise ModelError(f"OpenVINO could not load {path}: {str(exc).strip()[:300]}") from exc
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]

@@ -69,7 +69,10 @@ class ServedModels:
         for c in self.cross.values():
             out.append({"name": c.entry.name, "type": "cross-encoder", "model": c.entry.model,
                         "max_length": c.reranker.max_length, "long_documents": c.reranker.long_documents,
-                        "activation": c.reranker.activation})
+                        "activation": c.reranker.activation,
+                        # what is in effect: mode "auto" resolves here, and a missing GPU or extra falls back
+                        "mode": c.reranker.mode, "runtime": c.reranker.choice.runtime,
+                        "precision": c.reranker.choice.precision, "providers": list(c.reranker.runtime.providers)})
         for b in self.bi.values():
             out.append({"name": b.entry.name, "type": "bi-encoder", "model": b.entry.model,
                         "dim": b.encoder.dim, "max_length": b.encoder.max_length,
