@@ -31,6 +31,13 @@ def _onnx_repo(source: Path, cache: Path, target: Path) -> Path:
     return target
 
 
+def _with_weights(source: Path, repo: Path) -> Path:
+    for item in source.iterdir():
+        if item.is_file() and not (repo / item.name).exists():
+            shutil.copy(item, repo / item.name)
+    return repo
+
+
 @pytest.fixture(scope="module")
 def hub(bert_dir: Path, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
     root = tmp_path_factory.mktemp("hub")
@@ -41,17 +48,20 @@ def hub(bert_dir: Path, model_cache: Path, tmp_path_factory: pytest.TempPathFact
             "v2": _onnx_repo(other, model_cache, root / "v2"),
         },
         "org/weights-only": {"main": bert_dir},
+        "org/onnx-and-weights": {"main": _with_weights(bert_dir, _onnx_repo(bert_dir, model_cache, root / "both"))},
     }
     with FakeHub(repos) as server:
         yield server
 
 
-def _score_in_subprocess(hub: FakeHub, hf_home: Path, model: str, revision: str | None = None) -> list[float]:
+def _score_in_subprocess(
+    hub: FakeHub, hf_home: Path, model: str, revision: str | None = None, options: str = ""
+) -> list[float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(hf_home), HF_HUB_DISABLE_PROGRESS_BARS="1")
     code = (
         "import json, sys\nfrom crossrank import Reranker\n"
-        f"r = Reranker({model!r}, revision={revision!r})\n"
+        f"r = Reranker({model!r}, revision={revision!r}{', ' + options if options else ''})\n"
         f"print(json.dumps(r.score('crocs', {DOCS!r}).tolist()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -90,6 +100,16 @@ def test_a_repository_without_onnx_is_downloaded_and_exported_once(hub: FakeHub,
     stamp = exports[0].stat().st_mtime_ns
     _score_in_subprocess(hub, tmp_path / "hf", "org/weights-only")
     assert exports[0].stat().st_mtime_ns == stamp
+
+
+def test_the_torch_runtime_fetches_the_weights_and_not_the_onnx_file(
+    hub: FakeHub, bert_dir: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    hub.downloads.clear()
+    scores = _score_in_subprocess(hub, tmp_path / "hf", "org/onnx-and-weights", options="runtime='torch', providers=['cpu']")
+    assert "model.safetensors" in hub.downloads and "onnx/model.onnx" not in hub.downloads
+    assert np.allclose(scores, Reranker(bert_dir, cache_dir=model_cache).score("crocs", DOCS), atol=1e-5)
+    assert not list((tmp_path / "hf" / "crossrank" / "onnx").glob("*/model.onnx"))  # nothing exported
 
 
 def test_unknown_repository_and_revision_are_model_not_found(hub: FakeHub, tmp_path: Path) -> None:

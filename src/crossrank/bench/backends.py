@@ -74,8 +74,8 @@ def sentence_transformers_backend(source: ModelSource, threads: int | None, work
     def score(query: str, docs: list[str]) -> np.ndarray:
         return np.asarray(model.predict([(query, d) for d in docs], batch_size=32, show_progress_bar=False))
 
-    where = "CUDA" if device == "cuda" else ""
-    return Backend("sentence-transformers", f"sentence-transformers CrossEncoder (torch fp32{' ' + where if where else ''})", score)
+    on_gpu = " CUDA" if device == "cuda" else ""
+    return Backend("sentence-transformers", f"sentence-transformers CrossEncoder (torch fp32{on_gpu})", score)
 
 
 def _peer_dir(source: ModelSource, target: Path, onnx_name: str) -> Path:

@@ -13,7 +13,7 @@ from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.config import ModelConfig
 from crossrank.models.export import cached_export
-from crossrank.models.resolve import ModelFiles, resolve_model, with_weights
+from crossrank.models.resolve import ModelFiles, resolve_model
 from crossrank.tokenize import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,7 @@ def load_model(
     With ``weights=True`` (the torch runtime) the Hugging Face weights are fetched instead
     and nothing is exported.
     """
-    files = resolve_model(model, revision=revision, cache_dir=cache_dir)
-    if weights:
-        files = with_weights(files, cache_dir)
+    files = resolve_model(model, revision=revision, cache_dir=cache_dir, weights=weights)
     config = ModelConfig.read(files.directory, default_max_length=files.spec.max_length if files.spec else None)
     onnx_path = files.onnx_path
     if onnx_path is None and not weights:

@@ -9,7 +9,7 @@ fetched and exported to ONNX once (see :mod:`crossrank.models.export`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from crossrank.errors import HubUnavailable, ModelError, ModelNotFound
@@ -45,7 +45,6 @@ class ModelFiles:
     onnx_path: Path | None
     spec: ModelSpec | None
     revision: str | None = None
-    repo_id: str | None = None  #: the hub repository, None for a local directory
 
     @property
     def weights_path(self) -> Path | None:
@@ -111,11 +110,13 @@ def resolve_model(
     *,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
+    weights: bool = False,
 ) -> ModelFiles:
     """Locate (downloading if needed) the files of ``model``.
 
     ``model`` is a local directory, a ``file://`` URL, a catalogue name or alias, or any
-    hub repository id.
+    hub repository id. ``weights=True`` (the torch runtime) fetches the Hugging Face weights
+    instead of the ONNX file.
     """
     if isinstance(model, Path):
         model = str(model)
@@ -123,34 +124,29 @@ def resolve_model(
         raise ModelNotFound("model must be a non-empty hub id or directory path")
     local = _local_directory(model)
     if local is not None:
-        return ModelFiles(model, local, _find_onnx(local, None), None)
+        files = ModelFiles(model, local, _find_onnx(local, None), None)
+        if weights and files.weights_path is None:
+            raise ModelError(
+                f"{local} has no model weights ({' or '.join(WEIGHT_FILES)}); the torch runtime runs the "
+                f"weights, not the ONNX file. Use runtime='onnxruntime' for this model."
+            )
+        return files
     spec = find_spec(model)
     repo_id = spec.sources[0] if spec else model
     cache = Path(cache_dir) if cache_dir is not None else None
     onnx_names = [spec.model_file] if spec else list(ONNX_CANDIDATES)
     data_files = [f"{n}_data" for n in onnx_names] + [f"{n}.data" for n in onnx_names]
     log.info("fetching %s (revision %s) from the Hugging Face hub", repo_id, revision or "main")
+    if weights:
+        directory = _download(repo_id, revision, cache, METADATA_PATTERNS + list(WEIGHT_FILES))
+        files = ModelFiles(spec.name if spec else repo_id, directory, _find_onnx(directory, spec), spec, revision)
+        if files.weights_path is None:
+            raise ModelError(f"{repo_id!r} has no {' or '.join(WEIGHT_FILES)} for the torch runtime")
+        return files
     directory = _download(repo_id, revision, cache, METADATA_PATTERNS + onnx_names + data_files)
     onnx_path = _find_onnx(directory, spec)
     if onnx_path is None:
         log.info("%s has no ONNX file; fetching the weights to export one", repo_id)
         directory = _download(repo_id, revision, cache, METADATA_PATTERNS + list(WEIGHT_FILES))
-    return ModelFiles(spec.name if spec else repo_id, directory, onnx_path, spec, revision, repo_id)
+    return ModelFiles(spec.name if spec else repo_id, directory, onnx_path, spec, revision)
 
-
-def with_weights(files: ModelFiles, cache_dir: str | Path | None = None) -> ModelFiles:
-    """``files`` with the Hugging Face weights on disk (fetched from the hub when missing)."""
-    if files.weights_path is not None:
-        return files
-    if files.repo_id is None:
-        raise ModelError(
-            f"{files.directory} has no model weights ({' or '.join(WEIGHT_FILES)}); the torch "
-            f"runtime runs the weights, not the ONNX file. Use runtime='onnxruntime' for this model."
-        )
-    log.info("fetching the weights of %s for the torch runtime", files.repo_id)
-    cache = Path(cache_dir) if cache_dir is not None else None
-    directory = _download(files.repo_id, files.revision, cache, METADATA_PATTERNS + list(WEIGHT_FILES))
-    found = replace(files, directory=directory)
-    if found.weights_path is None:
-        raise ModelError(f"{files.repo_id!r} on the hub has no {' or '.join(WEIGHT_FILES)} for the torch runtime")
-    return found
