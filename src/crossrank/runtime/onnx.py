@@ -26,6 +26,10 @@ _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 #: tokens per batch (rows x padded length) per inference thread: small batches keep the
 #: activations in the cores' caches (2 threads: 512 tokens ran 100 passages 1.2x faster than 32 rows)
 TOKENS_PER_THREAD = 256
+#: how long an idle intra-op worker spins before it sleeps. 2 cores, 1 title: 7.2 ms with no
+#: spinning, 4.3 ms with ORT's default spinning, 4.6 ms with 200 µs; with both cores busy
+#: elsewhere, 200 µs was no slower than no spinning, while the default was (docs/PERFORMANCE.md)
+SPIN_MICROSECONDS = 200
 
 
 def select_providers(requested: Sequence[str] | None) -> list[str]:
@@ -64,9 +68,11 @@ class OnnxRuntime:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # idle workers sleep instead of spinning: on shared or busy cores (a server also runs
-        # tokenizers and HTTP threads) spinning steals the cores the next batch needs
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # workers spin briefly between the operators of one call, then sleep: the full gain of
+        # spinning on small requests, without stealing the cores of tokenizer and HTTP threads
+        # (or of other processes) between calls
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_MICROSECONDS))
         try:
             self.session = ort.InferenceSession(str(path), options, providers=select_providers(providers))
         except Exception as exc:
