@@ -27,8 +27,9 @@ _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 #: activations in the cores' caches (2 threads: 512 tokens ran 100 passages 1.2x faster than 32 rows)
 TOKENS_PER_THREAD = 256
 #: how long an idle intra-op worker spins before it sleeps. 2 cores, 1 title: 7.2 ms with no
-#: spinning, 4.3 ms with ORT's default spinning, 4.6 ms with 200 µs; with both cores busy
-#: elsewhere, 200 µs was no slower than no spinning, while the default was (docs/PERFORMANCE.md)
+#: spinning, 4.3 ms with ORT's default spinning, 4.6 ms with 200 µs. With both cores busy in
+#: other processes, 200 µs was within 2 ms of no spinning at 1 title and faster at 1 passage
+#: and 10 documents, where the default was slowest (docs/PERFORMANCE.md)
 SPIN_MICROSECONDS = 200
 
 
