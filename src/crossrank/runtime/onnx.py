@@ -28,8 +28,8 @@ _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 TOKENS_PER_THREAD = 256
 #: how long an idle intra-op worker spins before it sleeps. 2 cores, 1 title: 7.2 ms with no
 #: spinning, 4.3 ms with ORT's default spinning, 4.6 ms with 200 µs. With both cores busy in
-#: other processes, 200 µs was within 2 ms of no spinning at 1 title and faster at 1 passage
-#: and 10 documents, where the default was slowest (docs/PERFORMANCE.md)
+#: other processes, 200 µs was 1.9 ms slower than no spinning at 1 title, equal at 10 titles
+#: and faster on passages; the default was slower in 3 of those 4 (docs/PERFORMANCE.md)
 SPIN_MICROSECONDS = 200
 
 
