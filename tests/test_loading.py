@@ -15,6 +15,7 @@ import pytest
 
 from crossrank import MissingExtra, ModelError, ModelNotFound, Reranker
 from crossrank.models.export import cached_export
+from crossrank.models.first_token import first_token_graph
 from crossrank.models.resolve import resolve_model
 
 
@@ -36,7 +37,8 @@ def test_export_runs_once_then_the_cache_is_reused(bert_dir: Path, tmp_path: Pat
         second = Reranker(bert_dir, cache_dir=cache)
     assert not any("exporting" in r.message for r in caplog.records)
     assert exported[0].stat().st_mtime_ns == stamp
-    assert second.runtime.path == first.runtime.path == exported[0]
+    assert second.runtime.path == first.runtime.path  # the export, cut to the first token (once)
+    assert first.runtime.path == first_token_graph(exported[0], cache / "first-token")
 
 
 def test_the_cache_key_follows_the_weights(bert_dir: Path, tmp_path: Path) -> None:
@@ -63,10 +65,10 @@ def test_an_onnx_file_in_the_repo_is_used_without_export(bert_dir: Path, model_c
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(bert_dir / name, repo / name)
     shutil.copy(exported, repo / "onnx" / "model.onnx")
-    empty_cache = tmp_path / "unused-cache"
-    reranker = Reranker(repo, cache_dir=empty_cache)
-    assert reranker.runtime.path == repo / "onnx" / "model.onnx"
-    assert not empty_cache.exists()
+    cache = tmp_path / "fresh-cache"
+    reranker = Reranker(repo, cache_dir=cache)
+    assert reranker.runtime.path == first_token_graph(repo / "onnx" / "model.onnx", cache / "first-token")
+    assert not (cache / "onnx").exists()  # nothing exported
     reference = Reranker(bert_dir, cache_dir=model_cache)
     assert np.allclose(reranker.score("q", ["a", "b c"]), reference.score("q", ["a", "b c"]))
 

@@ -225,9 +225,12 @@ class Reranker:
             return TorchRuntime(
                 loaded.files.directory, device=self.choice.device, precision=self.choice.precision, threads=threads
             )
-        path = loaded.onnx_path
+        from crossrank.models.export import default_cache_dir
+        from crossrank.models.first_token import first_token_graph
+
+        root = Path(cache_dir) if cache_dir else default_cache_dir()
+        path = first_token_graph(loaded.onnx_path, root / "first-token")  # same scores, less work
         if self.choice.runtime == "openvino":
-            from crossrank.models.export import default_cache_dir
             from crossrank.runtime.openvino import OpenVinoRuntime
 
             return OpenVinoRuntime(
@@ -236,7 +239,7 @@ class Reranker:
                 threads=threads,
                 pad_id=self.tokenizer.pad_id,
                 max_width=self.max_length,
-                cache_dir=(Path(cache_dir) if cache_dir else default_cache_dir()) / "openvino",
+                cache_dir=root / "openvino",
             )
         from crossrank.runtime.onnx import OnnxRuntime  # imported here: the fast mode never loads it
 
