@@ -26,11 +26,6 @@ _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 #: tokens per batch (rows x padded length) per inference thread: small batches keep the
 #: activations in the cores' caches (2 threads: 512 tokens ran 100 passages 1.2x faster than 32 rows)
 TOKENS_PER_THREAD = 256
-#: how long an idle intra-op worker spins before it sleeps. 2 cores, 1 title: 7.2 ms with no
-#: spinning, 4.3 ms with ORT's default spinning, 4.6 ms with 200 µs. With both cores busy in
-#: other processes, 200 µs was 1.9 ms slower than no spinning at 1 title, equal at 10 titles
-#: and faster on passages; the default was slower in 3 of those 4 (docs/PERFORMANCE.md)
-SPIN_MICROSECONDS = 200
 
 
 def select_providers(requested: Sequence[str] | None) -> list[str]:
@@ -69,11 +64,12 @@ class OnnxRuntime:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # workers spin briefly between the operators of one call, then sleep: the full gain of
-        # spinning on small requests, without stealing the cores of tokenizer and HTTP threads
-        # (or of other processes) between calls
+        # ORT's default spinning (idle workers spin a while before they sleep). Bounding the
+        # spin (session.intra_op.spin_duration_us, any value tried: 200 µs, 2 ms) made 1 title
+        # bimodal on 2 cores, 9.6 ms median against 4.2 ms, with no gain at 1 passage or 10
+        # titles; never spinning cost 1.2-1.5x at 1-10 documents on a quiet machine
+        # (docs/PERFORMANCE.md, "Spinning workers")
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        options.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_MICROSECONDS))
         try:
             self.session = ort.InferenceSession(str(path), options, providers=select_providers(providers))
         except Exception as exc:
