@@ -17,16 +17,14 @@ check that fails) is used as it is, and that verdict is cached too.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import shutil
-import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from crossrank.models.derived import derived_dir, publish
 
 log = logging.getLogger(__name__)
 
@@ -54,40 +52,27 @@ def first_token_graph(onnx: Path, cache_dir: Path) -> Path:
     is imported only on the first call for a given file. Any failure (a graph the rule does
     not fit, an unreadable file, a read-only cache) leaves the original graph in use.
     """
-    stat = onnx.stat()
-    recipe = f"{onnx.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|first-token-{RECIPE_VERSION}"
-    key = hashlib.sha256(recipe.encode()).hexdigest()[:24]
-    target = cache_dir / key
+    target = derived_dir(onnx, cache_dir, f"first-token-{RECIPE_VERSION}")
     if not (target / "model.onnx").is_file() and not (target / "unchanged").is_file():
         try:
-            _write_once(onnx, target)
+            publish(target, lambda staging: _prune_or_explain(onnx, staging))
         except OSError as exc:
             log.warning("could not write a pruned copy of %s under %s (%s); using it unpruned", onnx, cache_dir, exc)
     return target / "model.onnx" if (target / "model.onnx").is_file() else onnx
 
 
-def _write_once(onnx: Path, target: Path) -> None:
-    """Write ``target/model.onnx`` (or ``target/unchanged`` with the reason), atomically."""
-    staging = target.with_name(f"{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    staging.mkdir(parents=True, exist_ok=True)
+def _prune_or_explain(onnx: Path, staging: Path) -> None:
+    """Write ``staging/model.onnx``, or ``staging/unchanged`` with the reason it was not cut."""
     try:
-        try:
-            _prune_file(onnx, staging / "model.onnx")
-        except Exception as why:  # noqa: BLE001 - the original graph is always a correct fallback
-            if isinstance(why, _NotApplicable):
-                log.info("%s runs unpruned: %s", onnx, why)
-            else:
-                log.warning("could not prune %s (%s); it runs unpruned", onnx, str(why).strip()[:200])
-            for item in staging.iterdir():
-                item.unlink()
-            (staging / "unchanged").write_text(f"{why}\n", encoding="utf-8")
-        try:
-            os.rename(staging, target)  # atomic; another process may have won the race
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _prune_file(onnx, staging / "model.onnx")
+    except Exception as why:  # noqa: BLE001 - the original graph is always a correct fallback
+        if isinstance(why, _NotApplicable):
+            log.info("%s runs unpruned: %s", onnx, why)
+        else:
+            log.warning("could not prune %s (%s); it runs unpruned", onnx, str(why).strip()[:200])
+        for item in staging.iterdir():
+            item.unlink()
+        (staging / "unchanged").write_text(f"{why}\n", encoding="utf-8")
 
 
 def _prune_file(source: Path, out: Path) -> None:
