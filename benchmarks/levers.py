@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     from crossrank.bench.inputs import make_workload
     from crossrank.models.load import load_model
     from crossrank.runtime.onnx import OnnxRuntime
-    from crossrank.runtime.openvino import LENGTH_STEP, OpenVinoRuntime, plan_power_of_two
+    from crossrank.runtime.openvino import OpenVinoRuntime, plan_power_of_two
     from crossrank.runtime.torch import TorchRuntime
     from crossrank.scores import relevance_logit
     from crossrank.tokenize import pad_batch, plan_batches
@@ -123,23 +123,21 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         for p in ("f32", "bf16")
     }
     ov_first = OpenVinoRuntime(first_token, precision="bf16", threads=args.threads, pad_id=pad, max_width=exact.max_length)
-
-    ov_exact_len = ov["bf16"]  # also fed exact (unrounded) lengths below: a new shape for most batches
+    ov_exact_len, ov_by_16 = (
+        OpenVinoRuntime(onnx, precision="bf16", threads=args.threads, pad_id=pad, max_width=exact.max_length, round_width=fn)
+        for fn in (lambda w: w, lambda w: w + (-w % 16))
+    )
     ort_sleeping = _Session(onnx, args.threads, spin=False)
     ort_bounded = _Session(onnx, args.threads, spin=200)
     torch_bf16 = TorchRuntime(directory, device="cpu", precision="bf16", threads=args.threads)
     ov_int8 = _nncf_int8(onnx, exact, work, args.threads)
 
-    def variant(runtime: object, planner: Callable[[np.ndarray], list[np.ndarray]], step: int | None = None) -> Callable[[list[tuple[str, str]]], np.ndarray]:
+    def variant(runtime: object, planner: Callable[[np.ndarray], list[np.ndarray]]) -> Callable[[list[tuple[str, str]]], np.ndarray]:
         def score(pairs: list[tuple[str, str]]) -> np.ndarray:
             rows = exact.encode(pairs)
             out = np.empty(len(pairs))
             for batch in planner(rows.lengths):
-                feed = pad_batch(rows, batch, pad)
-                if step == 0:  # bypass the runtime's own rounding
-                    out[batch] = relevance_logit(np.asarray(ov_exact_len._request().infer(feed)[ov_exact_len._output]))
-                else:
-                    out[batch] = relevance_logit(runtime.run(feed))  # type: ignore[attr-defined]
+                out[batch] = relevance_logit(runtime.run(pad_batch(rows, batch, pad)))  # type: ignore[attr-defined]
             return out
 
         return score
@@ -158,9 +156,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "ORT fp32, length-sorted batches of 8": variant(ort_fp32, lambda l: plan_batches(l, 8)),
         "ORT fp32 + transformer fusion, sorted 32": variant(ort_fused, lambda l: plan_batches(l, 32)),
         "ORT dynamic int8, sorted 32 (reorders rankings)": variant(ort_int8, lambda l: plan_batches(l, 32)),
-        "OpenVINO f32, sorted power-of-two batches, lengths rounded to 16": variant(ov["f32"], lambda l: plan_power_of_two(l, 32)),
-        "OpenVINO bf16, sorted 32, exact lengths (new shapes)": variant(ov_exact_len, lambda l: plan_batches(l, 32), step=0),
-        f"OpenVINO bf16, power-of-two batches, lengths rounded to {LENGTH_STEP}": variant(ov["bf16"], lambda l: plan_power_of_two(l, 32)),
+        "OpenVINO f32, sorted power-of-two batches, lengths rounded (steps 1-16)": variant(ov["f32"], lambda l: plan_power_of_two(l, 32)),
+        "OpenVINO bf16, sorted 32, exact lengths (a new shape for most batches)": variant(ov_exact_len, lambda l: plan_batches(l, 32)),
+        "OpenVINO bf16, power-of-two batches, lengths rounded up to a multiple of 16": variant(ov_by_16, lambda l: plan_power_of_two(l, 32)),
+        "OpenVINO bf16, same, lengths rounded to within 1/8 (steps 1-16)": variant(ov["bf16"], lambda l: plan_power_of_two(l, 32)),
         "OpenVINO bf16, same, last layer cut to the first token (fast mode)": variant(ov_first, lambda l: plan_power_of_two(l, 32)),
         "OpenVINO bf16, power-of-two batches up to 64, rounded": variant(ov["bf16"], lambda l: plan_power_of_two(l, 64)),
         "PyTorch bf16 on the CPU (runtime='torch'), sorted 32": variant(torch_bf16, lambda l: plan_batches(l, 32)),
