@@ -13,7 +13,6 @@ from crossrank import Reranker
 from crossrank.bench.inputs import make_workload
 from crossrank.errors import InvalidInput, MissingExtra
 from crossrank.models.synthetic import build_random_model, trained_minilm_dir
-from crossrank.runtime import openvino as ov_runtime
 from crossrank.runtime.openvino import padded_width, plan_power_of_two
 from crossrank.runtime.select import choose_runtime, has_native_bf16, openvino_installed
 
@@ -141,31 +140,6 @@ def test_padded_width_wastes_at_most_an_eighth_and_bounds_the_shapes() -> None:
     assert [padded_width(w) for w in (7, 15, 17, 21, 33, 65, 129, 500)] == [7, 15, 18, 22, 36, 72, 144, 512]
     assert len(set(padded)) == 64  # a bounded set of shapes for a long-running process
     assert all(padded_width(p) == p for p in padded)  # a padded width is not padded again
-
-
-def test_large_buffers_go_back_to_the_system_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-
-    class FakeLibc:
-        def mallopt(self, option: int, value: int) -> int:
-            calls.append((option, value))
-            return 1
-
-    monkeypatch.setattr(ov_runtime, "_buffers_returned", False)
-    monkeypatch.setattr(ov_runtime.ctypes, "CDLL", lambda name: FakeLibc())
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert ov_runtime.return_large_buffers() is False and calls == []  # the user's setting wins
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
-    assert ov_runtime.return_large_buffers() is True
-    assert ov_runtime.return_large_buffers() is True
-    assert calls == [(-3, ov_runtime.MMAP_THRESHOLD)]  # M_MMAP_THRESHOLD, set once
-
-
-def test_large_buffers_without_glibc_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ov_runtime, "_buffers_returned", False)
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.setattr(ov_runtime.ctypes, "CDLL", lambda name: object())  # a libc without mallopt
-    assert ov_runtime.return_large_buffers() is False
 
 
 BF16 = frozenset({"avx512f", "amx_bf16"})

@@ -6,9 +6,8 @@ lengths are rounded up by :func:`padded_width` (to within an eighth of the lengt
 :data:`LENGTH_STEP`) and batches hold a power-of-two number of rows (see
 :func:`plan_power_of_two`), so a few hundred shapes cover every request.
 
-Large buffers are returned to the system when freed (see :func:`return_large_buffers`):
-with glibc's default, a process that meets many shapes keeps the freed activations of all
-of them in its heap.
+With glibc, a process that meets many shapes keeps freed activations in its heap; a server
+can bound that with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md, "Memory").
 
 In bf16 the graph is first converted to OpenVINO IR with fp16 weights (once, cached; see
 :func:`compressed_ir`), which keeps the resident size down.
@@ -18,10 +17,7 @@ Needs the optional ``openvino`` package: ``pip install 'crossrank[fast]'``.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -38,45 +34,17 @@ log = logging.getLogger(__name__)
 Precision = Literal["bf16", "f32"]
 #: the coarsest rounding of sequence lengths (masked tokens do not change scores)
 LENGTH_STEP = 16
-#: allocations at least this large are mapped from the system and unmapped when freed
-MMAP_THRESHOLD = 1 << 20
 
 
 def padded_width(width: int) -> int:
     """``width`` rounded up to a multiple of a step that grows with it: at most 1/8 padding.
 
     Steps are 1 below 16 tokens, then 2, 4, 8 and, from 128 tokens, :data:`LENGTH_STEP`:
-    64 widths up to 512. Titles of 21-29 tokens ran 1.15x faster than when rounded up to 32
-    (docs/PERFORMANCE.md, "Length rounding").
+    64 widths up to 512. Titles of 21-29 tokens, which rounding to 16 padded to 32, ran about
+    1.1x faster (docs/PERFORMANCE.md, "Latest EPYC run").
     """
     step = min(LENGTH_STEP, 1 << max(int(width).bit_length() - 4, 0))
     return width + (-width % step)
-
-
-_buffers_returned = False
-
-
-def return_large_buffers() -> bool:
-    """Make glibc map large allocations separately, so that freeing them returns the memory.
-
-    By default glibc raises its mmap threshold each time a large block is freed, after which
-    such blocks come from the heap and stay resident: a fast-mode process serving requests of
-    mixed lengths peaked at 557 MiB this way, against 364 MiB with a fixed 1 MiB threshold, at
-    the same speed. Process-wide and done once; skipped where the C library is not glibc or
-    where the user set ``MALLOC_MMAP_THRESHOLD_`` (their choice wins). Returns whether it is set.
-    """
-    global _buffers_returned
-    if _buffers_returned or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return _buffers_returned
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-    except OSError:
-        mallopt = None
-    if mallopt is not None:
-        _buffers_returned = bool(mallopt(-3, MMAP_THRESHOLD))  # M_MMAP_THRESHOLD (glibc malloc.h)
-    return _buffers_returned
 
 
 def plan_power_of_two(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -136,7 +104,6 @@ class OpenVinoRuntime:
         self.pad_id = int(pad_id)
         self.max_width = max_width
         self.round_width = round_width
-        return_large_buffers()
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": precision,
             "PERFORMANCE_HINT": "LATENCY",
