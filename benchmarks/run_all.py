@@ -1,13 +1,13 @@
 """Reproduce every performance figure of the README and docs/PERFORMANCE.md with one command.
 
-    python benchmarks/run_all.py            # about 15-25 minutes on 2 cores
+    python benchmarks/run_all.py            # about 25-35 minutes on 2 cores
     python benchmarks/run_all.py --quick    # a smoke run: fewer rounds, same tables
 
 Runs, in order, each in a fresh process:
 1. ``crossrank bench --compare`` - the latency table (1/10/100 titles and passages) of
    sentence-transformers, FastEmbed, FlashRank and crossrank exact/fast, with ratios;
 2. ``benchmarks/memory.py`` - cold start (import + load + first score), RSS after load,
-   peak RSS while reranking 100 passages, per backend;
+   peak RSS while reranking 100 passages and then after 25 mixed-length requests, per backend;
 3. ``benchmarks/fidelity.py`` - exact-mode parity with transformers, fast-mode (and int8)
    ranking agreement on a trained-body cross-encoder;
 4. ``benchmarks/levers.py`` - what each speed lever is worth;

@@ -68,7 +68,7 @@ class OnnxRuntime:
         # spin (session.intra_op.spin_duration_us, any value tried: 200 µs, 2 ms) made 1 title
         # bimodal on 2 cores, 9.6 ms median against 4.2 ms, with no gain at 1 passage or 10
         # titles; never spinning cost 1.2-1.5x at 1-10 documents on a quiet machine
-        # (docs/PERFORMANCE.md, "Latest EPYC run")
+        # (docs/PERFORMANCE.md, "EPYC run: first-token cut, default spinning")
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=select_providers(providers))

@@ -41,7 +41,7 @@ def padded_width(width: int) -> int:
 
     Steps are 1 below 16 tokens, then 2, 4, 8 and, from 128 tokens, :data:`LENGTH_STEP`:
     64 widths up to 512. Titles of 21-29 tokens, which rounding to 16 padded to 32, ran about
-    1.1x faster (docs/PERFORMANCE.md, "Latest EPYC run").
+    1.1x faster (docs/PERFORMANCE.md, "Latest EPYC run: finer length rounding").
     """
     step = min(LENGTH_STEP, 1 << max(int(width).bit_length() - 4, 0))
     return width + (-width % step)
