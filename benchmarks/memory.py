@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 PROBE = r"""
-import json, sys, time
+import json, random, sys, time
 start = time.perf_counter()
 from pathlib import Path
 name, model, threads, work, mixed = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
@@ -52,7 +52,6 @@ rss_loaded = status("VmRSS")
 passages = make_workload("passages", 100)
 score(passages.query, passages.documents)
 peak_passages = status("VmHWM")
-import random
 rng = random.Random(7)
 words = " ".join(make_workload("passages", 100, seed=3).documents).split()
 for i in range(mixed):

@@ -7,7 +7,8 @@ lengths are rounded up by :func:`padded_width` (to within an eighth of the lengt
 :func:`plan_power_of_two`), so a few hundred shapes cover every request.
 
 With glibc, a process that meets many shapes keeps freed activations in its heap; a server
-can bound that with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md, "Memory").
+can bound that with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md, "Memory of a long-running
+fast-mode server").
 
 In bf16 the graph is first converted to OpenVINO IR with fp16 weights (once, cached; see
 :func:`compressed_ir`), which keeps the resident size down.
@@ -40,8 +41,8 @@ def padded_width(width: int) -> int:
     """``width`` rounded up to a multiple of a step that grows with it: at most 1/8 padding.
 
     Steps are 1 below 16 tokens, then 2, 4, 8 and, from 128 tokens, :data:`LENGTH_STEP`:
-    64 widths up to 512. Titles of 21-29 tokens, which rounding to 16 padded to 32, ran about
-    1.1x faster (docs/PERFORMANCE.md, "Latest EPYC run: finer length rounding").
+    64 widths up to 512. Titles of 21-29 tokens, which rounding to 16 padded to 32, ran
+    1.10-1.17x faster (docs/PERFORMANCE.md, "Latest EPYC run: finer length rounding").
     """
     step = min(LENGTH_STEP, 1 << max(int(width).bit_length() - 4, 0))
     return width + (-width % step)
