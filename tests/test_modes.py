@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,6 +123,26 @@ def test_fast_runtime_serves_the_scheduler_seams(bert_dir: Path, model_cache: Pa
     part = reranker.infer(rows, [7, 1, 4])
     assert everything.dtype == np.float64 and everything.shape == (9,)
     np.testing.assert_allclose(part, everything[[7, 1, 4]], atol=1e-5)
+
+
+@needs_openvino
+def test_openvino_runtime_scores_from_several_threads_at_once(bert_dir: Path, model_cache: Path) -> None:
+    """Each thread gets its own request: concurrent calls return their own workload's scores."""
+    reranker = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", batch_size=4)
+    sizes = [("titles", 1), ("passages", 3), ("titles", 9), ("passages", 6)]
+    works = [make_workload(kind, n, seed=seed) for seed, (kind, n) in enumerate(sizes)]
+    alone = [reranker.score(w.query, w.documents, activation="none") for w in works]
+    barrier = threading.Barrier(len(works))
+
+    def score_repeatedly(w: Any) -> list[np.ndarray]:
+        barrier.wait()
+        return [reranker.score(w.query, w.documents, activation="none") for _ in range(5)]
+
+    with ThreadPoolExecutor(len(works)) as pool:
+        together = list(pool.map(score_repeatedly, works))
+    for expected, got in zip(alone, together):
+        for scores in got:
+            np.testing.assert_allclose(scores, expected, atol=1e-6)
 
 
 def test_power_of_two_plan_covers_every_row_once() -> None:
