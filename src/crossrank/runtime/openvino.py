@@ -42,7 +42,7 @@ def padded_width(width: int) -> int:
 
     Steps are 1 below 16 tokens, then 2, 4, 8 and, from 128 tokens, :data:`LENGTH_STEP`:
     64 widths up to 512. Titles of 21-29 tokens, which rounding to 16 padded to 32, ran
-    1.10-1.17x faster (docs/PERFORMANCE.md, "Latest EPYC run: finer length rounding").
+    1.10-1.17x faster (docs/PERFORMANCE.md, "EPYC run: finer length rounding").
     """
     step = min(LENGTH_STEP, 1 << max(int(width).bit_length() - 4, 0))
     return width + (-width % step)
@@ -153,9 +153,9 @@ class OpenVinoRuntime:
                 fill = self.pad_id if name == "input_ids" else 0
                 array = np.pad(array, ((0, 0), (0, extra)), constant_values=fill)
             inputs[name] = array
-        # start_async + wait rather than infer(): the same work on OpenVINO's own stream thread,
-        # 0.5-0.75 ms faster for a single short document after an idle moment (docs/PERFORMANCE.md,
-        # "Measured in the next session"), equal elsewhere
+        # start_async + wait rather than infer(): the same work, 0.5-0.6 ms faster for a single
+        # title after an idle moment and equal elsewhere (docs/PERFORMANCE.md, "Latest EPYC
+        # run: OpenVINO requests started asynchronously")
         request = self._request()
         request.start_async(inputs)
         request.wait()
