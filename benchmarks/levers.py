@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     from crossrank.bench.inputs import make_workload
     from crossrank.models.load import load_model
     from crossrank.runtime.onnx import OnnxRuntime
-    from crossrank.runtime.openvino import OpenVinoRuntime, plan_power_of_two
+    from crossrank.runtime.openvino import LENGTH_STEP, OpenVinoRuntime, plan_power_of_two
     from crossrank.runtime.torch import TorchRuntime
     from crossrank.scores import relevance_logit
     from crossrank.tokenize import pad_batch, plan_batches
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     ov_first = OpenVinoRuntime(first_token, precision="bf16", threads=args.threads, pad_id=pad, max_width=exact.max_length)
     ov_exact_len, ov_by_16 = (
         OpenVinoRuntime(onnx, precision="bf16", threads=args.threads, pad_id=pad, max_width=exact.max_length, round_width=fn)
-        for fn in (lambda w: w, lambda w: w + (-w % 16))
+        for fn in (lambda w: w, lambda w: w + (-w % LENGTH_STEP))
     )
     ort_sleeping = _Session(onnx, args.threads, spin=False)
     ort_bounded = _Session(onnx, args.threads, spin=200)
