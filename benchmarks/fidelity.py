@@ -37,7 +37,8 @@ def transformers_logits(directory: Path, pairs: list[tuple[str, str]], max_lengt
     import transformers
 
     tok = transformers.AutoTokenizer.from_pretrained(str(directory))
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(directory)).eval()
+    # fp32 whatever the checkpoint stores: the reference of the exact mode
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(directory)).float().eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(pairs), 16):

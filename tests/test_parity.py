@@ -71,3 +71,24 @@ def test_truncated_scores_equal_transformers_with_only_second_truncation(bert_di
     docs = [" ".join(["rain boots keep feet dry"] * 20), "short"]
     ref = reference_logits(bert_dir, QUERY, docs, max_length=24)[:, 0]
     assert np.abs(reranker.score(QUERY, docs, activation="none") - ref).max() < 1e-4
+
+
+def test_half_precision_checkpoint_exports_an_fp32_graph(bert_dir: Path, tmp_path: Path) -> None:
+    """transformers loads an fp16 checkpoint as fp16; the exact mode must still run fp32."""
+    import onnx
+
+    half = tmp_path / "fp16-checkpoint"
+    AutoModelForSequenceClassification.from_pretrained(str(bert_dir)).half().save_pretrained(str(half))
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (bert_dir / name).is_file():
+            (half / name).write_bytes((bert_dir / name).read_bytes())
+    reranker = Reranker(half, mode="exact", cache_dir=tmp_path / "cache")
+    graph = onnx.load(str(reranker.runtime.path))
+    kinds = {init.data_type for init in graph.graph.initializer if init.dims}
+    assert onnx.TensorProto.FLOAT16 not in kinds and onnx.TensorProto.FLOAT in kinds
+    upcast = AutoModelForSequenceClassification.from_pretrained(str(half)).float().eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(half))
+    batch = tokenizer([QUERY] * len(DOCS), DOCS, padding=True, truncation="only_second", return_tensors="pt")
+    with torch.no_grad():
+        ref = upcast(**batch).logits.numpy()[:, 0].astype(np.float64)
+    assert np.abs(reranker.score(QUERY, DOCS, activation="none") - ref).max() < 1e-4

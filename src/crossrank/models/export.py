@@ -116,6 +116,9 @@ def _export(directory: Path, out: Path, task: str) -> None:
     try:
         # eager attention exports plain MatMul/Softmax nodes that ONNX Runtime can fuse
         model = auto.from_pretrained(str(directory), attn_implementation="eager").eval()
+        # transformers loads a checkpoint in its stored dtype; an fp16 or bf16 checkpoint would
+        # export a half-precision graph, and the exact mode is fp32 (the upcast is lossless)
+        model = model.to(torch.float32)
     except Exception as exc:
         raise ModelError(f"could not load the weights in {directory} to export them: {exc}") from exc
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if config.uses_token_type_ids else [])
