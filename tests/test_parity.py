@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ DOCS = [
 
 def reference_logits(directory: Path, query: str, docs: list[str], max_length: int = 512) -> np.ndarray:
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    model = AutoModelForSequenceClassification.from_pretrained(str(directory)).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(str(directory)).float().eval()  # fp32 whatever is stored
     batch = tokenizer([query] * len(docs), docs, padding=True, truncation="only_second",
                       max_length=max_length, return_tensors="pt")
     with torch.no_grad():
@@ -77,18 +78,11 @@ def test_half_precision_checkpoint_exports_an_fp32_graph(bert_dir: Path, tmp_pat
     """transformers loads an fp16 checkpoint as fp16; the exact mode must still run fp32."""
     import onnx
 
-    half = tmp_path / "fp16-checkpoint"
+    half = shutil.copytree(bert_dir, tmp_path / "fp16-checkpoint")  # tokenizer files; the weights are replaced
     AutoModelForSequenceClassification.from_pretrained(str(bert_dir)).half().save_pretrained(str(half))
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        if (bert_dir / name).is_file():
-            (half / name).write_bytes((bert_dir / name).read_bytes())
     reranker = Reranker(half, mode="exact", cache_dir=tmp_path / "cache")
     graph = onnx.load(str(reranker.runtime.path))
     kinds = {init.data_type for init in graph.graph.initializer if init.dims}
     assert onnx.TensorProto.FLOAT16 not in kinds and onnx.TensorProto.FLOAT in kinds
-    upcast = AutoModelForSequenceClassification.from_pretrained(str(half)).float().eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(half))
-    batch = tokenizer([QUERY] * len(DOCS), DOCS, padding=True, truncation="only_second", return_tensors="pt")
-    with torch.no_grad():
-        ref = upcast(**batch).logits.numpy()[:, 0].astype(np.float64)
+    ref = reference_logits(half, QUERY, DOCS)[:, 0]
     assert np.abs(reranker.score(QUERY, DOCS, activation="none") - ref).max() < 1e-4
