@@ -68,6 +68,18 @@ def test_beir_and_plain_text_formats(tmp_path: Path) -> None:
     assert stats.skipped == {"empty line": 1}
 
 
+def test_bad_unicode_in_a_corpus_becomes_the_replacement_character(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"  # a lone surrogate escaped in JSON (half an emoji) and bytes that are not UTF-8
+    corpus.write_bytes(b'{"id": "a\\ud800", "text": "clog \\ud83d cut"}\n{"id": "b", "text": "boot \xff\xfe"}\n'
+                       b'{"id": "c", "text": "crocs \\ud83d\\ude00"}\n')
+    records = list(read_records(corpus))
+    assert records == [Record("a\ufffd", "clog \ufffd cut"), Record("b", "boot \ufffd\ufffd"),
+                       Record("c", "crocs \U0001f600")]
+    path = tmp_path / "idx"
+    assert build_index(path, records).added == 3  # the stored documents are UTF-8 again
+    assert _bm25_ids(path, "clog") == ["a\ufffd"]
+
+
 def test_reading_is_streaming(tmp_path: Path) -> None:
     corpus = tmp_path / "c.jsonl"
     corpus.write_text('{"id": "a", "text": "one"}\n' + "not json at all\n")

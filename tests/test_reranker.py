@@ -82,6 +82,15 @@ def test_invalid_query_and_pairs_raise_invalid_input(bert_reranker: Reranker) ->
         bert_reranker.score_pairs([("only one",)])  # type: ignore[list-item]
 
 
+def test_text_that_is_not_unicode_is_refused_with_its_place(bert_reranker: Reranker) -> None:
+    half_emoji = "\ud83d"  # the first half of the UTF-16 pair for U+1F40A, as a cut JSON string gives
+    with pytest.raises(InvalidInput, match=r"documents\[1\] contains an unpaired UTF-16 surrogate \(U\+D83D at character 5"):
+        bert_reranker.score(QUERY, ["boots", "clog " + half_emoji])
+    with pytest.raises(InvalidInput, match=r"pairs\[0\] query"):
+        bert_reranker.score_pairs([(half_emoji, "boots")])
+    assert bert_reranker.score(QUERY, ["clog \U0001f40a"]).shape == (1,)  # a whole emoji is text
+
+
 def test_raw_and_sigmoid_activation_agree(bert_reranker: Reranker) -> None:
     raw = bert_reranker.score(QUERY, DOCS, activation="none")
     assert np.allclose(1 / (1 + np.exp(-raw)), bert_reranker.score(QUERY, DOCS))

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 from crossrank import Encoder, Reranker
 from crossrank.server import ModelEntry, ServerSettings, create_app, load_served_models
+from crossrank.server.app import DEFAULT_ROUTERS
 from crossrank.server.metrics import Metrics
 
 QUERY = "crocs"
@@ -236,6 +238,14 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         ("/inference/encoder/minilm", {"texts": [None]}, 422),
         ("/embed", {"inputs": 5}, 422),
         ("/v1/embeddings", {"input": [[1, 2, 3]]}, 422),
+        # JSON may escape a lone UTF-16 surrogate (half an emoji); it is not Unicode text
+        ("/v1/rerank", b'{"query": "crocs", "documents": ["ok", "half \\ud83d"]}', 422),
+        ("/rerank", b'{"query": "crocs", "texts": ["\\ude00"]}', 422),
+        ("/inference/cross/msmarco", b'{"input": [{"query": "\\ud800", "text": "a"}]}', 422),
+        ("/embed", b'{"inputs": ["\\udbff"]}', 422),
+        ("/v1/rerank", b'{"query": "crocs", "documents": [{"text": "a", "\\ud800": 1}]}', 422),  # in a key
+        ("/rerank", b"[" * 100_000 + b"]" * 100_000, 400),  # nested deeper than a parser's stack
+        ("/v1/rerank", b'{"query": "crocs", "documents": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),
     ],
 )
 def test_malformed_requests_get_a_4xx_envelope(client: TestClient, path: str, body: Any, status: int) -> None:
@@ -244,6 +254,44 @@ def test_malformed_requests_get_a_4xx_envelope(client: TestClient, path: str, bo
     else:
         response = client.post(path, json=body)
     assert_error(response, status)
+
+
+def test_a_lone_surrogate_is_named_and_a_paired_one_is_an_emoji(client: TestClient,
+                                                               bert_reranker: Reranker) -> None:
+    body = b'{"query": "crocs", "documents": ["fine", {"text": "a clog \\ud83d"}]}'
+    response = client.post("/v1/rerank", content=body, headers={"content-type": "application/json"})
+    message = assert_error(response, 422, "invalid_input")["error"]["message"]
+    assert "body.documents[1].text" in message and "U+D83D" in message and "'a clog '" in message
+    # Python's json.dumps escapes an emoji as a surrogate pair: that is valid text
+    pair = json.dumps({"query": "crocs \U0001f40a", "documents": ["clog \U0001f45f", "boot"]}).encode()
+    assert b"\\ud83d" in pair
+    response = client.post("/v1/rerank", content=pair, headers={"content-type": "application/json"})
+    scores = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
+    want = bert_reranker.score("crocs \U0001f40a", ["clog \U0001f45f", "boot"])
+    assert np.allclose([scores[0], scores[1]], want, atol=1e-6)
+
+
+def test_an_unexpected_error_is_answered_without_re_raising(app_client: TestClient,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Re-raised after its 500 (Starlette's default), an error makes the HTTP server drop the
+    connection, failing the client's next keep-alive request; TestClient re-raises it instead."""
+
+    def failing_router() -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/boom")
+        async def boom() -> None:
+            raise RuntimeError("a secret detail")
+
+        return router
+
+    state = app_client.app.state  # type: ignore[attr-defined]
+    app = create_app(state.models, state.settings, routers=(*DEFAULT_ROUTERS, failing_router))
+    client = TestClient(app)  # no lifespan: closing it would stop the shared models
+    body = assert_error(client.post("/boom"), 500, "internal")
+    assert "secret" not in json.dumps(body)
+    assert "a secret detail" in caplog.text
+    assert 'crossrank_errors_total{type="internal"} 1.0' in client.get("/metrics").text
 
 
 def test_empty_document_lists_answer_200_empty(client: TestClient) -> None:

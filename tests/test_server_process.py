@@ -178,6 +178,28 @@ def test_64_clients_mixed_formats_get_their_own_scores(server: ServerProcess, ca
     assert len(lat) >= 64
 
 
+def exchange(sock: socket.socket, request: bytes) -> bytes:
+    """Send one request on a kept-alive connection and read its whole answer."""
+    sock.sendall(request)
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = sock.recv(4096)
+        assert chunk, "the server closed the connection before answering"
+        reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        assert chunk, "the server closed the connection in the middle of an answer"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def post(host: str, path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 def test_idle_keep_alive_connection_outlives_client_pool_expiry(server: ServerProcess) -> None:
     """The server must not close an idle connection before clients do (httpx expires them at 5 s),
     or a request sent as the server closes is lost to a reset."""
@@ -185,15 +207,24 @@ def test_idle_keep_alive_connection_outlives_client_pool_expiry(server: ServerPr
     request = (f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n").encode()
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         for attempt in range(2):
-            sock.sendall(request)
-            reply = b""
-            while b"\r\n\r\n" not in reply:
-                chunk = sock.recv(4096)
-                assert chunk, f"the server closed the connection before answer {attempt + 1}"
-                reply += chunk
-            assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
+            assert exchange(sock, request).startswith(b"HTTP/1.1 200")
             if attempt == 0:
                 time.sleep(6.5)
+
+
+def test_bad_bodies_are_answered_on_a_connection_that_stays_open(server: ServerProcess) -> None:
+    """Half an emoji and absurd nesting are 4xx answers, not errors that drop the connection
+    (and with it the client's next request)."""
+    host, port = server.url.split("//")[1].split(":")
+    good = post(host, "/v1/rerank", b'{"query": "crocs", "documents": ["clog", "boot"]}')
+    bad = [post(host, "/v1/rerank", b'{"query": "crocs", "documents": ["clog \\ud83d"]}'),
+           post(host, "/rerank", b'{"query": "crocs", "texts": ["\\udc00"]}'),
+           post(host, "/rerank", b"[" * 100_000 + b"]" * 100_000)]
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        for request in bad:
+            reply = exchange(sock, request)
+            assert re.match(rb"HTTP/1.1 4\d\d", reply) and b'"error"' in reply, reply[:300]
+            assert exchange(sock, good).startswith(b"HTTP/1.1 200")
 
 
 def metric(text: str, name: str) -> float:

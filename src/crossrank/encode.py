@@ -11,7 +11,7 @@ import numpy as np
 from crossrank.errors import InvalidInput, ModelError
 from crossrank.models.config import read_json
 from crossrank.models.load import load_model
-from crossrank.rerank import check_documents, check_text
+from crossrank.texts import check_documents, check_text
 from crossrank.tokenize import PairTokenizer, pad_batch, plan_batches
 
 POOLINGS = ("mean", "cls")

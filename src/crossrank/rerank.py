@@ -15,6 +15,7 @@ from crossrank.errors import InvalidInput
 from crossrank.models.load import LoadedModel, load_model
 from crossrank.runtime.select import Mode, choose_runtime
 from crossrank.scores import Activation, activate, check_activation, max_per_owner, ranked_order, relevance_logit
+from crossrank.texts import check_documents, check_text
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch, plan_batches
 
 LongDocuments = Literal["truncate", "window"]
@@ -39,18 +40,6 @@ class Scores:
     @property
     def truncated_count(self) -> int:
         return int(self.truncated.sum())
-
-
-def check_text(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string, got {type(value).__name__}")
-    return value
-
-
-def check_documents(documents: Any) -> list[str]:
-    if isinstance(documents, (str, bytes)) or not isinstance(documents, Iterable):
-        raise InvalidInput("documents must be a list of strings (got a single value)")
-    return [check_text(doc, f"documents[{i}]") for i, doc in enumerate(documents)]
 
 
 class Reranker:

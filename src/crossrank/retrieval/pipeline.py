@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from crossrank.errors import InvalidInput
-from crossrank.rerank import Reranker, check_text
+from crossrank.rerank import Reranker
+from crossrank.texts import check_text
 from crossrank.retrieval.base import Candidate, Hit, Retriever, SearchResult
 from crossrank.retrieval.index import Index
 from crossrank.scores import ranked_order

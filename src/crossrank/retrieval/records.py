@@ -2,7 +2,9 @@
 
 Reading is one line at a time, so a corpus of any size needs constant memory. Records
 without a usable id or text are skipped and counted by reason; a line that is not valid
-JSON is reported with its line number and either skipped or fatal (``on_error``).
+JSON is reported with its line number and either skipped or fatal (``on_error``). Bytes
+that are not UTF-8, and surrogates escaped in JSON (see ``crossrank.texts``), become
+U+FFFD.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from crossrank.errors import InvalidInput
+from crossrank.texts import replace_surrogates
 
 log = logging.getLogger(__name__)
 
@@ -133,4 +136,5 @@ def _read_jsonl(
                 stats.skip(f"no text in {'/'.join(text_fields)}", number)
                 continue
             stats.records += 1
-            yield Record(str(raw_id), "\n".join(parts))
+            # undecodable bytes became U+FFFD above; a surrogate escaped in the JSON does too
+            yield Record(replace_surrogates(str(raw_id)), replace_surrogates("\n".join(parts)))

@@ -11,6 +11,7 @@ protect themselves with ``Depends(crossrank.server.auth.require_api_key)``.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -21,12 +22,14 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crossrank import __version__
+from crossrank.errors import InvalidInput
 from crossrank.server import cohere, metarank, openai, tei, weaviate
 from crossrank.server.common import ClientGone
 from crossrank.server.config import ServerSettings
-from crossrank.server.errors import PayloadTooLarge, crossrank_response, install_handlers
+from crossrank.server.errors import PayloadTooLarge, crossrank_response, install_handlers, internal_error
 from crossrank.server.metrics import Metrics
 from crossrank.server.state import ServedModels
+from crossrank.texts import may_hold_surrogates, surrogate_in
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,21 @@ DEFAULT_ROUTERS: tuple[RouterFactory, ...] = (
 )
 
 
+def _unpaired_surrogate(body: bytes) -> InvalidInput | None:
+    """Text that JSON can carry but Unicode cannot (see crossrank.texts), refused up front."""
+    if not may_hold_surrogates(body):
+        return None
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # the route answers 400 for a body that is not JSON
+    message = surrogate_in(parsed)
+    return None if message is None else InvalidInput(message)
+
+
 class _Limits:
-    """ASGI middleware: body size limit (413), request metrics, dropped-client bookkeeping."""
+    """ASGI middleware: body size limit (413), text that is not Unicode (422), request metrics,
+    dropped-client bookkeeping."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -104,6 +120,12 @@ class _Limits:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        problem = _unpaired_surrogate(b"".join(chunks))
+        if problem is not None:
+            self.metrics.error(problem.kind)
+            await crossrank_response(problem)(scope, receive, send)
+            self._record(scope, 422, started)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -113,9 +135,13 @@ class _Limits:
                 return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
             return await receive()
 
+        response_started = False
+
         async def tracking_send(message: Message) -> None:
+            nonlocal response_started
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                response_started = True
             await send(message)
 
         try:
@@ -123,6 +149,15 @@ class _Limits:
         except ClientGone:
             status["code"] = 499
             self.metrics.error("client_closed")
+        except Exception:
+            # Answered here and not re-raised: Starlette's own last-resort handler re-raises
+            # after its 500, and the HTTP server then drops the connection, which fails the
+            # client's next request on it (keep-alive).
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            self.metrics.error("internal")
+            if response_started:
+                raise  # half a response is out: only closing the connection can end it
+            await internal_error()(scope, replay, tracking_send)
         self._record(scope, status["code"], started)
 
     def _record(self, scope: Scope, status: int, started: float) -> None:

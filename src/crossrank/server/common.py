@@ -83,9 +83,10 @@ async def read_json(request: Request) -> Any:
     except UnicodeDecodeError:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "invalid UTF-8",
                                        "ctx": {"error": "the body is not UTF-8"}}]) from None
-    except ValueError as exc:
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": str(exc),
-                                       "ctx": {"error": str(exc)}}]) from None
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": reason,
+                                       "ctx": {"error": reason}}]) from None
 
 
 def parse(model: type[M], data: Any) -> M:

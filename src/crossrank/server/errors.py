@@ -8,7 +8,6 @@ for users; anything else is logged and answered with a generic 500.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,9 +24,6 @@ from crossrank.errors import (
     ModelNotFound,
     Overloaded,
 )
-
-log = logging.getLogger(__name__)
-
 
 class PayloadTooLarge(InvalidInput):
     """The request body or the number of documents is above the configured maximum."""
@@ -93,6 +89,11 @@ def crossrank_response(exc: CrossrankError) -> JSONResponse:
     return envelope(exc.kind, message, status, headers or None)
 
 
+def internal_error() -> JSONResponse:
+    """The answer to an exception crossrank did not raise on purpose (logged, never shown)."""
+    return envelope("internal", "internal server error; see the server log", 500)
+
+
 def _describe(errors: list[Any]) -> tuple[int, str]:
     """A readable message from pydantic errors; malformed JSON is a 400, the rest 422."""
     parts = []
@@ -136,14 +137,7 @@ def install_handlers(app: FastAPI) -> None:
             message = "the body is not valid UTF-8 JSON"
         return envelope(kind, message, exc.status_code, dict(exc.headers or {}) or None)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        metrics = getattr(request.app.state, "metrics", None)
-        if metrics is not None:
-            metrics.error("internal")
-        return envelope("internal", "internal server error; see the server log", 500)
-
     app.add_exception_handler(CrossrankError, on_crossrank)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)
+    # any other exception is answered by the app's outermost middleware (server.app._Limits)
