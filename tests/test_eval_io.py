@@ -86,6 +86,27 @@ def test_completed_queries_drops_the_last_possibly_cut_query(tmp_path: Path) -> 
     assert completed_queries(tmp_path / "absent.trec") == set()
 
 
+def test_files_that_are_not_utf8_name_the_line(tmp_path: Path) -> None:
+    run = tmp_path / "run.trec"
+    run.write_bytes(b"q1 Q0 a 1 2.0 t\r\nq1 Q0 b 2 1.0 t\r\nq2 Q0 caf\xe9 1 1.0 t\n")  # Latin-1, CRLF
+    with pytest.raises(InvalidInput, match=r"run.trec:3: not UTF-8 text \(byte 0xe9 at column 10\)"):
+        read_run(run)
+    run.write_bytes(b"q1 Q0 a 1 2.0 t\r\nq1 Q0 b 2 1.0 t\r\n")
+    assert read_run(run) == {"q1": ["a", "b"]}  # CRLF line ends are fine
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_bytes(b"q1 0 a 1\nq\xff 0 b 1\n")
+    with pytest.raises(InvalidInput, match=r"qrels.txt:2: not UTF-8"):
+        read_trec_qrels(qrels)
+    info = write_synthetic_beir(tmp_path / "syn", queries=2, documents=20)
+    queries = info.path / "queries.jsonl"
+    queries.write_bytes(queries.read_bytes() + b'{"_id": "q-extra", "text": "half \\ud83d"}\n')
+    with pytest.raises(InvalidInput, match=r"queries.jsonl:\d+: the query's 'text' contains an unpaired UTF-16"):
+        BeirDataset.open(info.path).queries()
+    (info.path / "qrels" / "test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\n\x80\tb\t1\n")
+    with pytest.raises(InvalidInput, match=r"test.tsv:2: not UTF-8"):
+        BeirDataset.open(info.path).qrels("test")
+
+
 def test_trec_qrels_round_trip(tmp_path: Path) -> None:
     qrels = {"q1": {"a": 2, "b": 0}, "q2": {"c": 1}}
     write_trec_qrels(tmp_path / "qrels.txt", qrels)

@@ -153,6 +153,12 @@ def test_queries_from_tsv(tmp_path: Path) -> None:
     path.write_text(json.dumps({"_id": "a", "text": "x"}) + "\nno tab here\n")
     with pytest.raises(InvalidInput, match=":2: expected"):
         read_queries(path)
+    path.write_bytes(b"1\tcaf\xe9\n")
+    with pytest.raises(InvalidInput, match=r"topics.tsv:1: not UTF-8 text"):
+        read_queries(path)
+    path.write_text('1\tok\n{"_id": "2", "text": "half \\udc00"}\n')
+    with pytest.raises(InvalidInput, match=r"topics.tsv:2: the query contains an unpaired UTF-16 surrogate"):
+        read_queries(path)
 
 
 def test_output_must_differ_from_input(tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo,

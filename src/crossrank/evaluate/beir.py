@@ -21,7 +21,9 @@ from pathlib import Path
 
 from crossrank.errors import DownloadFailed, InvalidInput
 from crossrank.progress import bar
+from crossrank.evaluate.lines import text_lines
 from crossrank.retrieval.records import Record, read_records
+from crossrank.texts import check_text
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +36,16 @@ PUBLIC_DATASETS = (
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise InvalidInput(f"{path}:{number}: not valid JSON ({exc})") from exc
-            if not isinstance(record, dict) or "_id" not in record:
-                raise InvalidInput(f"{path}:{number}: a BEIR record needs an '_id' field")
-            yield number, record
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise InvalidInput(f"{path}:{number}: not valid JSON ({exc})") from exc
+        if not isinstance(record, dict) or "_id" not in record:
+            raise InvalidInput(f"{path}:{number}: a BEIR record needs an '_id' field")
+        yield number, record
 
 
 class BeirDataset:
@@ -85,19 +86,18 @@ class BeirDataset:
         if not path.is_file():
             raise InvalidInput(f"{self.root} has no split {split!r} (available: {', '.join(self.splits()) or 'none'})")
         qrels: dict[str, dict[str, int]] = {}
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                parts = line.rstrip("\r\n").split("\t")
-                if number == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
-                    continue
-                if not line.strip():
-                    continue
-                if len(parts) < 3:
-                    raise InvalidInput(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score'")
-                try:
-                    qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
-                except ValueError as exc:
-                    raise InvalidInput(f"{path}:{number}: the score must be a number") from exc
+        for number, line in text_lines(path):
+            parts = line.rstrip("\r\n").split("\t")
+            if number == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
+                continue
+            if not line.strip():
+                continue
+            if len(parts) < 3:
+                raise InvalidInput(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score'")
+            try:
+                qrels.setdefault(parts[0], {})[parts[1]] = int(float(parts[2]))
+            except ValueError as exc:
+                raise InvalidInput(f"{path}:{number}: the score must be a number") from exc
         if not qrels:
             raise InvalidInput(f"{path} has no judgements")
         return qrels
@@ -109,10 +109,7 @@ class BeirDataset:
         for number, record in _read_jsonl(self.queries_path):
             qid = str(record["_id"])
             if wanted is None or qid in wanted:
-                text = record.get("text")
-                if not isinstance(text, str):
-                    raise InvalidInput(f"{self.queries_path}:{number}: a query needs a string 'text'")
-                queries[qid] = text
+                queries[qid] = check_text(record.get("text"), f"{self.queries_path}:{number}: the query's 'text'")
         if wanted is not None and len(queries) != len(wanted):
             absent = sorted(wanted - queries.keys())
             raise InvalidInput(f"{len(absent)} judged queries are missing from {self.queries_path}: {absent[:5]}")

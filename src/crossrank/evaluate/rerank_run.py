@@ -18,11 +18,13 @@ from pathlib import Path
 
 from crossrank.errors import InvalidInput
 from crossrank.progress import bar
+from crossrank.evaluate.lines import text_lines
 from crossrank.evaluate.stages import Scorer, rerank_top
 from crossrank.evaluate.trec import RunWriter, completed_queries, iter_run
 from crossrank.retrieval.base import Candidate
 from crossrank.retrieval.docstore import DocStore, DocStoreWriter
 from crossrank.retrieval.records import CorpusFormat, ReadStats, read_records
+from crossrank.texts import check_text
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +46,20 @@ def read_queries(path: str | Path) -> dict[str, str]:
     if not source.is_file():
         raise InvalidInput(f"queries file not found: {source}")
     queries: dict[str, str] = {}
-    with open(source, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if line.lstrip().startswith("{"):
-                try:
-                    record = json.loads(line)
-                except ValueError as exc:
-                    raise InvalidInput(f"{source}:{number}: not valid JSON ({exc})") from exc
-                qid, text = record.get("_id", record.get("id")), record.get("text")
-            else:
-                qid, _, text = line.rstrip("\r\n").partition("\t")
-            if qid is None or not isinstance(text, str) or not text.strip():
-                raise InvalidInput(f"{source}:{number}: expected {{'_id', 'text'}} JSON or 'qid<TAB>text'")
-            queries[str(qid)] = text
+    for number, line in text_lines(source):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise InvalidInput(f"{source}:{number}: not valid JSON ({exc})") from exc
+            qid, text = record.get("_id", record.get("id")), record.get("text")
+        else:
+            qid, _, text = line.rstrip("\r\n").partition("\t")
+        if qid is None or not isinstance(text, str) or not text.strip():
+            raise InvalidInput(f"{source}:{number}: expected {{'_id', 'text'}} JSON or 'qid<TAB>text'")
+        queries[str(qid)] = check_text(text, f"{source}:{number}: the query")
     return queries
 
 

@@ -13,9 +13,9 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from crossrank.errors import InvalidInput
+from crossrank.evaluate.lines import text_lines
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,6 @@ class RunRow:
     rank: int
     score: float
     tag: str
-
-
-def _open_text(path: str | Path) -> IO[str]:
-    try:
-        return open(path, encoding="utf-8")  # noqa: SIM115 - callers close it
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def parse_run_line(line: str, where: str) -> RunRow:
@@ -52,22 +45,21 @@ def iter_run(path: str | Path) -> Iterator[tuple[str, list[RunRow]]]:
     done: set[str] = set()
     current: str | None = None
     rows: list[RunRow] = []
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            row = parse_run_line(line, f"{path}:{number}")
-            if row.qid != current:
-                if current is not None:
-                    yield current, _ordered(rows)
-                    done.add(current)
-                if row.qid in done:
-                    raise InvalidInput(
-                        f"{path}:{number}: the lines of query {row.qid!r} are not contiguous; "
-                        f"group them first, e.g. `sort -s -k1,1 {path} > sorted.trec`"
-                    )
-                current, rows = row.qid, []
-            rows.append(row)
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        row = parse_run_line(line, f"{path}:{number}")
+        if row.qid != current:
+            if current is not None:
+                yield current, _ordered(rows)
+                done.add(current)
+            if row.qid in done:
+                raise InvalidInput(
+                    f"{path}:{number}: the lines of query {row.qid!r} are not contiguous; "
+                    f"group them first, e.g. `sort -s -k1,1 {path} > sorted.trec`"
+                )
+            current, rows = row.qid, []
+        rows.append(row)
     if current is not None:
         yield current, _ordered(rows)
 
@@ -155,17 +147,16 @@ def completed_queries(path: str | Path) -> set[str]:
 def read_trec_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """TREC qrels: ``qid iteration docid grade`` per line."""
     qrels: dict[str, dict[str, int]] = {}
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                raise InvalidInput(f"{path}:{number}: expected 'qid 0 docid grade', got {len(parts)} columns")
-            try:
-                qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
-            except ValueError as exc:
-                raise InvalidInput(f"{path}:{number}: the grade must be an integer") from exc
+    for number, line in text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 4:
+            raise InvalidInput(f"{path}:{number}: expected 'qid 0 docid grade', got {len(parts)} columns")
+        try:
+            qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+        except ValueError as exc:
+            raise InvalidInput(f"{path}:{number}: the grade must be an integer") from exc
     return qrels
 
 
