@@ -142,6 +142,16 @@ def test_tei_truncate_false_refuses_inputs_that_do_not_fit(client: TestClient, b
     assert client.post("/rerank", json={"query": QUERY, "texts": [long_doc]}).status_code == 200
 
 
+def test_tei_embed_truncate_false_refuses_inputs_that_do_not_fit(client: TestClient, minilm_encoder: Encoder) -> None:
+    long_text = "word " * (minilm_encoder.max_length + 10)
+    body = assert_error(client.post("/embed", json={"inputs": ["a clog", long_text], "truncate": False}), 413)
+    assert "[1]" in body["error"]["message"] and f"{minilm_encoder.max_length} tokens" in body["error"]["message"]
+    fits = client.post("/embed", json={"inputs": ["a clog"], "truncate": False})
+    assert fits.status_code == 200 and len(fits.json()) == 1
+    for cut in ({"truncate": True}, {}):
+        assert len(client.post("/embed", json={"inputs": [long_text], **cut}).json()) == 1
+
+
 def test_tei_rerank(client: TestClient, bert_reranker: Reranker) -> None:
     data = client.post("/rerank", json={"query": QUERY, "texts": DOCS, "raw_scores": True, "return_text": True}).json()
     assert isinstance(data, list)

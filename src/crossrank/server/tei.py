@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,7 @@ from crossrank.server.errors import PayloadTooLarge
 from crossrank.server.auth import require_api_key
 from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
 from crossrank.server.common import (
+    check_count,
     check_query,
     embed_texts,
     models_of,
@@ -62,18 +64,24 @@ def _check_direction(direction: str) -> None:
         raise InvalidInput("truncation_direction 'Left' is not supported: documents are cut at the end")
 
 
+def _refuse_cut(truncated: np.ndarray, limit: str) -> None:
+    """TEI's ``"truncate": false``: texts that would be cut are a 413 naming them."""
+    if truncated.any():
+        too_long = [int(i) for i in np.flatnonzero(truncated)]
+        raise PayloadTooLarge(
+            f"texts {too_long[:10]} do not fit in {limit} and 'truncate' is false; "
+            f"send 'truncate': true (or omit it) to cut them"
+        )
+
+
 async def tei_rerank(request: Request, body: TeiRerankRequest) -> list[dict[str, Any]]:
     _check_direction(body.truncation_direction)
     model = models_of(request).cross_model(None)
     query = check_query(body.query)
     result = await score_pairs(request, model, [(query, text) for text in body.texts],
                                activation="none" if body.raw_scores else "sigmoid")
-    if body.truncate is False and result.truncated.any():
-        too_long = [int(i) for i in np.flatnonzero(result.truncated)]
-        raise PayloadTooLarge(
-            f"texts {too_long[:10]} do not fit in {model.reranker.max_length} tokens with the query "
-            f"and 'truncate' is false; send 'truncate': true (or omit it) to cut them"
-        )
+    if body.truncate is False:
+        _refuse_cut(result.truncated, f"{model.reranker.max_length} tokens with the query")
     out = []
     for i in ranked_order(result.values):
         item: dict[str, Any] = {"index": i, "score": float(result.values[i])}
@@ -116,7 +124,12 @@ def build_router() -> APIRouter:
         """TEI embeddings of ``inputs`` (one string or a list), L2-normalised by default."""
         _check_direction(body.truncation_direction)
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-        vectors = await embed_texts(request, models_of(request).bi_model(None), texts)
+        model = models_of(request).bi_model(None)
+        if body.truncate is False:
+            check_count(request, len(texts), "texts")  # before tokenizing them
+            rows = await asyncio.to_thread(model.encoder.tokenizer.encode_texts, texts)
+            _refuse_cut(rows.truncated, f"{model.encoder.max_length} tokens")
+        vectors = await embed_texts(request, model, texts)
         if body.normalize and len(vectors):
             vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         result: list[list[float]] = vectors.tolist()
