@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from crossrank import Encoder
+from crossrank.errors import InvalidInput
 from crossrank.models.synthetic import build_random_model
 
 TEXTS = [
@@ -73,3 +74,10 @@ def test_random_cls_bert_matches_sentence_transformers(cls_bert_dir: Path, model
     # CLS pooling differs from mean pooling on the same weights (the config is really read)
     mean = Encoder(cls_bert_dir, cache_dir=model_cache, max_length=128, pooling="mean").embed(TEXTS)
     assert _cosine_distance(ours, mean).max() > 1e-3
+
+
+def test_invalid_options(minilm_dir: Path, model_cache: Path) -> None:
+    with pytest.raises(InvalidInput, match="batch_size"):
+        Encoder(minilm_dir, cache_dir=model_cache, batch_size=0)
+    with pytest.raises(InvalidInput, match="threads"):
+        Encoder(minilm_dir, cache_dir=model_cache, threads=-1)

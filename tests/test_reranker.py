@@ -144,3 +144,6 @@ def test_invalid_options(bert_dir: Path, model_cache: Path) -> None:
         Reranker(bert_dir, cache_dir=model_cache, long_documents="split")  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         Reranker(bert_dir, cache_dir=model_cache, batch_size=0)
+    for threads in (0, -1, 1.5, True):
+        with pytest.raises(InvalidInput, match="threads must be a whole number >= 1"):
+            Reranker(bert_dir, cache_dir=model_cache, threads=threads)  # type: ignore[arg-type]

@@ -84,6 +84,28 @@ def test_bad_environment_values_are_named() -> None:
         resolve_options(parse(), {"CROSSRANK_PORT": "eighty"}, {})
 
 
+@pytest.mark.parametrize("argv, message", [
+    (("--port", "99999"), "--port must be a whole number from 0 to 65535"),
+    (("--port", "-1"), "--port"),
+    (("--max-body-bytes", "0"), "--max-body-bytes must be a whole number >= 1"),
+    (("--max-documents", "-5"), "--max-documents"),
+    (("--tokenizer-threads", "0"), "--tokenizer-threads"),
+    (("--threads", "0"), "threads must be a whole number >= 1"),
+    (("--deadline", "0"), "--deadline must be a number of seconds > 0"),
+    (("--keep-alive-timeout", "-1"), "--keep-alive-timeout"),
+    (("--graceful-timeout", "-0.5"), "--graceful-timeout must be a number of seconds >= 0"),
+])
+def test_settings_out_of_range_name_the_flag(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        build_settings(resolve_options(parse(*argv), {}, {}))
+
+
+def test_settings_from_a_file_must_be_numbers() -> None:
+    with pytest.raises(InvalidInput, match="--port .* got '8080'"):
+        build_settings(resolve_options(parse(), {}, {"port": "8080"}))
+    assert build_settings(resolve_options(parse("--graceful-timeout", "0", "--port", "0"), {}, {})).port == 0
+
+
 def test_help_names_the_environment_variable_of_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse("--help")

@@ -359,3 +359,16 @@ def test_a_model_that_fails_to_load_stops_start_up(tmp_path: Path, model_cache: 
     missing = ServerProcess(["--model", str(tmp_path / "nope")])
     result = subprocess.run(missing.args, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "does not exist" in result.stderr
+
+
+def test_a_taken_port_fails_before_the_models_load(model_cache: Path, bert_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = ServerProcess(["--model", str(bert_dir), "--cache-dir", str(model_cache)]).args
+        command[command.index("--port") + 1] = str(port)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "choose another --port" in result.stderr
+    assert "loading" not in result.stdout  # refused before any model was read

@@ -11,6 +11,7 @@ import numpy as np
 from crossrank.errors import InvalidInput, ModelError
 from crossrank.models.config import read_json
 from crossrank.models.load import load_model
+from crossrank.runtime.select import check_threads
 from crossrank.texts import check_documents, check_text
 from crossrank.tokenize import PairTokenizer, pad_batch, plan_batches
 
@@ -63,6 +64,9 @@ class Encoder:
     ) -> None:
         if pooling is not None and pooling not in POOLINGS:
             raise InvalidInput(f"pooling must be one of {POOLINGS}")
+        if batch_size < 1:
+            raise InvalidInput("batch_size must be at least 1")
+        threads = check_threads(threads)
         loaded = load_model(model, task="feature-extraction", revision=revision, cache_dir=cache_dir)
         self.name = loaded.name
         file_pooling, file_normalize = _pooling_from_files(loaded.files.directory)

@@ -13,7 +13,7 @@ import numpy as np
 from crossrank.cache import ScoreCache
 from crossrank.errors import InvalidInput
 from crossrank.models.load import LoadedModel, load_model
-from crossrank.runtime.select import Mode, choose_runtime
+from crossrank.runtime.select import Mode, check_threads, choose_runtime
 from crossrank.scores import Activation, activate, check_activation, max_per_owner, ranked_order, relevance_logit
 from crossrank.texts import check_documents, check_text
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch, plan_batches
@@ -86,6 +86,7 @@ class Reranker:
     ) -> None:
         if batch_size < 1:
             raise InvalidInput("batch_size must be at least 1")
+        threads = check_threads(threads)
         if long_documents not in ("truncate", "window"):
             raise InvalidInput("long_documents must be 'truncate' or 'window'")
         self.activation = check_activation(activation)

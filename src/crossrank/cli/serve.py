@@ -7,6 +7,8 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,7 +57,8 @@ def register(sub: Any) -> None:
     net = parser.add_argument_group("network")
     net.add_argument("--host", help="address to bind; 0.0.0.0 exposes the server to the network, so set "
                      "an API key there (default: 127.0.0.1) [CROSSRANK_HOST]")
-    net.add_argument("--port", type=int, help="TCP port (default: 8080) [CROSSRANK_PORT]")
+    net.add_argument("--port", type=int,
+                     help="TCP port; 0 picks a free one, printed at start (default: 8080) [CROSSRANK_PORT]")
     net.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on inference routes; health, "
                      "readiness and metrics stay open (default: none) [CROSSRANK_API_KEY]")
     limits = parser.add_argument_group("limits")
@@ -160,6 +163,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _claim_address(host: str, port: int) -> socket.socket:
+    """Bind the address before the models load (a first download takes minutes), so that a taken
+    port or an unknown host fails at once. Connections are refused until the server listens."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                           f"choose another --port, or a --host this machine has") from None
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     uvicorn = require("uvicorn", "server", "crossrank serve")
     require("fastapi", "server", "crossrank serve")
@@ -186,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")
     settings = build_settings(resolve_options(args, os.environ, file_options))
+    sock = _claim_address(settings.host, settings.port)
     if not settings.api_key and not _is_loopback(settings.host):
         log.warning("no API key: anyone who can reach %s:%d can use this server (set --api-key)",
                     settings.host, settings.port)
@@ -198,12 +216,21 @@ def run(args: argparse.Namespace) -> int:
     models = load_served_models(entries, settings, observer=metrics.observer)
     app = create_app(models, settings, metrics=metrics, routers=(*DEFAULT_ROUTERS, search_route.build_router))
     app.state.search = search_indexes
-    print(f"crossrank: serving on http://{settings.host}:{settings.port}", flush=True)
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"crossrank: serving on http://{host}:{port}", flush=True)
     # uvicorn handles SIGTERM (stop accepting, finish in-flight requests), then re-raises it to
     # the handler found at start: make that one a no-op so a graceful shutdown exits 0
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                timeout_graceful_shutdown=settings.graceful_timeout_s, timeout_keep_alive=settings.keep_alive_s,
-                access_log=False)
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=settings.graceful_timeout_s,
+        timeout_keep_alive=settings.keep_alive_s, access_log=False))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C, after uvicorn's graceful shutdown
+        pass
+    if not server.started:
+        print("crossrank: the server failed to start (see the error above)", file=sys.stderr, flush=True)
+        return 1
     print("crossrank: stopped", flush=True)
     return 0

@@ -85,6 +85,13 @@ def _torch_choice(mode: str, cuda: bool, bf16: bool, reason: str) -> Choice:
     return Choice("exact" if precision == "f32" else "fast", "torch", precision, reason, "cpu")
 
 
+def check_threads(threads: int | None) -> int | None:
+    """``None`` (every core) or a whole number of threads, at least 1."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InvalidInput(f"threads must be a whole number >= 1 (omit it to use every core), got {threads!r}")
+    return threads
+
+
 def choose_runtime(
     mode: str,
     runtime: str | None = None,

@@ -26,7 +26,7 @@ from typing import Any
 
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
-from crossrank.runtime.select import MODES
+from crossrank.runtime.select import MODES, check_threads
 from crossrank.scheduler import BatchSettings
 
 MODEL_TYPES = ("cross-encoder", "bi-encoder")
@@ -69,6 +69,24 @@ class ServerSettings:
     graceful_timeout_s: float = 30.0
     keep_alive_s: float = 75.0
     batch: BatchSettings = field(default_factory=BatchSettings)
+
+    def __post_init__(self) -> None:
+        def number(value: Any, whole: bool) -> bool:
+            kinds = (int,) if whole else (int, float)
+            return isinstance(value, kinds) and not isinstance(value, bool)
+
+        if not number(self.port, True) or not 0 <= self.port <= 65535:
+            raise InvalidInput(f"--port must be a whole number from 0 to 65535 (0: any free port), got {self.port!r}")
+        for flag, count in (("--max-body-bytes", self.max_body_bytes), ("--max-documents", self.max_documents),
+                            ("--tokenizer-threads", self.tokenizer_threads)):
+            if not number(count, True) or count < 1:
+                raise InvalidInput(f"{flag} must be a whole number >= 1, got {count!r}")
+        for flag, seconds, zero_ok in (("--deadline", self.deadline_s, False),
+                                     ("--keep-alive-timeout", self.keep_alive_s, False),
+                                     ("--graceful-timeout", self.graceful_timeout_s, True)):
+            if not number(seconds, False) or seconds < 0 or (seconds == 0 and not zero_ok):
+                raise InvalidInput(f"{flag} must be a number of seconds {'>= 0' if zero_ok else '> 0'}, got {seconds!r}")
+        check_threads(self.threads)
 
 
 def model_entry(name: str, raw: Any) -> ModelEntry:
