@@ -92,6 +92,15 @@ def test_cli_index_then_search(tmp_path: Path, minilm_dir: Path, bert_dir: Path,
                  "--no-progress"]) == 2
     assert "line 4: malformed JSON" in capsys.readouterr().err
     assert len(Index.open(index)) == 6  # the stopped build replaced nothing
+    assert main(["index", str(corpus), str(index), "--id", "asin", "--text", "name", "--no-progress"]) == 2
+    err = capsys.readouterr().err  # a wrong field name reads no record: an error, not an empty index
+    assert "no record to index (1 malformed JSON, 7 no text in name)" in err and "not touched" in err
+    assert len(Index.open(index)) == 6
+    (tmp_path / "a-file").write_text("")
+    for target, message in ((tmp_path / "a-file", "exists and is not a directory"),
+                            (tmp_path / "a-file" / "below", "cannot create the index directory")):
+        assert main(["index", str(corpus), str(target), "--id", "asin", "--text", "title", "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
 
     assert main(["search", str(index), "kids clog", "--retriever", "hybrid", "--candidates", "4", "--top-k", "2",
                  "--rerank", str(bert_dir), "--json"]) == 0

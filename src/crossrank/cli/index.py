@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from typing import Any
 
@@ -85,12 +86,18 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.encode import Encoder
     from crossrank.progress import bar as progress_bar
 
-    encoder = Encoder(args.encoder, threads=args.threads, batch_size=128) if args.encoder else None
     stats = ReadStats()
     records = read_records(
         args.corpus, format=args.format, id_field=args.id_field,
         text_fields=_text_fields(args.text_fields), on_error=args.on_error, stats=stats,
     )
+    first = next(records, None)  # read up to the first usable record before touching the index
+    if first is None:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(stats.skipped.items()))
+        raise InvalidInput(f"{args.corpus} has no record to index ({reasons or 'it is empty'}); check --format, "
+                           f"--id and --text. The index was not touched")
+    records = itertools.chain([first], records)
+    encoder = Encoder(args.encoder, threads=args.threads, batch_size=128) if args.encoder else None
     bar = progress_bar(None, "indexing", unit=" docs", enabled=not args.no_progress, smoothing=0.1)
     try:
         report = build_index(

@@ -81,7 +81,12 @@ def write_manifest(generation: Path, manifest: dict[str, Any]) -> None:
 @contextlib.contextmanager
 def writer_lock(root: Path) -> Iterator[None]:
     """Exclusive lock so that two builds never race on one index."""
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidInput(f"{root} exists and is not a directory; an index is a directory") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot create the index directory {root}: {exc.strerror}") from None
     with open(root / ".lock", "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
