@@ -222,6 +222,23 @@ def test_cli_reports_the_offline_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert "cannot download BEIR dataset 'scifact'" in capsys.readouterr().err
 
 
+def test_cli_checks_the_dataset_and_options_before_loading_models(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    missing_model = str(tmp_path / "no-such-model")  # loading it would fail: it must never be reached
+    assert main(["eval", "--data", str(tmp_path / "nope"), "--model", missing_model, "--no-progress"]) == 2
+    assert "is not a BEIR dataset" in capsys.readouterr().err
+    assert main(["eval", "--synthetic", "--max-queries", "0", "--model", missing_model]) == 2
+    assert "--max-queries must be positive" in capsys.readouterr().err
+
+
+def test_cli_reports_an_unwritable_output_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    code = main(["eval", "--synthetic", "--stages", "bm25", "--out", str(tmp_path / "a-file" / "out"), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Not a directory: ") and "a-file" in err and "Traceback" not in err
+
+
 def test_results_json_is_plain_json(tmp_path: Path) -> None:
     # guard for the report writer: per-query values must be JSON numbers
     from crossrank.evaluate.report import write_results_json

@@ -121,15 +121,15 @@ def _reranker(args: argparse.Namespace, synthetic: bool) -> tuple[Any, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossrank.evaluate.beir import BEIR_URL
+    from crossrank.evaluate.beir import BEIR_URL, resolve_dataset
     from crossrank.evaluate.report import format_results
     from crossrank.evaluate.runner import EvalConfig, needs_dense, run_evaluation
     from crossrank.evaluate.stages import RERANK_SUFFIX, parse_stages
     from crossrank.evaluate.synthetic import write_synthetic_beir
 
     stages = parse_stages(args.stages)
-    for flag in ("top_n", "depth", "rrf_k"):
-        if getattr(args, flag) < 1:
+    for flag in ("top_n", "depth", "rrf_k", "max_queries"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise InvalidInput(f"--{flag.replace('_', '-')} must be positive")
     spec = args.data or args.dataset
     name = "synthetic" if args.synthetic else Path(str(spec).removeprefix("beir/")).name
@@ -142,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, cache_dir=args.cache_dir, beir_url=args.beir_url or BEIR_URL,
         timeout=args.timeout,
     )
+    # the dataset first (a local one is checked, a public one downloaded): models can take minutes
+    resolve_dataset(config.dataset, cache_dir=config.cache_dir, base_url=config.beir_url, timeout=config.timeout,
+                    progress=config.progress)
     reranker, label = (None, "")
     if any(s.endswith(RERANK_SUFFIX) for s in stages):
         reranker, label = _reranker(args, args.synthetic)
