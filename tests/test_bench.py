@@ -110,6 +110,17 @@ def test_bench_command_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -
     assert "unknown mode" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--sizes", "0"])
+    for argv, message in ((["--cell-budget", "-1"], "--cell-budget must be"), (["--threads", "0"], "--threads must be")):
+        assert main(["bench", *argv, "--no-chart"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_bench_command_checks_the_output_directory_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    assert main(["bench", "--out", str(tmp_path / "a-file" / "out"), "--no-chart", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "Not a directory" in captured.err
+    assert captured.out == ""  # refused before anything was timed (the table prints after the run)
 
 
 def test_bench_on_a_missing_gpu_says_so(capsys: pytest.CaptureFixture[str]) -> None:

@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"--kinds: unknown kind {kind!r} (choose from titles, passages)")
     if args.repeats < 1:
         raise InvalidInput("--repeats must be at least 1")
+    if args.cell_budget <= 0:
+        raise InvalidInput("--cell-budget must be a number of seconds > 0")
+    if args.threads is not None and args.threads < 1:
+        raise InvalidInput("--threads must be at least 1 (omit it to use every core available)")
     if args.device == "cuda":
         from crossrank.runtime.torch import cuda_available
 
@@ -108,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
                 "and a CUDA build of torch); drop --device to benchmark the CPU"
             )
     threads = args.threads or len(os.sched_getaffinity(0))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after the whole run
 
     def progress(message: str) -> None:
         if not args.quiet:
@@ -143,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(detail_table(result))
     print(f"\nscores compared with {backends[0].label} (max abs diff of sigmoid scores; top-10 overlap)")
-    out = Path(args.out)
     settings = {
         "model": str(model), "threads": threads, "modes": args.modes, "sizes": args.sizes,
         "kinds": args.kinds, "repeats": args.repeats, "cell_budget_s": args.cell_budget, "device": args.device,
