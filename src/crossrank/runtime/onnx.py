@@ -23,9 +23,11 @@ _PROVIDER_NAMES = {
     "coreml": "CoreMLExecutionProvider",
 }
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
-#: tokens per batch (rows x padded length) per inference thread: small batches keep the
-#: activations in the cores' caches (2 threads: 512 tokens ran 100 passages 1.2x faster than 32 rows)
-TOKENS_PER_THREAD = 256
+#: tokens per batch (rows x padded length) per inference thread. Small batches keep the
+#: activations in the cores' caches, but each batch streams all the weights again; on a 2-core
+#: EPYC, 384 matched or beat 256 everywhere and 100 passages ran 1.09x faster (docs/PERFORMANCE.md,
+#: "EPYC run: token budget")
+TOKENS_PER_THREAD = 384
 
 
 def select_providers(requested: Sequence[str] | None) -> list[str]:
