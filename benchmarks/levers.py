@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     from crossrank.bench import default_bench_model
     from crossrank.bench.inputs import make_workload
     from crossrank.models.load import load_model
-    from crossrank.runtime.onnx import OnnxRuntime
+    from crossrank.runtime.onnx import TOKENS_PER_THREAD, OnnxRuntime
     from crossrank.runtime.openvino import LENGTH_STEP, OpenVinoRuntime, plan_power_of_two
     from crossrank.runtime.torch import TorchRuntime
     from crossrank.scores import relevance_logit
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "ORT fp32, one padded batch of 100": variant(ort_fp32, unsorted(100)),
         "ORT fp32, batches of 32 in input order (sentence-transformers' plan)": variant(ort_fp32, unsorted(32)),
         "ORT fp32, length-sorted batches of 32 (exact mode before the token budget)": variant(ort_fp32, lambda l: plan_batches(l, 32)),
-        "ORT fp32, length-sorted, at most 384 tokens per thread, ORT's default spinning": variant(ort_fp32, lambda l: ort_fp32.plan(l, 32)),
+        f"ORT fp32, length-sorted, at most {TOKENS_PER_THREAD} tokens per thread, ORT's default spinning": variant(ort_fp32, lambda l: ort_fp32.plan(l, 32)),
         "ORT fp32, same, last layer cut to the first token (exact mode)": variant(ort_first, lambda l: ort_fp32.plan(l, 32)),
         "ORT fp32, same batches, workers never spin": variant(ort_sleeping, lambda l: ort_fp32.plan(l, 32)),
         "ORT fp32, same batches, workers spin at most 200 µs": variant(ort_bounded, lambda l: ort_fp32.plan(l, 32)),

@@ -154,8 +154,8 @@ class OpenVinoRuntime:
                 array = np.pad(array, ((0, 0), (0, extra)), constant_values=fill)
             inputs[name] = array
         # start_async + wait rather than infer(): the same work, 0.5-0.6 ms faster for a single
-        # title after an idle moment and equal elsewhere (docs/PERFORMANCE.md, "Latest EPYC
-        # run: OpenVINO requests started asynchronously")
+        # title after an idle moment and equal elsewhere (docs/PERFORMANCE.md, "EPYC run:
+        # OpenVINO requests started asynchronously")
         request = self._request()
         request.start_async(inputs)
         request.wait()
