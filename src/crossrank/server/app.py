@@ -120,7 +120,8 @@ class _Limits:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        problem = _unpaired_surrogate(b"".join(chunks))
+        body = b"".join(chunks)
+        problem = _unpaired_surrogate(body)
         if problem is not None:
             self.metrics.error(problem.kind)
             await crossrank_response(problem)(scope, receive, send)
@@ -132,7 +133,7 @@ class _Limits:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         response_started = False
