@@ -20,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from crossrank.errors import DownloadFailed, InvalidInput
-from crossrank.progress import bar
 from crossrank.evaluate.lines import text_lines
+from crossrank.progress import bar
 from crossrank.retrieval.records import Record, read_records
 from crossrank.texts import check_text
 
