@@ -372,3 +372,56 @@ def test_a_taken_port_fails_before_the_models_load(model_cache: Path, bert_dir: 
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "choose another --port" in result.stderr
     assert "loading" not in result.stdout  # refused before any model was read
+
+
+def read_until_closed(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and when it closed it."""
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data, time.monotonic()
+
+
+def test_stalled_clients_are_cut_off_and_cannot_hold_sockets(model_cache: Path, bert_dir: Path) -> None:
+    """A client that connects and says nothing, or sends half a request and stops, used to hold
+    its socket until the server stopped. Now: 408 and closed after --read-timeout from the
+    request's first byte, closed after --keep-alive-timeout when nothing was sent, while a slow
+    request that completes in time, and a kept-alive connection idle past the read timeout, work."""
+    args = ["--model", str(bert_dir), "--cache-dir", str(model_cache), "--read-timeout", "1.5",
+            "--keep-alive-timeout", "5"]
+    server = ServerProcess(args)
+    # started with a soft limit of 256 open files (one per connection), as many systems start
+    # services with 1,024; the server lifts it to the hard limit
+    low_limit = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+                 "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard)); os.execv(sys.argv[1], sys.argv[1:])")
+    server.args = [sys.executable, "-c", low_limit, *server.args]
+    with server:
+        limits = Path(f"/proc/{server.pid()}/limits").read_text()
+        soft, hard = re.search(r"Max open files\s+(\S+)\s+(\S+)", limits).groups()  # type: ignore[union-attr]
+        assert soft == hard, limits
+        host, port = server.url.split("//")[1].split(":")
+        body = b'{"query": "crocs", "texts": ["clog", "boot"]}'
+        head = (f"POST /rerank HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        stalls = {"silent": b"", "half the headers": head[:30], "half the body": head + body[:10]}
+        sockets = {name: socket.create_connection((host, int(port)), timeout=30) for name in stalls}
+        started = time.monotonic()
+        for name, sent in stalls.items():
+            sockets[name].sendall(sent)
+        with socket.create_connection((host, int(port)), timeout=30) as slow:
+            for piece in (head[:20], head[20:] + body[:10], body[10:]):  # complete within the deadline
+                slow.sendall(piece)
+                time.sleep(0.3)
+            assert exchange(slow, b"").startswith(b"HTTP/1.1 200")
+            time.sleep(2.5)  # idle past the read timeout, within keep-alive
+            assert exchange(slow, head + body).startswith(b"HTTP/1.1 200")
+        for name in ("half the headers", "half the body"):
+            reply, closed = read_until_closed(sockets[name])
+            assert reply.startswith(b"HTTP/1.1 408"), (name, reply[:200])
+            assert b'"type": "request_timeout"' in reply and b"--read-timeout" in reply
+            assert 1.0 < closed - started < 4.5, (name, closed - started)
+        reply, closed = read_until_closed(sockets["silent"])
+        assert reply == b"" and 4.5 < closed - started < 10, closed - started
+        for sock in sockets.values():
+            sock.close()
+        assert httpx.post(f"{server.url}/rerank", content=body).status_code == 200

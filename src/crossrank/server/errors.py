@@ -71,9 +71,12 @@ def status_of(exc: CrossrankError) -> int:
     return 500
 
 
+def envelope_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message, **extra}, "message": message}
+
+
 def envelope(kind: str, message: str, status: int, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"error": {"type": kind, "message": message, **extra}, "message": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(envelope_body(kind, message, **extra), status_code=status, headers=headers)
 
 
 def crossrank_response(exc: CrossrankError) -> JSONResponse:

@@ -1,0 +1,114 @@
+"""Client connections must not exhaust the server: deadlines uvicorn lacks, and the file limit.
+
+The HTTP protocol ``crossrank serve`` runs is uvicorn's, plus two deadlines.
+
+uvicorn closes a keep-alive connection that stays idle *after* a response, but it sets no
+timer on a connection that has not sent a request yet, and none while a request arrives:
+its keep-alive timer is cancelled by the first byte. A client that connects and sends
+nothing, or sends half a request and stops (a crashed client, a broken network, a
+slowloris attack), held its socket until the server stopped; enough of them use up the
+process's file descriptors, and then every new client is refused. Here:
+
+- a new connection is idle like a kept-alive one: closed after ``--keep-alive-timeout``
+  seconds without a byte;
+- a request must arrive whole (headers and body) within ``--read-timeout`` seconds of its
+  first byte, or the client gets ``408`` with the JSON error envelope and the connection is
+  closed. The timer stops as soon as the request is in; scoring time is the business of
+  ``--deadline``.
+
+The deadlines are added to the protocol class uvicorn would pick itself (httptools where it
+is installed, h11 otherwise), through the attributes both share.
+
+Each connection holds a file descriptor, and many systems start processes with a soft limit
+of 1,024 of them: :func:`raise_open_files_limit` lifts it to the hard limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from crossrank.server.errors import envelope_body
+
+log = logging.getLogger(__name__)
+
+
+def _timeout_answer(read_timeout_s: float) -> bytes:
+    message = (f"the request did not arrive in full within {read_timeout_s:g} s of its first byte "
+               f"(the server's --read-timeout); the connection is closed")
+    body = json.dumps(envelope_body("request_timeout", message)).encode()
+    head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
+    return head + body
+
+
+def protocol_class(read_timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's own HTTP protocol class with the deadlines above (pass it as ``Config(http=...)``)."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    base: Any = AutoHTTPProtocol
+    answer = _timeout_answer(read_timeout_s)
+
+    class DeadlineProtocol(base):  # type: ignore[misc]
+        _read_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            # uvicorn's keep-alive timer, which the first byte cancels as it does after a response
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
+
+        def data_received(self, data: bytes) -> None:
+            if self._read_timer is None and not self._request_in():
+                self._read_timer = self.loop.call_later(read_timeout_s, self._read_expired)
+            super().data_received(data)
+            if self._request_in():
+                self._stop_read_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_read_timer()
+            super().connection_lost(exc)
+
+        def _request_in(self) -> bool:
+            """A request is fully received and its response is not finished yet."""
+            cycle = self.cycle
+            return cycle is not None and not cycle.more_body and not cycle.response_complete
+
+        def _stop_read_timer(self) -> None:
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+                self._read_timer = None
+
+        def _read_expired(self) -> None:
+            self._read_timer = None
+            if self.transport.is_closing():
+                return
+            peer = "%s:%d" % self.client if self.client else "a client"
+            log.warning("closed the connection from %s: its request did not arrive in full within %g s "
+                        "(--read-timeout)", peer, read_timeout_s)
+            cycle = self.cycle  # None, the request arriving, or the one before it on this connection
+            answered = cycle is not None and cycle.response_started and (cycle.more_body or not cycle.response_complete)
+            if not answered:  # (a 413 goes out before the body is in; nothing may follow it)
+                self.transport.write(answer)
+            self.transport.close()  # a route waiting for the rest of the body sees a disconnect
+
+    return DeadlineProtocol
+
+
+def raise_open_files_limit() -> int | None:
+    """Lift this process's soft limit on open files to its hard limit; the new soft limit, or
+    None where the system has no such limit (Windows) or refuses."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft == hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # macOS refuses an unlimited hard limit; keep what we have
+        return soft
+    return hard
