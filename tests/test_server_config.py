@@ -77,8 +77,8 @@ def test_flag_beats_environment_beats_file() -> None:
     assert settings.keep_alive_s == 75.0
     tuned = build_settings(resolve_options(parse(), {"CROSSRANK_KEEP_ALIVE_TIMEOUT": "120"}, {}))
     assert tuned.keep_alive_s == 120.0
-    assert settings.read_timeout_s == 60.0
-    assert build_settings(resolve_options(parse(), {"CROSSRANK_READ_TIMEOUT": "7.5"}, {})).read_timeout_s == 7.5
+    assert settings.client_timeout_s == 60.0
+    assert build_settings(resolve_options(parse(), {"CROSSRANK_CLIENT_TIMEOUT": "7.5"}, {})).client_timeout_s == 7.5
 
 
 def test_bad_environment_values_are_named() -> None:
@@ -95,7 +95,7 @@ def test_bad_environment_values_are_named() -> None:
     (("--threads", "0"), "threads must be a whole number >= 1"),
     (("--deadline", "0"), "--deadline must be a number of seconds > 0"),
     (("--keep-alive-timeout", "-1"), "--keep-alive-timeout"),
-    (("--read-timeout", "0"), "--read-timeout must be a number of seconds > 0"),
+    (("--client-timeout", "0"), "--client-timeout must be a number of seconds > 0"),
     (("--graceful-timeout", "-0.5"), "--graceful-timeout must be a number of seconds >= 0"),
 ])
 def test_settings_out_of_range_name_the_flag(argv: tuple[str, ...], message: str) -> None:

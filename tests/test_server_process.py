@@ -384,10 +384,10 @@ def read_until_closed(sock: socket.socket) -> tuple[bytes, float]:
 
 def test_stalled_clients_are_cut_off_and_cannot_hold_sockets(model_cache: Path, bert_dir: Path) -> None:
     """A client that connects and says nothing, or sends half a request and stops, used to hold
-    its socket until the server stopped. Now: 408 and closed after --read-timeout from the
+    its socket until the server stopped. Now: 408 and closed after --client-timeout from the
     request's first byte, closed after --keep-alive-timeout when nothing was sent, while a slow
-    request that completes in time, and a kept-alive connection idle past the read timeout, work."""
-    args = ["--model", str(bert_dir), "--cache-dir", str(model_cache), "--read-timeout", "1.5",
+    request that completes in time, and a kept-alive connection idle past the client timeout, work."""
+    args = ["--model", str(bert_dir), "--cache-dir", str(model_cache), "--client-timeout", "1.5",
             "--keep-alive-timeout", "5"]
     server = ServerProcess(args)
     # started with a soft limit of 256 open files (one per connection), as many systems start
@@ -413,15 +413,70 @@ def test_stalled_clients_are_cut_off_and_cannot_hold_sockets(model_cache: Path, 
                 slow.sendall(piece)
                 time.sleep(0.3)
             assert exchange(slow, b"").startswith(b"HTTP/1.1 200")
-            time.sleep(2.5)  # idle past the read timeout, within keep-alive
+            time.sleep(2.5)  # idle past the client timeout, within keep-alive
             assert exchange(slow, head + body).startswith(b"HTTP/1.1 200")
         for name in ("half the headers", "half the body"):
             reply, closed = read_until_closed(sockets[name])
             assert reply.startswith(b"HTTP/1.1 408"), (name, reply[:200])
-            assert b'"type": "request_timeout"' in reply and b"--read-timeout" in reply
+            assert b'"type": "request_timeout"' in reply and b"--client-timeout" in reply
             assert 1.0 < closed - started < 4.5, (name, closed - started)
         reply, closed = read_until_closed(sockets["silent"])
         assert reply == b"" and 4.5 < closed - started < 10, closed - started
         for sock in sockets.values():
             sock.close()
         assert httpx.post(f"{server.url}/rerank", content=body).status_code == 200
+
+
+def test_an_answer_the_client_does_not_read_is_dropped_after_the_client_timeout(
+    model_cache: Path, bert_dir: Path
+) -> None:
+    """An unread answer used to stay in the server's memory as long as the connection, which
+    never closed. A client that reads none of it for --client-timeout is disconnected; one that
+    reads slowly (about 130 kB/s, so the kernel's buffers absorb what it reads for seconds)
+    stays connected and gets all of it."""
+    args = ["--model", str(bert_dir), "--cache-dir", str(model_cache), "--client-timeout", "1.5"]
+    text = "crocs clog " * 9000  # about 100 kB, echoed back: an answer of about 8 MB
+    body = ('{"query": "crocs", "return_text": true, "texts": [' + ", ".join([f'"{text}"'] * 80) + "]}").encode()
+    with ServerProcess(args) as server:
+        host, port = server.url.split("//")[1].split(":")
+        request = (f"POST /rerank HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+        def client() -> socket.socket:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel holds little of it
+            sock.settimeout(30)
+            sock.connect((host, int(port)))
+            sock.sendall(request)
+            return sock
+
+        def read_answer(sock: socket.socket, slow_seconds: float) -> tuple[int, int]:
+            """(bytes of the body received, its declared length): 4 kB per 30 ms for
+            ``slow_seconds``, then as fast as it comes."""
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, received = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            got = len(received)
+            slow_until = time.monotonic() + slow_seconds
+            try:
+                while got < length:
+                    slow = time.monotonic() < slow_until
+                    chunk = sock.recv(4096 if slow else 1 << 20)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                    if slow:
+                        time.sleep(0.03)
+            except ConnectionResetError:
+                pass
+            return got, length
+
+        with client() as idle, client() as slow:
+            got, length = read_answer(slow, slow_seconds=4.5)
+            assert length > 7_000_000 and got == length
+            time.sleep(4)
+            got, length = read_answer(idle, slow_seconds=0)
+            assert got < length  # disconnected with most of the answer unsent
+        assert httpx.post(f"{server.url}/rerank", content=b'{"query": "q", "texts": ["a"]}').status_code == 200

@@ -80,10 +80,11 @@ def register(sub: Any) -> None:
                         "AWS ALB: 60) so they close first: a server that closes first can race a request sent "
                         "at that moment, which the client sees as a reset. Costs one idle socket per client "
                         "(default: 75) [CROSSRANK_KEEP_ALIVE_TIMEOUT]")
-    limits.add_argument("--read-timeout", type=float, help="seconds a client has to send a whole request, "
-                        "headers and body, from its first byte; slower gets 408 and the connection is closed, "
-                        "so stalled clients cannot hold sockets. At 60, a 10 MB body needs about 1.4 Mbit/s "
-                        "(default: 60) [CROSSRANK_READ_TIMEOUT]")
+    limits.add_argument("--client-timeout", type=float, help="seconds a client has to send a whole request, "
+                        "headers and body, from its first byte (slower gets 408 and the connection is closed), "
+                        "and the longest it may go without reading any of its answer (then it is disconnected "
+                        "and the answer dropped), so stalled clients hold neither sockets nor memory. At 60, a "
+                        "10 MB body needs about 1.4 Mbit/s (default: 60) [CROSSRANK_CLIENT_TIMEOUT]")
     batch = parser.add_argument_group("batching")
     batch.add_argument("--batch-size", type=int, help="most pairs per model call; larger amortises overhead "
                        "but waits for and pads more (default: 32) [CROSSRANK_BATCH_SIZE]")
@@ -109,7 +110,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "max_documents": ("CROSSRANK_MAX_DOCUMENTS", int), "max_queue": ("CROSSRANK_MAX_QUEUE", int),
     "deadline": ("CROSSRANK_DEADLINE", float), "graceful_timeout": ("CROSSRANK_GRACEFUL_TIMEOUT", float),
     "keep_alive_timeout": ("CROSSRANK_KEEP_ALIVE_TIMEOUT", float),
-    "read_timeout": ("CROSSRANK_READ_TIMEOUT", float),
+    "client_timeout": ("CROSSRANK_CLIENT_TIMEOUT", float),
     "batch_size": ("CROSSRANK_BATCH_SIZE", int), "max_batch_tokens": ("CROSSRANK_MAX_BATCH_TOKENS", int),
     "window": ("CROSSRANK_WINDOW", int), "threads": ("CROSSRANK_THREADS", int),
     "tokenizer_threads": ("CROSSRANK_TOKENIZER_THREADS", int), "no_batching": ("CROSSRANK_NO_BATCHING", bool),
@@ -156,7 +157,7 @@ def build_settings(options: Mapping[str, Any]) -> Any:
         threads=options.get("threads"), tokenizer_threads=pick("tokenizer_threads", base.tokenizer_threads),
         cache_dir=options.get("cache_dir"), graceful_timeout_s=pick("graceful_timeout", base.graceful_timeout_s),
         keep_alive_s=pick("keep_alive_timeout", base.keep_alive_s),
-        read_timeout_s=pick("read_timeout", base.read_timeout_s), batch=batch,
+        client_timeout_s=pick("client_timeout", base.client_timeout_s), batch=batch,
     )
 
 
@@ -233,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server = uvicorn.Server(uvicorn.Config(
         app, log_level="warning", timeout_graceful_shutdown=settings.graceful_timeout_s,
-        timeout_keep_alive=settings.keep_alive_s, http=protocol_class(settings.read_timeout_s), access_log=False))
+        timeout_keep_alive=settings.keep_alive_s, http=protocol_class(settings.client_timeout_s), access_log=False))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C, after uvicorn's graceful shutdown

@@ -68,7 +68,7 @@ class ServerSettings:
     cache_dir: str | None = None
     graceful_timeout_s: float = 30.0
     keep_alive_s: float = 75.0
-    read_timeout_s: float = 60.0
+    client_timeout_s: float = 60.0
     batch: BatchSettings = field(default_factory=BatchSettings)
 
     def __post_init__(self) -> None:
@@ -84,7 +84,7 @@ class ServerSettings:
                 raise InvalidInput(f"{flag} must be a whole number >= 1, got {count!r}")
         for flag, seconds, zero_ok in (("--deadline", self.deadline_s, False),
                                      ("--keep-alive-timeout", self.keep_alive_s, False),
-                                     ("--read-timeout", self.read_timeout_s, False),
+                                     ("--client-timeout", self.client_timeout_s, False),
                                      ("--graceful-timeout", self.graceful_timeout_s, True)):
             if not number(seconds, False) or seconds < 0 or (seconds == 0 and not zero_ok):
                 raise InvalidInput(f"{flag} must be a number of seconds {'>= 0' if zero_ok else '> 0'}, got {seconds!r}")

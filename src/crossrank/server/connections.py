@@ -1,20 +1,25 @@
 """Client connections must not exhaust the server: deadlines uvicorn lacks, and the file limit.
 
-The HTTP protocol ``crossrank serve`` runs is uvicorn's, plus two deadlines.
+The HTTP protocol ``crossrank serve`` runs is uvicorn's, plus three deadlines.
 
 uvicorn closes a keep-alive connection that stays idle *after* a response, but it sets no
 timer on a connection that has not sent a request yet, and none while a request arrives:
 its keep-alive timer is cancelled by the first byte. A client that connects and sends
 nothing, or sends half a request and stops (a crashed client, a broken network, a
 slowloris attack), held its socket until the server stopped; enough of them use up the
-process's file descriptors, and then every new client is refused. Here:
+process's file descriptors, and then every new client is refused. And an answer the client
+does not read stays in the server's memory (an ``/embed`` answer for 2,000 texts is 16 MB)
+for as long as the connection lives, which was forever: closing a connection waits until
+its answer has been sent. Here:
 
 - a new connection is idle like a kept-alive one: closed after ``--keep-alive-timeout``
   seconds without a byte;
-- a request must arrive whole (headers and body) within ``--read-timeout`` seconds of its
+- a request must arrive whole (headers and body) within ``--client-timeout`` seconds of its
   first byte, or the client gets ``408`` with the JSON error envelope and the connection is
   closed. The timer stops as soon as the request is in; scoring time is the business of
-  ``--deadline``.
+  ``--deadline``;
+- a client that reads none of its answer for ``--client-timeout`` seconds is disconnected
+  and the unsent rest of the answer is dropped.
 
 The deadlines are added to the protocol class uvicorn would pick itself (httptools where it
 is installed, h11 otherwise), through the attributes both share.
@@ -28,31 +33,39 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
 from typing import Any
+
+try:
+    import fcntl
+    import termios
+except ImportError:  # Windows
+    fcntl = termios = None  # type: ignore[assignment]
 
 from crossrank.server.errors import envelope_body
 
 log = logging.getLogger(__name__)
 
 
-def _timeout_answer(read_timeout_s: float) -> bytes:
-    message = (f"the request did not arrive in full within {read_timeout_s:g} s of its first byte "
-               f"(the server's --read-timeout); the connection is closed")
+def _timeout_answer(client_timeout_s: float) -> bytes:
+    message = (f"the request did not arrive in full within {client_timeout_s:g} s of its first byte "
+               f"(the server's --client-timeout); the connection is closed")
     body = json.dumps(envelope_body("request_timeout", message)).encode()
     head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
     return head + body
 
 
-def protocol_class(read_timeout_s: float) -> type[asyncio.Protocol]:
+def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
     """uvicorn's own HTTP protocol class with the deadlines above (pass it as ``Config(http=...)``)."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     base: Any = AutoHTTPProtocol
-    answer = _timeout_answer(read_timeout_s)
+    answer = _timeout_answer(client_timeout_s)
 
     class DeadlineProtocol(base):  # type: ignore[misc]
         _read_timer: asyncio.TimerHandle | None = None
+        _drain_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
@@ -62,13 +75,20 @@ def protocol_class(read_timeout_s: float) -> type[asyncio.Protocol]:
 
         def data_received(self, data: bytes) -> None:
             if self._read_timer is None and not self._request_in():
-                self._read_timer = self.loop.call_later(read_timeout_s, self._read_expired)
+                self._read_timer = self.loop.call_later(client_timeout_s, self._read_expired)
             super().data_received(data)
             if self._request_in():
                 self._stop_read_timer()
 
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._drain_timer is None:
+                self._watch_drain(None)
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_read_timer()
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
             super().connection_lost(exc)
 
         def _request_in(self) -> bool:
@@ -81,20 +101,51 @@ def protocol_class(read_timeout_s: float) -> type[asyncio.Protocol]:
                 self._read_timer.cancel()
                 self._read_timer = None
 
+        def _peer(self) -> str:
+            return "%s:%d" % self.client if self.client else "a client"
+
         def _read_expired(self) -> None:
             self._read_timer = None
             if self.transport.is_closing():
                 return
-            peer = "%s:%d" % self.client if self.client else "a client"
             log.warning("closed the connection from %s: its request did not arrive in full within %g s "
-                        "(--read-timeout)", peer, read_timeout_s)
+                        "(--client-timeout)", self._peer(), client_timeout_s)
             cycle = self.cycle  # None, the request arriving, or the one before it on this connection
             answered = cycle is not None and cycle.response_started and (cycle.more_body or not cycle.response_complete)
             if not answered:  # (a 413 goes out before the body is in; nothing may follow it)
                 self.transport.write(answer)
             self.transport.close()  # a route waiting for the rest of the body sees a disconnect
 
+        def _watch_drain(self, unsent_before: int | None) -> None:
+            """Every ``client_timeout_s`` while answers wait to be sent: has the client read any?"""
+            self._drain_timer = None
+            if self.transport.get_write_buffer_size() == 0:
+                return  # what is left, if anything, is in the kernel's buffers, not in this process
+            unsent = self.transport.get_write_buffer_size() + _queued_in_kernel(self.transport)
+            if unsent_before is not None and unsent >= unsent_before:
+                log.warning("dropped the connection from %s: it read none of its answer in %g s, %d bytes unsent "
+                            "(--client-timeout)", self._peer(), client_timeout_s, unsent)
+                self.transport.abort()  # close() would wait for the answer to be read
+                return
+            self._drain_timer = self.loop.call_later(client_timeout_s, self._watch_drain, unsent)
+
     return DeadlineProtocol
+
+
+def _queued_in_kernel(transport: asyncio.Transport) -> int:
+    """Bytes the kernel still holds to send on this connection (Linux; 0 where unknown).
+
+    A client that reads slowly frees room in the kernel's send buffer first; the transport's
+    own buffer shrinks only once the kernel takes more, which can be megabytes later.
+    """
+    sock = transport.get_extra_info("socket")
+    request = getattr(termios, "TIOCOUTQ", None) if termios is not None else None
+    if sock is None or request is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 def raise_open_files_limit() -> int | None:
