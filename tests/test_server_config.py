@@ -91,6 +91,7 @@ def test_bad_environment_values_are_named() -> None:
     (("--port", "-1"), "--port"),
     (("--max-body-bytes", "0"), "--max-body-bytes must be a whole number >= 1"),
     (("--max-documents", "-5"), "--max-documents"),
+    (("--max-inflight-bytes", "0"), "--max-inflight-bytes must be a whole number >= 1"),
     (("--tokenizer-threads", "0"), "--tokenizer-threads"),
     (("--threads", "0"), "threads must be a whole number >= 1"),
     (("--deadline", "0"), "--deadline must be a number of seconds > 0"),

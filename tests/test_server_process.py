@@ -480,3 +480,38 @@ def test_an_answer_the_client_does_not_read_is_dropped_after_the_client_timeout(
             got, length = read_answer(idle, slow_seconds=0)
             assert got < length  # disconnected with most of the answer unsent
         assert httpx.post(f"{server.url}/rerank", content=b'{"query": "q", "texts": ["a"]}').status_code == 200
+
+
+def test_a_burst_of_bodies_past_max_inflight_bytes_gets_429_before_it_is_read(
+    model_cache: Path, bert_dir: Path
+) -> None:
+    """Every request used to be read and parsed before any limit applied: 60 concurrent 9.6 MB
+    bodies took the server to 1.7 GB before the queue refused them. Past --max-inflight-bytes a
+    request is refused at once; a request alone always runs, whatever its size."""
+    args = ["--model", str(bert_dir), "--cache-dir", str(model_cache), "--max-inflight-bytes", "1000"]
+    with ServerProcess(args) as server:
+        host, port = server.url.split("//")[1].split(":")
+
+        def rerank(docs: int) -> tuple[bytes, bytes]:
+            body = ('{"query": "crocs", "texts": [' + ", ".join(['"clog boot"'] * docs) + "]}").encode()
+            head = (f"POST /rerank HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            return head, body
+
+        big_head, big_body = rerank(60)  # about 800 bytes, held while it arrives
+        small_head, small_body = rerank(20)  # about 290 bytes: together past 1,000
+        small = small_head + small_body
+        alone = b"".join(rerank(150))  # about 1,900 bytes
+        assert len(big_body) < 1000 < len(big_body) + len(small_body)
+        with socket.create_connection((host, int(port)), timeout=30) as first, \
+                socket.create_connection((host, int(port)), timeout=30) as second:
+            first.sendall(big_head + big_body[:100])
+            time.sleep(0.5)
+            reply = exchange(second, small)
+            assert reply.startswith(b"HTTP/1.1 429"), reply[:300]
+            assert b'"type":"overloaded"' in reply and b"--max-inflight-bytes" in reply
+            assert re.search(rb"(?i)retry-after: 1", reply)
+            first.sendall(big_body[100:])
+            assert exchange(first, b"").startswith(b"HTTP/1.1 200")
+            assert exchange(second, small).startswith(b"HTTP/1.1 200")  # the budget was given back
+            assert exchange(second, alone).startswith(b"HTTP/1.1 200")

@@ -64,6 +64,11 @@ def register(sub: Any) -> None:
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-body-bytes", type=int, help="largest request body; bigger gets 413 "
                         "(default: 10485760) [CROSSRANK_MAX_BODY_BYTES]")
+    limits.add_argument("--max-inflight-bytes", type=int, help="request bodies held at once, summed over the "
+                        "requests being read, parsed or scored; beyond it a new request gets 429 before its body "
+                        "is read. A parsed body takes about 4 times its size, so this bounds what a burst of "
+                        "large requests costs in memory; a request alone always runs (default: 134217728) "
+                        "[CROSSRANK_MAX_INFLIGHT_BYTES]")
     limits.add_argument("--max-documents", type=int, help="most pairs or texts in one request; more gets 413. "
                         "Large requests are split into batches internally (default: 10000) "
                         "[CROSSRANK_MAX_DOCUMENTS]")
@@ -107,6 +112,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "config": ("CROSSRANK_CONFIG", str), "model": ("CROSSRANK_MODEL", str), "name": ("CROSSRANK_MODEL_NAME", str),
     "cache_dir": ("CROSSRANK_CACHE_DIR", str), "host": ("CROSSRANK_HOST", str), "port": ("CROSSRANK_PORT", int),
     "api_key": ("CROSSRANK_API_KEY", str), "max_body_bytes": ("CROSSRANK_MAX_BODY_BYTES", int),
+    "max_inflight_bytes": ("CROSSRANK_MAX_INFLIGHT_BYTES", int),
     "max_documents": ("CROSSRANK_MAX_DOCUMENTS", int), "max_queue": ("CROSSRANK_MAX_QUEUE", int),
     "deadline": ("CROSSRANK_DEADLINE", float), "graceful_timeout": ("CROSSRANK_GRACEFUL_TIMEOUT", float),
     "keep_alive_timeout": ("CROSSRANK_KEEP_ALIVE_TIMEOUT", float),
@@ -153,6 +159,7 @@ def build_settings(options: Mapping[str, Any]) -> Any:
     return ServerSettings(
         host=pick("host", base.host), port=pick("port", base.port), api_key=options.get("api_key") or None,
         max_body_bytes=pick("max_body_bytes", base.max_body_bytes),
+        max_inflight_bytes=pick("max_inflight_bytes", base.max_inflight_bytes),
         max_documents=pick("max_documents", base.max_documents), deadline_s=pick("deadline", base.deadline_s),
         threads=options.get("threads"), tokenizer_threads=pick("tokenizer_threads", base.tokenizer_threads),
         cache_dir=options.get("cache_dir"), graceful_timeout_s=pick("graceful_timeout", base.graceful_timeout_s),

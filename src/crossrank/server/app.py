@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crossrank import __version__
-from crossrank.errors import InvalidInput
+from crossrank.errors import InvalidInput, Overloaded
 from crossrank.server import cohere, metarank, openai, tei, weaviate
 from crossrank.server.common import ClientGone
 from crossrank.server.config import ServerSettings
@@ -76,19 +76,19 @@ def _unpaired_surrogate(body: bytes) -> InvalidInput | None:
 
 
 class _Limits:
-    """ASGI middleware: body size limit (413), text that is not Unicode (422), request metrics,
-    dropped-client bookkeeping."""
+    """ASGI middleware: body size limit (413), a budget of request bodies held at once (429), text
+    that is not Unicode (422), request metrics, dropped-client bookkeeping."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.inflight = 0  # bytes of request bodies reserved by requests not finished (one event loop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
         max_body: int = scope["app"].state.settings.max_body_bytes  # read per request: settings can change
         too_large = PayloadTooLarge(f"the request body is larger than this server's limit of "
                                     f"{max_body} bytes (--max-body-bytes)")
@@ -103,30 +103,59 @@ class _Limits:
             await crossrank_response(too_large)(scope, receive, send)
             self._record(scope, 413, started)
             return
-        # read the whole body first (at most the limit), then replay it to the app
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self._record(scope, 499, started)
+        reserved = 0  # of the in-flight budget, released when the request ends
+        try:
+            try:
+                if declared is not None and declared.isdigit():
+                    reserved = self._reserve(int(declared), reserved, scope)
+                # read the whole body first (at most the limit), then replay it to the app
+                chunks: list[bytes] = []
+                size = 0
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        self._record(scope, 499, started)
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > max_body:
+                        await crossrank_response(too_large)(scope, receive, send)
+                        self._record(scope, 413, started)
+                        return
+                    if size > reserved:  # a chunked body, or more than it declared
+                        reserved = self._reserve(size, reserved, scope)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+            except Overloaded as busy:
+                self.metrics.error(busy.kind)
+                await crossrank_response(busy)(scope, receive, send)
+                self._record(scope, 429, started)
                 return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > max_body:
-                await crossrank_response(too_large)(scope, receive, send)
-                self._record(scope, 413, started)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+            await self._serve(scope, receive, send, b"".join(chunks), started)
+        finally:
+            self.inflight -= reserved
+
+    def _reserve(self, size: int, reserved: int, scope: Scope) -> int:
+        """Grow this request's share of the in-flight body budget to ``size`` bytes, or refuse."""
+        budget: int = scope["app"].state.settings.max_inflight_bytes
+        if self.inflight > reserved and self.inflight - reserved + size > budget:  # alone, it always runs
+            raise Overloaded(
+                f"the server holds {self.inflight - reserved} bytes of request bodies and a body of {size} more "
+                f"would pass its limit of {budget} (--max-inflight-bytes); retry later"
+            )
+        self.inflight += size - reserved
+        return size
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, body: bytes, started: float) -> None:
+        """Hand the request, its body read, to the app; answer what the app does not."""
         problem = _unpaired_surrogate(body)
         if problem is not None:
             self.metrics.error(problem.kind)
             await crossrank_response(problem)(scope, receive, send)
             self._record(scope, 422, started)
             return
+        status = {"code": 500}
         replayed = False
 
         async def replay() -> Message:

@@ -61,6 +61,7 @@ class ServerSettings:
     port: int = 8080
     api_key: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    max_inflight_bytes: int = 128 * 1024 * 1024
     max_documents: int = 10000
     deadline_s: float = 30.0
     threads: int | None = None
@@ -78,7 +79,8 @@ class ServerSettings:
 
         if not number(self.port, True) or not 0 <= self.port <= 65535:
             raise InvalidInput(f"--port must be a whole number from 0 to 65535 (0: any free port), got {self.port!r}")
-        for flag, count in (("--max-body-bytes", self.max_body_bytes), ("--max-documents", self.max_documents),
+        for flag, count in (("--max-body-bytes", self.max_body_bytes), ("--max-inflight-bytes", self.max_inflight_bytes),
+                            ("--max-documents", self.max_documents),
                             ("--tokenizer-threads", self.tokenizer_threads)):
             if not number(count, True) or count < 1:
                 raise InvalidInput(f"{flag} must be a whole number >= 1, got {count!r}")
