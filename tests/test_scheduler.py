@@ -119,7 +119,7 @@ def _held_then_queued(model: GatedModel, scheduler: CrossScheduler, requests: li
         first = asyncio.ensure_future(scheduler.score(requests[0]))
         await asyncio.to_thread(model.entered.wait, 30)
         rest = [asyncio.ensure_future(scheduler.score(p)) for p in requests[1:]]
-        while len(scheduler._pending) < sum(len(p) for p in requests[1:]):  # tokenized and queued
+        while scheduler.queued < sum(len(p) for p in requests[1:]):  # tokenized and queued
             await asyncio.sleep(0.01)
         model.gate.set()
         return list(await asyncio.gather(first, *rest))
@@ -206,9 +206,9 @@ def test_deadline_and_cancellation_drop_queued_work(bert_reranker: Reranker) -> 
             await scheduler.score(pairs_of(DOCS), deadline=time.monotonic() + 0.2)
         except DeadlineExceeded as exc:
             late = exc
-        queued = len(scheduler._pending)  # the expired rows, unless they expired while tokenizing
+        queued = scheduler.queued  # the expired rows, unless they expired while tokenizing
         gone = asyncio.ensure_future(scheduler.score(pairs_of(DOCS)))
-        while len(scheduler._pending) < queued + len(DOCS):  # these rows, queued
+        while scheduler.queued < queued + len(DOCS):  # these rows, queued
             await asyncio.sleep(0.01)
         gone.cancel()  # as the server does when the client disconnects
         with contextlib.suppress(asyncio.CancelledError):
@@ -242,3 +242,158 @@ def test_encoder_scheduler_matches_the_encoder(minilm_encoder: Encoder) -> None:
         assert vectors.shape == (len(texts), minilm_encoder.dim)
         if texts:
             np.testing.assert_allclose(vectors, minilm_encoder.embed(texts), atol=1e-5)
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: Reranker, batching: bool) -> None:
+    """Rows used to be served first come, first served, so two documents sent just after
+    6,000 titles waited 17 s for all of them. The shortest remaining work now goes first: the
+    small request is done within the first window of 8 rows, not after the large one's 70."""
+    model = GatedModel(bert_reranker)
+    scheduler, _ = make(model, batching=batching, window=8)
+    big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2])
+    rows_run_when_done: dict[str, int] = {}
+
+    async def main() -> list[Any]:
+        model.gate.clear()
+        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
+        await asyncio.to_thread(model.entered.wait, 30)
+        tasks = []
+        for name, pairs in (("big", big), ("small", small)):
+            queued = scheduler.queued
+            task = asyncio.ensure_future(scheduler.score(pairs))
+            task.add_done_callback(lambda _, name=name: rows_run_when_done.setdefault(name, model.rows_seen))
+            tasks.append(task)
+            while scheduler.queued < queued + len(pairs):  # tokenized and queued, in this order
+                await asyncio.sleep(0.01)
+        model.gate.set()
+        await first
+        return list(await asyncio.gather(*tasks))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    # the held batch, the first window, and one more the inference thread may start before the
+    # event loop sees the result (first come, first served: after all 70 rows of the large one)
+    assert rows_run_when_done["small"] <= 1 + 2 * 8
+    assert rows_run_when_done["big"] == 1 + len(big) + len(small)
+    for pairs, result in zip((big, small), results):
+        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+
+
+class GatedEncoder:
+    """The real encoder, whose calls can be held at a gate."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.dim = encoder.dim
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.texts_seen = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.entered.set()
+        self.gate.wait(30)
+        self.texts_seen += len(texts)
+        return self.encoder.embed(texts)
+
+
+def test_a_large_embedding_request_does_not_hold_up_a_small_one(minilm_encoder: Encoder) -> None:
+    encoder = GatedEncoder(minilm_encoder)
+    scheduler = EncoderScheduler("minilm", encoder, BatchSettings(batch_size=4, window=8))  # type: ignore[arg-type]
+    big, small = DOCS * 10, DOCS[:2]
+    texts_run_when_done: dict[str, int] = {}
+
+    async def main() -> list[Any]:
+        first = asyncio.ensure_future(scheduler.embed(DOCS[:1]))
+        await asyncio.to_thread(encoder.entered.wait, 30)
+        tasks = []
+        for name, texts in (("big", big), ("small", small)):
+            task = asyncio.ensure_future(scheduler.embed(texts))
+            task.add_done_callback(lambda _, name=name: texts_run_when_done.setdefault(name, encoder.texts_seen))
+            tasks.append(task)
+        while scheduler.queued < len(big) + len(small):
+            await asyncio.sleep(0.01)
+        encoder.gate.set()
+        await first
+        return list(await asyncio.gather(*tasks))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    assert texts_run_when_done["small"] <= 1 + 2 * 8  # the first window, plus one started meanwhile
+    assert texts_run_when_done["big"] == 1 + len(big) + len(small)
+    for texts, vectors in zip((big, small), results):
+        np.testing.assert_allclose(vectors, minilm_encoder.embed(texts), atol=1e-5)
+
+
+def test_a_request_arriving_during_a_long_window_runs_at_the_next_batch(bert_reranker: Reranker) -> None:
+    """A look-ahead window of long passages takes seconds (256 rows of 512 tokens: about 15 s
+    here); a request that arrives meanwhile no longer waits for all of it. The window's
+    unrun rows go back to their request, and the newcomer's rows run in the next batch."""
+    model = GatedModel(bert_reranker)
+    scheduler, _ = make(model, window=64)
+    big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2])  # 70 rows: a window of 64, 16 batches
+    rows_run_when_done: dict[str, int] = {}
+
+    async def main() -> list[Any]:
+        model.gate.clear()
+        tasks = []
+        for name, pairs in (("big", big), ("small", small)):
+            task = asyncio.ensure_future(scheduler.score(pairs))
+            task.add_done_callback(lambda _, name=name: rows_run_when_done.setdefault(name, model.rows_seen))
+            tasks.append(task)
+            if name == "big":
+                await asyncio.to_thread(model.entered.wait, 30)  # its first batch is running
+        while scheduler.queued < len(big) - 64 + len(small):
+            await asyncio.sleep(0.01)
+        model.gate.set()
+        return list(await asyncio.gather(*tasks))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    # the running batch, the next two (the newcomer's rows, if they differ in length), and one
+    # the inference thread may start before the event loop sees the result; without the
+    # hand-back, at least 64 + 2
+    assert rows_run_when_done["small"] <= 4 * 4
+    assert rows_run_when_done["big"] == len(big) + len(small)
+    for pairs, result in zip((big, small), results):
+        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+
+
+def test_requests_of_one_size_are_served_in_arrival_order(bert_reranker: Reranker) -> None:
+    """Shortest-first must not turn into taking turns: with equal requests, taking turns would
+    finish all of them late; serving them in order finishes the first one a third of the way."""
+    model = GatedModel(bert_reranker)
+    scheduler, _ = make(model, window=8)
+    requests = {name: pairs_of(DOCS * 3) for name in "abc"}  # 21 rows each
+    rows_run_when_done: dict[str, int] = {}
+
+    async def main() -> list[Any]:
+        model.gate.clear()
+        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
+        await asyncio.to_thread(model.entered.wait, 30)
+        tasks = []
+        for name, pairs in requests.items():
+            queued = scheduler.queued
+            task = asyncio.ensure_future(scheduler.score(pairs))
+            task.add_done_callback(lambda _, name=name: rows_run_when_done.setdefault(name, model.rows_seen))
+            tasks.append(task)
+            while scheduler.queued < queued + len(pairs):  # in this order
+                await asyncio.sleep(0.01)
+        model.gate.set()
+        await first
+        return list(await asyncio.gather(*tasks))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    assert rows_run_when_done["a"] <= 1 + 24 + 4  # its three windows, plus one batch started meanwhile
+    assert rows_run_when_done["a"] <= rows_run_when_done["b"] <= rows_run_when_done["c"] == 1 + 63
+    for pairs, result in zip(requests.values(), results):
+        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)

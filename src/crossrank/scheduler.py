@@ -3,12 +3,16 @@
 The path of a rerank request::
 
     score(pairs) --(tokenizer thread)--> EncodedRows --> queue of rows (bounded, in pairs)
-        --(inference thread)--> look-ahead window, sorted by length, packed by token budget
+        --(inference thread)--> look-ahead window, filled shortest request first,
+        sorted by length, packed by token budget
         --> Reranker.infer(rows) per batch --> logits scattered back to each request, in order
 
 Tokenization runs on its own thread, so the rows of request n+1 are encoded while batch n
 runs in ONNX Runtime (which releases the GIL). Rows from different requests share batches;
-a request larger than one batch is split and reassembled. The queue is bounded: when it is
+a request larger than one batch is split and reassembled. Windows are filled shortest
+remaining work first, and a request that arrives while a window runs is considered at the
+next batch: a request of thousands of rows no longer holds the small ones behind it until it
+is done, while requests of one size are still served in arrival order. The queue is bounded: when it is
 full, :class:`~crossrank.errors.Overloaded` is raised at once (the server answers 429). A
 request past its deadline, or whose client left, is cancelled: its queued rows are dropped.
 A batch that fails fails every request waiting on it.
@@ -23,7 +27,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,10 +76,20 @@ class _Job:
         self.loop = loop
         self.future = future
         self.cancelled = False
+        self.units = 0  # rows (or texts) to run
+        self.taken = 0  # units handed to the inference thread, in order
+        self.returned: list[int] = []  # units handed over and given back unrun, run first
+        self.waiting = False  # in the scheduler's list of jobs with units to hand over
+        self.arrival = 0  # the scheduler's count of jobs queued before this one
         self.remaining = 0
         self.out: np.ndarray | None = None
         self.rows: EncodedRows | None = None
         self.texts: list[str] = []
+
+    @property
+    def pending(self) -> int:
+        """Units not handed to the inference thread (or given back)."""
+        return self.units - self.taken + len(self.returned)
 
     def resolve(self, value: Any) -> None:
         self.loop.call_soon_threadsafe(_set_result, self.future, value)
@@ -124,6 +137,9 @@ class _Base:
         self.settings = settings
         self.observer = observer
         self.queue = _Queue(settings.max_queue)
+        self._jobs: list[_Job] = []  # jobs with units to hand to the inference thread
+        self._arrivals = 0
+        self._arrived = False  # a job was queued since the last window was taken
         self._cond = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._run, name=f"crossrank-infer-{name}", daemon=True)
@@ -133,6 +149,72 @@ class _Base:
     def depth(self) -> int:
         """Units (pairs or texts) admitted and not yet finished."""
         return self.queue.admitted
+
+    @property
+    def queued(self) -> int:
+        """Units (rows or texts) waiting for the inference thread."""
+        with self._cond:
+            return sum(job.pending for job in self._jobs if not job.cancelled)
+
+    def _enqueue(self, job: _Job) -> None:
+        with self._cond:
+            self._arrivals += 1
+            job.arrival = self._arrivals
+            job.waiting = True
+            self._jobs.append(job)
+            self._arrived = True
+            self._cond.notify()
+
+    def _take(self) -> list[tuple[_Job, list[int]]] | None:
+        """The next look-ahead window, as (job, units) pieces; None once closed.
+
+        Shortest remaining work first: the jobs with the fewest units left fill the window
+        first (earliest arrival first among equals). Requests of one size are then served
+        in arrival order, and a small request does not wait behind a large one; a large
+        request runs when no smaller work waits (under overload, until its deadline).
+        Without batching a window holds one job's units.
+        """
+        with self._cond:
+            while not self._jobs and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                for job in self._jobs:
+                    job.fail(Overloaded("the server is shutting down"))
+                self._jobs.clear()
+                return None
+            self._arrived = False
+            self._jobs.sort(key=lambda job: (job.pending, job.arrival))
+            pieces: list[tuple[_Job, list[int]]] = []
+            count = 0
+            for job in self._jobs:
+                if count >= self.settings.window:
+                    break
+                if job.cancelled:
+                    continue
+                share = self.settings.window - count
+                units, job.returned = job.returned[:share], job.returned[share:]
+                end = min(job.units, job.taken + share - len(units))
+                units.extend(range(job.taken, end))
+                job.taken = end
+                pieces.append((job, units))
+                count += len(units)
+                if not self.settings.batching:
+                    break
+            for job in self._jobs:
+                job.waiting = job.pending > 0 and not job.cancelled
+            self._jobs = [job for job in self._jobs if job.waiting]
+            return pieces
+
+    def _give_back(self, pieces: Sequence[tuple[_Job, int]]) -> None:
+        """Return taken, unrun units to their jobs; they run first at the job's next window."""
+        with self._cond:
+            for job, unit in pieces:
+                if job.cancelled:
+                    continue
+                job.returned.append(unit)
+                if not job.waiting:
+                    job.waiting = True
+                    self._jobs.append(job)
 
     def close(self) -> None:
         """Stop the inference thread; queued work is failed."""
@@ -175,7 +257,6 @@ class CrossScheduler(_Base):
         tokenizer_threads: int = 1,
     ) -> None:
         self.reranker = reranker
-        self._pending: deque[tuple[_Job, int]] = deque()  # (job, row index) in arrival order
         self._tokenize_pool = ThreadPoolExecutor(tokenizer_threads, thread_name_prefix=f"crossrank-tok-{name}")
         super().__init__(name, settings, observer)
 
@@ -212,45 +293,30 @@ class CrossScheduler(_Base):
             raise
         job.rows = rows
         job.out = np.empty(len(rows.ids), dtype=np.float64)
-        job.remaining = len(rows.ids)
-        with self._cond:
-            self._pending.extend((job, i) for i in range(len(rows.ids)))
-            self._cond.notify()
+        job.units = job.remaining = len(rows.ids)
+        self._enqueue(job)
         logits = await self._wait(job, deadline)
         return Scores(activate(max_per_owner(logits, rows.owner, len(pairs)), act), rows.truncated)
 
     # -- the inference thread ------------------------------------------------------------------
-    def _take_window(self) -> list[tuple[_Job, int]] | None:
-        with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                for job, _ in self._pending:
-                    job.fail(Overloaded("the server is shutting down"))
-                self._pending.clear()
-                return None
-            window: list[tuple[_Job, int]] = []
-            first = self._pending[0][0]
-            while self._pending and len(window) < self.settings.window:
-                job, row = self._pending[0]
-                if not self.settings.batching and job is not first:
-                    break
-                self._pending.popleft()
-                if not job.cancelled:
-                    window.append((job, row))
-            return window
-
     def _run(self) -> None:
         while True:
-            window = self._take_window()
-            if window is None:
+            pieces = self._take()
+            if pieces is None:
                 return
+            window = [(job, row) for job, rows in pieces for row in rows]
             if not window:
                 continue
             try:
                 lengths = np.fromiter((len(job.rows.ids[row]) for job, row in window),  # type: ignore[union-attr]
                                       dtype=np.int64, count=len(window))
-                for batch in plan_batches(lengths, self.settings.batch_size, self.settings.max_batch_tokens):
+                batches = plan_batches(lengths, self.settings.batch_size, self.settings.max_batch_tokens)
+                batches.sort(key=lambda batch: int(batch.min()))  # the first jobs' rows first
+                for done, batch in enumerate(batches):
+                    if done and self._arrived and self.settings.batching:
+                        # a request came in: if it is smaller, it goes first, not after this window
+                        self._give_back([window[i] for rest in batches[done:] for i in rest])
+                        break
                     members = [window[i] for i in batch if not window[i][0].cancelled]
                     if members:
                         self._run_batch(members)
@@ -294,8 +360,8 @@ class CrossScheduler(_Base):
 class EncoderScheduler(_Base):
     """Batches texts of concurrent embedding requests for one ``Encoder``.
 
-    Waiting requests are concatenated (up to ``window`` texts) into one ``Encoder.embed``
-    call, which tokenizes, length-sorts and batches them, and the rows are split back.
+    Waiting requests, shortest first, fill a window of up to ``window`` texts, which one ``Encoder.embed`` call tokenizes, length-sorts and batches;
+    the rows are split back to their requests.
     """
 
     def __init__(
@@ -307,7 +373,6 @@ class EncoderScheduler(_Base):
         observer: BatchObserver | None = None,
     ) -> None:
         self.encoder = encoder
-        self._jobs: deque[_Job] = deque()
         super().__init__(name, settings, observer)
 
     async def embed(self, texts: Sequence[str], *, deadline: float | None = None) -> np.ndarray:
@@ -320,50 +385,35 @@ class EncoderScheduler(_Base):
         loop = asyncio.get_running_loop()
         job = _Job(len(texts), loop, loop.create_future())
         job.texts = list(texts)
-        with self._cond:
-            self._jobs.append(job)
-            self._cond.notify()
+        job.out = np.empty((len(texts), self.encoder.dim), dtype=np.float32)
+        job.units = job.remaining = len(texts)
+        self._enqueue(job)
         result: np.ndarray = await self._wait(job, deadline)
         return result
 
-    def _take(self) -> list[_Job] | None:
-        with self._cond:
-            while not self._jobs and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                for job in self._jobs:
-                    job.fail(Overloaded("the server is shutting down"))
-                self._jobs.clear()
-                return None
-            taken: list[_Job] = []
-            count = 0
-            while self._jobs and (not taken or (self.settings.batching and count + self._jobs[0].size <= self.settings.window)):
-                job = self._jobs.popleft()
-                if not job.cancelled:
-                    taken.append(job)
-                    count += job.size
-            return taken
-
     def _run(self) -> None:
         while True:
-            jobs = self._take()
-            if jobs is None:
+            pieces = self._take()
+            if pieces is None:
                 return
-            if not jobs:
+            if not pieces:
                 continue
-            texts = [text for job in jobs for text in job.texts]
+            texts = [job.texts[i] for job, units in pieces for i in units]
             started = time.perf_counter()
             try:
                 vectors = self.encoder.embed(texts)
             except Exception as exc:
                 log.exception("embedding failed for %d texts on model %s", len(texts), self.name)
                 error = exc if isinstance(exc, CrossrankError) else ModelError("embedding failed on this batch")
-                for job in jobs:
+                for job in {id(job): job for job, _ in pieces}.values():
                     job.fail(error)
                 continue
             if self.observer is not None:
                 self.observer(len(texts), 0, time.perf_counter() - started)
-            start = 0
-            for job in jobs:
-                job.resolve(vectors[start : start + job.size])
-                start += job.size
+            offset = 0
+            for job, units in pieces:
+                job.out[units] = vectors[offset : offset + len(units)]  # type: ignore[index]
+                offset += len(units)
+                job.remaining -= len(units)
+                if job.remaining == 0 and not job.cancelled:
+                    job.resolve(job.out)
