@@ -193,6 +193,38 @@ def test_a_full_queue_refuses_at_once_and_a_lone_big_request_still_runs(bert_rer
     assert scheduler.depth == 0
 
 
+def test_the_queue_counts_the_windows_a_document_is_cut_into(bert_reranker: Reranker) -> None:
+    """One pair can become thousands of rows (a 940 kB document, `max_chunks_per_doc`); the queue
+    bound used to count it as one. Its windows count once tokenized; alone it still runs."""
+    model = GatedModel(bert_reranker)
+    scheduler, _ = make(model, max_queue=8)
+    long_pair = [(QUERY, "crocs clog sandal boot leather " * 900)]  # far more than 8 windows
+    assert len(bert_reranker.encode(long_pair, long_documents="window").ids) > 8
+
+    async def main() -> tuple[Any, Any]:
+        model.gate.clear()
+        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:3])))
+        await asyncio.to_thread(model.entered.wait, 30)
+        refused: Any = None
+        try:
+            await scheduler.score(long_pair, long_documents="window")  # 1 pair: admitted, then its rows
+        except Overloaded as exc:
+            refused = exc
+        model.gate.set()
+        await first
+        alone = await scheduler.score(long_pair, long_documents="window")
+        return refused, alone
+
+    try:
+        refused, alone = asyncio.run(main())
+    finally:
+        scheduler.close()
+    assert isinstance(refused, Overloaded)
+    expected = bert_reranker.score_details(long_pair, long_documents="window")
+    np.testing.assert_allclose(alone.values, expected.values, rtol=1e-6)
+    assert scheduler.depth == 0
+
+
 def test_deadline_and_cancellation_drop_queued_work(bert_reranker: Reranker) -> None:
     model = GatedModel(bert_reranker)
     scheduler, _ = make(model)

@@ -2,7 +2,7 @@
 
 The path of a rerank request::
 
-    score(pairs) --(tokenizer thread)--> EncodedRows --> queue of rows (bounded, in pairs)
+    score(pairs) --(tokenizer thread)--> EncodedRows --> queue of rows (bounded, in rows)
         --(inference thread)--> look-ahead window, filled shortest request first,
         sorted by length, packed by token budget
         --> Reranker.infer(rows) per batch --> logits scattered back to each request, in order
@@ -53,7 +53,8 @@ class BatchSettings:
     ``batch_size`` rows at most per model call and ``max_batch_tokens`` tokens counting
     padding (rows x longest row). ``window`` rows are looked at ahead of each packing and
     sorted by length, so similar lengths share a batch (less padding). ``max_queue`` bounds
-    the pairs admitted and not finished; beyond it requests are refused (429). With
+    the pairs (or texts) admitted and not finished, counting each window of a document cut
+    into windows; beyond it requests are refused (429). With
     ``batching=False`` a batch never mixes requests (for comparison and debugging).
     """
 
@@ -72,7 +73,7 @@ class _Job:
     """One request's work: its rows, where their results go, and its cancellation flag."""
 
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
-        self.size = size  # admitted units (pairs or texts), returned to the queue budget at the end
+        self.size = size  # admitted units (pairs or texts, then rows), returned to the queue budget at the end
         self.loop = loop
         self.future = future
         self.cancelled = False
@@ -117,10 +118,11 @@ class _Queue:
     admitted: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def admit(self, size: int) -> None:
+    def admit(self, size: int, held: int = 0) -> None:
+        """Admit ``size`` more units for a request that holds ``held`` already, or refuse."""
         with self.lock:
             # a request bigger than the whole queue still runs when it is alone
-            if self.admitted and self.admitted + size > self.capacity:
+            if self.admitted > held and self.admitted + size > self.capacity:
                 raise Overloaded(
                     f"the queue is full ({self.admitted} items waiting, capacity {self.capacity}); retry later"
                 )
@@ -291,6 +293,14 @@ class CrossScheduler(_Base):
         except BaseException:
             self.queue.release(job.size)
             raise
+        windows = len(rows.ids) - len(pairs)  # documents cut into windows: the queue counts rows
+        if windows > 0:
+            try:
+                self.queue.admit(windows, held=job.size)
+            except Overloaded:
+                self.queue.release(job.size)
+                raise
+            job.size += windows
         job.rows = rows
         job.out = np.empty(len(rows.ids), dtype=np.float64)
         job.units = job.remaining = len(rows.ids)

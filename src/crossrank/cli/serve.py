@@ -72,7 +72,8 @@ def register(sub: Any) -> None:
     limits.add_argument("--max-documents", type=int, help="most pairs or texts in one request; more gets 413. "
                         "Large requests are split into batches internally (default: 10000) "
                         "[CROSSRANK_MAX_DOCUMENTS]")
-    limits.add_argument("--max-queue", type=int, help="pairs admitted per model and not yet scored; beyond "
+    limits.add_argument("--max-queue", type=int, help="pairs admitted per model and not yet scored (a document "
+                        "cut into windows counts each window); beyond "
                         "it requests get 429 at once. Higher absorbs bursts, but queued work waits longer "
                         "(default: 20000) [CROSSRANK_MAX_QUEUE]")
     limits.add_argument("--deadline", type=float, help="seconds a request may take before 504 and "
