@@ -82,8 +82,9 @@ def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if self._drain_timer is None:
-                self._watch_drain(None)
+            if self._drain_timer is not None:  # a pipelined answer joins the unsent bytes: measure afresh
+                self._drain_timer.cancel()
+            self._watch_drain(None)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_read_timer()
