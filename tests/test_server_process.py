@@ -393,7 +393,8 @@ def test_stalled_clients_are_cut_off_and_cannot_hold_sockets(model_cache: Path, 
     # started with a soft limit of 256 open files (one per connection), as many systems start
     # services with 1,024; the server lifts it to the hard limit
     low_limit = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
-                 "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard)); os.execv(sys.argv[1], sys.argv[1:])")
+                 "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard)); "
+                 "os.execv(sys.argv[1], sys.argv[1:])")
     server.args = [sys.executable, "-c", low_limit, *server.args]
     with server:
         limits = Path(f"/proc/{server.pid()}/limits").read_text()

@@ -12,8 +12,8 @@ runs in ONNX Runtime (which releases the GIL). Rows from different requests shar
 a request larger than one batch is split and reassembled. Windows are filled shortest
 remaining work first, and a request that arrives while a window runs is considered at the
 next batch: a request of thousands of rows no longer holds the small ones behind it until it
-is done, while requests of one size are still served in arrival order. The queue is bounded: when it is
-full, :class:`~crossrank.errors.Overloaded` is raised at once (the server answers 429). A
+is done, while requests of one size are still served in arrival order. The queue is bounded:
+when it is full, :class:`~crossrank.errors.Overloaded` is raised at once (429). A
 request past its deadline, or whose client left, is cancelled: its queued rows are dropped.
 A batch that fails fails every request waiting on it.
 
@@ -370,8 +370,9 @@ class CrossScheduler(_Base):
 class EncoderScheduler(_Base):
     """Batches texts of concurrent embedding requests for one ``Encoder``.
 
-    Waiting requests, shortest first, fill a window of up to ``window`` texts, which one ``Encoder.embed`` call tokenizes, length-sorts and batches;
-    the rows are split back to their requests.
+    Waiting requests, shortest first, fill a window of up to ``window`` texts, which one
+    ``Encoder.embed`` call tokenizes, length-sorts and batches; the rows are split back to
+    their requests.
     """
 
     def __init__(
