@@ -276,14 +276,11 @@ def test_encoder_scheduler_matches_the_encoder(minilm_encoder: Encoder) -> None:
             np.testing.assert_allclose(vectors, minilm_encoder.embed(texts), atol=1e-5)
 
 
-@pytest.mark.parametrize("batching", [True, False])
-def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: Reranker, batching: bool) -> None:
-    """Rows used to be served first come, first served, so two documents sent just after
-    6,000 titles waited 17 s for all of them. The shortest remaining work now goes first: the
-    small request is done within the first window of 8 rows, not after the large one's 70."""
-    model = GatedModel(bert_reranker)
-    scheduler, _ = make(model, batching=batching, window=8)
-    big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2])
+def _queued_in_order_behind_a_held_batch(
+    model: GatedModel, scheduler: CrossScheduler, requests: dict[str, list[tuple[str, str]]]
+) -> tuple[list[Any], dict[str, int]]:
+    """Hold a one-row request's batch at the gate, queue ``requests`` behind it one after the
+    other, then release: their results, and how many rows the model had run when each was done."""
     rows_run_when_done: dict[str, int] = {}
 
     async def main() -> list[Any]:
@@ -291,7 +288,7 @@ def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: R
         first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
         await asyncio.to_thread(model.entered.wait, 30)
         tasks = []
-        for name, pairs in (("big", big), ("small", small)):
+        for name, pairs in requests.items():
             queued = scheduler.queued
             task = asyncio.ensure_future(scheduler.score(pairs))
             task.add_done_callback(lambda _, name=name: rows_run_when_done.setdefault(name, model.rows_seen))
@@ -303,9 +300,20 @@ def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: R
         return list(await asyncio.gather(*tasks))
 
     try:
-        results = asyncio.run(main())
+        return asyncio.run(main()), rows_run_when_done
     finally:
         scheduler.close()
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: Reranker, batching: bool) -> None:
+    """Rows used to be served first come, first served, so two documents sent just after
+    6,000 titles waited 17 s for all of them. The shortest remaining work now goes first: the
+    small request is done within the first window of 8 rows, not after the large one's 70."""
+    model = GatedModel(bert_reranker)
+    scheduler, _ = make(model, batching=batching, window=8)
+    big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2])
+    results, rows_run_when_done = _queued_in_order_behind_a_held_batch(model, scheduler, {"big": big, "small": small})
     # the held batch, the first window, and one more the inference thread may start before the
     # event loop sees the result (first come, first served: after all 70 rows of the large one)
     assert rows_run_when_done["small"] <= 1 + 2 * 8
@@ -403,28 +411,7 @@ def test_requests_of_one_size_are_served_in_arrival_order(bert_reranker: Reranke
     model = GatedModel(bert_reranker)
     scheduler, _ = make(model, window=8)
     requests = {name: pairs_of(DOCS * 3) for name in "abc"}  # 21 rows each
-    rows_run_when_done: dict[str, int] = {}
-
-    async def main() -> list[Any]:
-        model.gate.clear()
-        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
-        await asyncio.to_thread(model.entered.wait, 30)
-        tasks = []
-        for name, pairs in requests.items():
-            queued = scheduler.queued
-            task = asyncio.ensure_future(scheduler.score(pairs))
-            task.add_done_callback(lambda _, name=name: rows_run_when_done.setdefault(name, model.rows_seen))
-            tasks.append(task)
-            while scheduler.queued < queued + len(pairs):  # in this order
-                await asyncio.sleep(0.01)
-        model.gate.set()
-        await first
-        return list(await asyncio.gather(*tasks))
-
-    try:
-        results = asyncio.run(main())
-    finally:
-        scheduler.close()
+    results, rows_run_when_done = _queued_in_order_behind_a_held_batch(model, scheduler, requests)
     assert rows_run_when_done["a"] <= 1 + 24 + 4  # its three windows, plus one batch started meanwhile
     assert rows_run_when_done["a"] <= rows_run_when_done["b"] <= rows_run_when_done["c"] == 1 + 63
     for pairs, result in zip(requests.values(), results):
