@@ -197,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
     require("fastapi", "server", "crossrank serve")
     from crossrank.server.app import create_app
     from crossrank.server.config import ModelEntry, model_entry, read_config
-    from crossrank.server.metrics import Metrics
     from crossrank.server.connections import protocol_class, raise_open_files_limit
+    from crossrank.server.metrics import Metrics
     from crossrank.server.state import load_served_models
 
     config = args.config if args.config is not None else _env("CROSSRANK_CONFIG")

@@ -22,11 +22,11 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crossrank import __version__
-from crossrank.errors import InvalidInput, Overloaded
+from crossrank.errors import CrossrankError, InvalidInput, Overloaded
 from crossrank.server import cohere, metarank, openai, tei, weaviate
 from crossrank.server.common import ClientGone
 from crossrank.server.config import ServerSettings
-from crossrank.server.errors import PayloadTooLarge, crossrank_response, install_handlers, internal_error
+from crossrank.server.errors import PayloadTooLarge, crossrank_response, install_handlers, internal_error, status_of
 from crossrank.server.metrics import Metrics
 from crossrank.server.state import ServedModels
 from crossrank.texts import may_hold_surrogates, surrogate_in
@@ -128,9 +128,7 @@ class _Limits:
                     if not message.get("more_body", False):
                         break
             except Overloaded as busy:
-                self.metrics.error(busy.kind)
-                await crossrank_response(busy)(scope, receive, send)
-                self._record(scope, 429, started)
+                await self._refuse(busy, scope, receive, send, started)
                 return
             await self._serve(scope, receive, send, b"".join(chunks), started)
         finally:
@@ -151,9 +149,7 @@ class _Limits:
         """Hand the request, its body read, to the app; answer what the app does not."""
         problem = _unpaired_surrogate(body)
         if problem is not None:
-            self.metrics.error(problem.kind)
-            await crossrank_response(problem)(scope, receive, send)
-            self._record(scope, 422, started)
+            await self._refuse(problem, scope, receive, send, started)
             return
         status = {"code": 500}
         replayed = False
@@ -189,6 +185,12 @@ class _Limits:
                 raise  # half a response is out: only closing the connection can end it
             await internal_error()(scope, replay, tracking_send)
         self._record(scope, status["code"], started)
+
+    async def _refuse(self, exc: CrossrankError, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        """Answer ``exc`` without calling the app, counted as an error of its kind."""
+        self.metrics.error(exc.kind)
+        await crossrank_response(exc)(scope, receive, send)
+        self._record(scope, status_of(exc), started)
 
     def _record(self, scope: Scope, status: int, started: float) -> None:
         route = scope.get("route")
