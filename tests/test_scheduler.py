@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ class GatedModel:
         self.entered = threading.Event()
         self.fail = False
         self.rows_seen = 0
+        self.calls: list[list[tuple[int, ...]]] = []  # the rows of each model call, in order
 
     def encode(self, pairs: Sequence[tuple[str, str]], **options: Any) -> EncodedRows:
         return self.reranker.encode(pairs, **options)
@@ -52,9 +54,24 @@ class GatedModel:
         self.entered.set()
         self.gate.wait(30)
         self.rows_seen += len(rows.ids)
+        self.calls.append([tuple(ids) for ids in rows.ids])
         if self.fail:
             raise RuntimeError("the model crashed")
         return self.reranker.infer(rows, index)
+
+
+def run_until_done(calls: Sequence[Sequence[Any]], mine: Sequence[Any]) -> int:
+    """How many rows (or texts) the model had run when the last of ``mine`` had run."""
+    left = Counter(mine)
+    total = 0
+    for call in calls:
+        total += len(call)
+        for item in call:
+            if left[item]:
+                left[item] -= 1
+        if not +left:
+            return total
+    raise AssertionError("some rows never ran")
 
 
 def pairs_of(docs: Sequence[str], query: str = QUERY) -> list[tuple[str, str]]:
@@ -280,19 +297,17 @@ def _queued_in_order_behind_a_held_batch(
     model: GatedModel, scheduler: CrossScheduler, requests: dict[str, list[tuple[str, str]]]
 ) -> tuple[list[Any], dict[str, int]]:
     """Hold a one-row request's batch at the gate, queue ``requests`` behind it one after the
-    other, then release: their results, and how many rows the model had run when each was done."""
-    rows_run_when_done: dict[str, int] = {}
+    other, then release: their results, and how many rows the model had run when each was done
+    (the requests' rows must differ from each other's)."""
 
     async def main() -> list[Any]:
         model.gate.clear()
         first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
         await asyncio.to_thread(model.entered.wait, 30)
         tasks = []
-        for name, pairs in requests.items():
+        for pairs in requests.values():
             queued = scheduler.queued
-            task = asyncio.ensure_future(scheduler.score(pairs))
-            task.add_done_callback(lambda _, name=name: rows_run_when_done.setdefault(name, model.rows_seen))
-            tasks.append(task)
+            tasks.append(asyncio.ensure_future(scheduler.score(pairs)))
             while scheduler.queued < queued + len(pairs):  # tokenized and queued, in this order
                 await asyncio.sleep(0.01)
         model.gate.set()
@@ -300,23 +315,25 @@ def _queued_in_order_behind_a_held_batch(
         return list(await asyncio.gather(*tasks))
 
     try:
-        return asyncio.run(main()), rows_run_when_done
+        results = asyncio.run(main())
     finally:
         scheduler.close()
+    done = {name: run_until_done(model.calls, [tuple(ids) for ids in model.encode(pairs).ids])
+            for name, pairs in requests.items()}
+    return results, done
 
 
 @pytest.mark.parametrize("batching", [True, False])
 def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: Reranker, batching: bool) -> None:
     """Rows used to be served first come, first served, so two documents sent just after
-    6,000 titles waited 17 s for all of them. The shortest remaining work now goes first: the
+    6,000 titles waited 14-17 s for all of them. The shortest remaining work now goes first: the
     small request is done within the first window of 8 rows, not after the large one's 70."""
     model = GatedModel(bert_reranker)
     scheduler, _ = make(model, batching=batching, window=8)
-    big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2])
+    big, small = pairs_of(DOCS * 10, "crocs for sale"), pairs_of(DOCS[:2], "boots")
     results, rows_run_when_done = _queued_in_order_behind_a_held_batch(model, scheduler, {"big": big, "small": small})
-    # the held batch, the first window, and one more the inference thread may start before the
-    # event loop sees the result (first come, first served: after all 70 rows of the large one)
-    assert rows_run_when_done["small"] <= 1 + 2 * 8
+    # the held batch and the first window (first come, first served: after all 70 rows of the large one)
+    assert rows_run_when_done["small"] <= 1 + 8
     assert rows_run_when_done["big"] == 1 + len(big) + len(small)
     for pairs, result in zip((big, small), results):
         np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
@@ -330,29 +347,26 @@ class GatedEncoder:
         self.dim = encoder.dim
         self.gate = threading.Event()
         self.entered = threading.Event()
-        self.texts_seen = 0
+        self.calls: list[list[str]] = []
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.entered.set()
         self.gate.wait(30)
-        self.texts_seen += len(texts)
+        self.calls.append(list(texts))
         return self.encoder.embed(texts)
 
 
 def test_a_large_embedding_request_does_not_hold_up_a_small_one(minilm_encoder: Encoder) -> None:
     encoder = GatedEncoder(minilm_encoder)
     scheduler = EncoderScheduler("minilm", encoder, BatchSettings(batch_size=4, window=8))  # type: ignore[arg-type]
-    big, small = DOCS * 10, DOCS[:2]
-    texts_run_when_done: dict[str, int] = {}
+    big, small = DOCS * 10, ["boots", "rain boots"]
 
     async def main() -> list[Any]:
         first = asyncio.ensure_future(scheduler.embed(DOCS[:1]))
         await asyncio.to_thread(encoder.entered.wait, 30)
         tasks = []
-        for name, texts in (("big", big), ("small", small)):
-            task = asyncio.ensure_future(scheduler.embed(texts))
-            task.add_done_callback(lambda _, name=name: texts_run_when_done.setdefault(name, encoder.texts_seen))
-            tasks.append(task)
+        for texts in (big, small):
+            tasks.append(asyncio.ensure_future(scheduler.embed(texts)))
         while scheduler.queued < len(big) + len(small):
             await asyncio.sleep(0.01)
         encoder.gate.set()
@@ -363,8 +377,8 @@ def test_a_large_embedding_request_does_not_hold_up_a_small_one(minilm_encoder: 
         results = asyncio.run(main())
     finally:
         scheduler.close()
-    assert texts_run_when_done["small"] <= 1 + 2 * 8  # the first window, plus one started meanwhile
-    assert texts_run_when_done["big"] == 1 + len(big) + len(small)
+    assert run_until_done(encoder.calls, small) <= 1 + 8  # the held call and the first window
+    assert run_until_done(encoder.calls, big) == 1 + len(big) + len(small)
     for texts, vectors in zip((big, small), results):
         np.testing.assert_allclose(vectors, minilm_encoder.embed(texts), atol=1e-5)
 
@@ -375,17 +389,14 @@ def test_a_request_arriving_during_a_long_window_runs_at_the_next_batch(bert_rer
     unrun rows go back to their request, and the newcomer's rows run in the next batch."""
     model = GatedModel(bert_reranker)
     scheduler, _ = make(model, window=64)
-    big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2])  # 70 rows: a window of 64, 16 batches
-    rows_run_when_done: dict[str, int] = {}
+    big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2], "boots")  # 70 rows: a window of 64, 16 batches
 
     async def main() -> list[Any]:
         model.gate.clear()
         tasks = []
-        for name, pairs in (("big", big), ("small", small)):
-            task = asyncio.ensure_future(scheduler.score(pairs))
-            task.add_done_callback(lambda _, name=name: rows_run_when_done.setdefault(name, model.rows_seen))
-            tasks.append(task)
-            if name == "big":
+        for pairs in (big, small):
+            tasks.append(asyncio.ensure_future(scheduler.score(pairs)))
+            if pairs is big:
                 await asyncio.to_thread(model.entered.wait, 30)  # its first batch is running
         while scheduler.queued < len(big) - 64 + len(small):
             await asyncio.sleep(0.01)
@@ -396,11 +407,11 @@ def test_a_request_arriving_during_a_long_window_runs_at_the_next_batch(bert_rer
         results = asyncio.run(main())
     finally:
         scheduler.close()
-    # the running batch, the next two (the newcomer's rows, if they differ in length), and one
-    # the inference thread may start before the event loop sees the result; without the
-    # hand-back, at least 64 + 2
-    assert rows_run_when_done["small"] <= 4 * 4
-    assert rows_run_when_done["big"] == len(big) + len(small)
+    # the running batch and the next two (the newcomer's rows, if they differ in length);
+    # without the hand-back, at least 64 + 2
+    rows = {name: [tuple(ids) for ids in model.encode(pairs).ids] for name, pairs in (("big", big), ("small", small))}
+    assert run_until_done(model.calls, rows["small"]) <= 3 * 4
+    assert run_until_done(model.calls, rows["big"]) == len(big) + len(small)
     for pairs, result in zip((big, small), results):
         np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
 
@@ -410,9 +421,9 @@ def test_requests_of_one_size_are_served_in_arrival_order(bert_reranker: Reranke
     finish all of them late; serving them in order finishes the first one a third of the way."""
     model = GatedModel(bert_reranker)
     scheduler, _ = make(model, window=8)
-    requests = {name: pairs_of(DOCS * 3) for name in "abc"}  # 21 rows each
+    requests = {name: pairs_of(DOCS * 3, f"crocs {name}") for name in "abc"}  # 21 rows each
     results, rows_run_when_done = _queued_in_order_behind_a_held_batch(model, scheduler, requests)
-    assert rows_run_when_done["a"] <= 1 + 24 + 4  # its three windows, plus one batch started meanwhile
+    assert rows_run_when_done["a"] <= 1 + 24  # its three windows
     assert rows_run_when_done["a"] <= rows_run_when_done["b"] <= rows_run_when_done["c"] == 1 + 63
     for pairs, result in zip(requests.values(), results):
         np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
