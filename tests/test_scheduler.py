@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -293,31 +293,41 @@ def test_encoder_scheduler_matches_the_encoder(minilm_encoder: Encoder) -> None:
             np.testing.assert_allclose(vectors, minilm_encoder.embed(texts), atol=1e-5)
 
 
-def _queued_in_order_behind_a_held_batch(
-    model: GatedModel, scheduler: CrossScheduler, requests: dict[str, list[tuple[str, str]]]
-) -> tuple[list[Any], dict[str, int]]:
-    """Hold a one-row request's batch at the gate, queue ``requests`` behind it one after the
-    other, then release: their results, and how many rows the model had run when each was done
-    (the requests' rows must differ from each other's)."""
+def _queued_in_order_behind_a_held_call(
+    gated: Any, scheduler: CrossScheduler | EncoderScheduler, submit: Callable[[Any], Awaitable[Any]],
+    first: Any, requests: Sequence[Any],
+) -> list[Any]:
+    """Hold the model call of ``first`` at ``gated``'s gate, queue ``requests`` behind it one after
+    the other (each request's rows or texts counted in the queue before the next is sent), then
+    release; the requests' results."""
 
     async def main() -> list[Any]:
-        model.gate.clear()
-        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
-        await asyncio.to_thread(model.entered.wait, 30)
+        gated.gate.clear()
+        held = asyncio.ensure_future(submit(first))
+        await asyncio.to_thread(gated.entered.wait, 30)
         tasks = []
-        for pairs in requests.values():
+        for request in requests:
             queued = scheduler.queued
-            tasks.append(asyncio.ensure_future(scheduler.score(pairs)))
-            while scheduler.queued < queued + len(pairs):  # tokenized and queued, in this order
+            tasks.append(asyncio.ensure_future(submit(request)))
+            while scheduler.queued < queued + len(request):  # tokenized and queued, in this order
                 await asyncio.sleep(0.01)
-        model.gate.set()
-        await first
+        gated.gate.set()
+        await held
         return list(await asyncio.gather(*tasks))
 
     try:
-        results = asyncio.run(main())
+        return asyncio.run(main())
     finally:
         scheduler.close()
+
+
+def _queued_in_order_behind_a_held_batch(
+    model: GatedModel, scheduler: CrossScheduler, requests: dict[str, list[tuple[str, str]]]
+) -> tuple[list[Any], dict[str, int]]:
+    """The results of ``requests`` queued behind a held one-row batch, and how many rows the
+    model had run when each was done (the requests' rows must differ from each other's)."""
+    results = _queued_in_order_behind_a_held_call(
+        model, scheduler, scheduler.score, pairs_of(DOCS[:1]), list(requests.values()))
     done = {name: run_until_done(model.calls, [tuple(ids) for ids in model.encode(pairs).ids])
             for name, pairs in requests.items()}
     return results, done
@@ -360,23 +370,7 @@ def test_a_large_embedding_request_does_not_hold_up_a_small_one(minilm_encoder: 
     encoder = GatedEncoder(minilm_encoder)
     scheduler = EncoderScheduler("minilm", encoder, BatchSettings(batch_size=4, window=8))  # type: ignore[arg-type]
     big, small = DOCS * 10, ["boots", "rain boots"]
-
-    async def main() -> list[Any]:
-        first = asyncio.ensure_future(scheduler.embed(DOCS[:1]))
-        await asyncio.to_thread(encoder.entered.wait, 30)
-        tasks = []
-        for texts in (big, small):
-            tasks.append(asyncio.ensure_future(scheduler.embed(texts)))
-        while scheduler.queued < len(big) + len(small):
-            await asyncio.sleep(0.01)
-        encoder.gate.set()
-        await first
-        return list(await asyncio.gather(*tasks))
-
-    try:
-        results = asyncio.run(main())
-    finally:
-        scheduler.close()
+    results = _queued_in_order_behind_a_held_call(encoder, scheduler, scheduler.embed, DOCS[:1], [big, small])
     assert run_until_done(encoder.calls, small) <= 1 + 8  # the held call and the first window
     assert run_until_done(encoder.calls, big) == 1 + len(big) + len(small)
     for texts, vectors in zip((big, small), results):
