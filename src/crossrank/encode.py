@@ -13,7 +13,7 @@ from crossrank.models.config import read_json
 from crossrank.models.load import load_model
 from crossrank.runtime.select import check_threads
 from crossrank.texts import check_documents, check_text
-from crossrank.tokenize import PairTokenizer, pad_batch, plan_batches
+from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
 
 POOLINGS = ("mean", "cls")
 
@@ -87,17 +87,32 @@ class Encoder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One embedding per text (float32, shape ``(len(texts), dim)``), in input order."""
-        checked = check_documents(texts)
-        if not checked:
+        rows = self.encode(texts)
+        if not rows.ids:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        rows = self.tokenizer.encode_texts(checked)
+        return self.embed_rows(rows)
+
+    # -- the seams the server's scheduler uses ---------------------------------------------
+    def encode(self, texts: Sequence[str]) -> EncodedRows:
+        """The checked texts, tokenized (one row per text)."""
+        return self.tokenizer.encode_texts(check_documents(texts))
+
+    def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """The batches (index arrays into ``lengths``) in which ``embed_rows`` runs rows of these
+        lengths: length-sorted, and on the CPU token-budgeted (100 passages 1.16x faster than
+        sorted batches of 32, same vectors)."""
+        return self.runtime.plan(lengths, self.batch_size)
+
+    def embed_rows(self, rows: EncodedRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Embeddings (float32) of the selected rows (all by default), in :meth:`plan`'s batches."""
+        selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
         out: np.ndarray | None = None
-        for batch in plan_batches(rows.lengths, self.batch_size):
-            feed = pad_batch(rows, batch, self.tokenizer.pad_id)
+        for batch in self.plan(rows.lengths[selected]):
+            feed = pad_batch(rows, selected[batch], self.tokenizer.pad_id)
             hidden = self.runtime.run(feed).astype(np.float32, copy=False)
             pooled = self._pool(hidden, feed["attention_mask"])
             if out is None:
-                out = np.empty((len(checked), pooled.shape[1]), dtype=np.float32)
+                out = np.empty((len(selected), pooled.shape[1]), dtype=np.float32)
             out[batch] = pooled
         assert out is not None
         return out

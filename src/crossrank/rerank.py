@@ -194,14 +194,16 @@ class Reranker:
             return self.tokenizer.encode_windows(pairs, self.window_stride, max_windows)
         return self.tokenizer.encode(pairs)
 
-    def infer(self, rows: EncodedRows, index: Sequence[int] | None = None) -> np.ndarray:
-        """Relevance logits (float64) of the selected rows (all by default), length-batched."""
+    def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these lengths."""
+        plan = getattr(self.runtime, "plan", None)  # a runtime may shape its own batches
+        return plan(lengths, self.batch_size) if plan is not None else plan_batches(lengths, self.batch_size)
+
+    def infer(self, rows: EncodedRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Relevance logits (float64) of the selected rows (all by default), in :meth:`plan`'s batches."""
         selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
         out = np.empty(len(selected), dtype=np.float64)
-        lengths = rows.lengths[selected]
-        plan = getattr(self.runtime, "plan", None)  # a runtime may shape its own batches
-        batches = plan(lengths, self.batch_size) if plan is not None else plan_batches(lengths, self.batch_size)
-        for batch in batches:
+        for batch in self.plan(rows.lengths[selected]):
             feed = pad_batch(rows, selected[batch], self.tokenizer.pad_id)
             out[batch] = relevance_logit(self.runtime.run(feed))
         return out
