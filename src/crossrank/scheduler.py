@@ -4,21 +4,22 @@ The path of a rerank request::
 
     score(pairs) --(tokenizer thread)--> EncodedRows --> queue of rows (bounded, in rows)
         --(inference thread)--> look-ahead window, filled shortest request first,
-        sorted by length, packed by token budget
+        sorted by length, packed by token budget, cut into the runtime's batches (Reranker.plan)
         --> Reranker.infer(rows) per batch --> logits scattered back to each request, in order
 
 Tokenization runs on its own thread, so the rows of request n+1 are encoded while batch n
 runs in ONNX Runtime (which releases the GIL). Rows from different requests share batches;
 a request larger than one batch is split and reassembled. Windows are filled shortest
 remaining work first, and a request that arrives while a window runs is considered at the
-next batch: a request of thousands of rows no longer holds the small ones behind it until it
+next model call: a request of thousands of rows no longer holds the small ones behind it until it
 is done, while requests of one size are still served in arrival order. The queue is bounded:
 when it is full, :class:`~crossrank.errors.Overloaded` is raised at once (429). A
 request past its deadline, or whose client left, is cancelled: its queued rows are dropped.
 A batch that fails fails every request waiting on it.
 
 The scheduler owns no tokenization or scoring logic: it calls the ``Reranker`` seams
-``encode`` and ``infer`` and the ``scores`` helpers, so a served score equals the library's.
+``encode``, ``plan`` and ``infer`` (the ``Encoder``'s ``encode``, ``plan`` and ``embed_rows``) and
+the ``scores`` helpers, so a served score equals the library's.
 """
 
 from __future__ import annotations
@@ -238,7 +239,74 @@ class _Base:
         finally:
             self.queue.release(job.size)
 
+    # -- the inference thread ------------------------------------------------------------------
     def _run(self) -> None:
+        while True:
+            pieces = self._take()
+            if pieces is None:
+                return
+            window = [(job, unit) for job, units in pieces for unit in units]
+            if not window:
+                continue
+            try:
+                rows = self._rows(window)
+                lengths = rows.lengths
+                # the scheduler's bounds, then the model's own batches (on the CPU a few hundred
+                # tokens each): a request that arrives waits for one of those, not for a whole
+                # batch of the scheduler's (32 windows of 512 tokens: 2 s here)
+                batches = [
+                    batch[part]
+                    for batch in plan_batches(lengths, self.settings.batch_size, self.settings.max_batch_tokens)
+                    for part in self._plan(lengths[batch])
+                ]
+                batches.sort(key=lambda batch: int(batch.min()))  # the first jobs' units first
+                for done, batch in enumerate(batches):
+                    if done and self._arrived and self.settings.batching:
+                        # a request came in: if it is smaller, it goes first, not after this window
+                        self._give_back([window[i] for rest in batches[done:] for i in rest])
+                        break
+                    live = np.fromiter((i for i in batch if not window[i][0].cancelled), dtype=np.int64)
+                    if len(live):
+                        self._run_batch(rows, live, window)
+            except Exception as exc:  # never leave a waiter hanging, whatever went wrong
+                log.exception("the scheduler of model %s failed on a window of %d rows", self.name, len(window))
+                error = exc if isinstance(exc, CrossrankError) else ModelError(
+                    "the scheduler failed on this request; see the server log")
+                for job in {id(job): job for job, _ in window}.values():
+                    job.fail(error)
+
+    def _run_batch(self, rows: EncodedRows, batch: np.ndarray, window: list[tuple[_Job, int]]) -> None:
+        """Run the model on ``rows[batch]`` and hand each result to its job."""
+        started = time.perf_counter()
+        try:
+            results = self._call(rows, batch)
+        except Exception as exc:
+            log.exception("inference failed for a batch of %d rows on model %s", len(batch), self.name)
+            error = exc if isinstance(exc, CrossrankError) else ModelError("inference failed on this batch")
+            for job in {id(window[i][0]): window[i][0] for i in batch}.values():
+                job.fail(error)
+            return
+        if self.observer is not None:
+            self.observer(len(batch), int(rows.lengths[batch].max()) * len(batch), time.perf_counter() - started)
+        for i, value in zip(batch, results):
+            job, unit = window[i]
+            if job.cancelled:
+                continue
+            job.out[unit] = value
+            job.remaining -= 1
+            if job.remaining == 0:
+                job.resolve(job.out)
+
+    def _rows(self, window: list[tuple[_Job, int]]) -> EncodedRows:
+        """The window's units as tokenized rows, in window order."""
+        raise NotImplementedError
+
+    def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """The model's own batches for rows of these lengths."""
+        raise NotImplementedError
+
+    def _call(self, rows: EncodedRows, batch: np.ndarray) -> np.ndarray:
+        """The model's results for ``rows[batch]``, one per row."""
         raise NotImplementedError
 
 
@@ -308,59 +376,20 @@ class CrossScheduler(_Base):
         logits = await self._wait(job, deadline)
         return Scores(activate(max_per_owner(logits, rows.owner, len(pairs)), act), rows.truncated)
 
-    # -- the inference thread ------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            pieces = self._take()
-            if pieces is None:
-                return
-            window = [(job, row) for job, rows in pieces for row in rows]
-            if not window:
-                continue
-            try:
-                lengths = np.fromiter((len(job.rows.ids[row]) for job, row in window),  # type: ignore[union-attr]
-                                      dtype=np.int64, count=len(window))
-                batches = plan_batches(lengths, self.settings.batch_size, self.settings.max_batch_tokens)
-                batches.sort(key=lambda batch: int(batch.min()))  # the first jobs' rows first
-                for done, batch in enumerate(batches):
-                    if done and self._arrived and self.settings.batching:
-                        # a request came in: if it is smaller, it goes first, not after this window
-                        self._give_back([window[i] for rest in batches[done:] for i in rest])
-                        break
-                    members = [window[i] for i in batch if not window[i][0].cancelled]
-                    if members:
-                        self._run_batch(members)
-            except Exception:  # never leave a waiter hanging, whatever went wrong
-                log.exception("the scheduler of model %s failed on a window of %d rows", self.name, len(window))
-                for job in {id(job): job for job, _ in window}.values():
-                    job.fail(ModelError("the scheduler failed on this request; see the server log"))
-
-    def _run_batch(self, members: list[tuple[_Job, int]]) -> None:
-        merged = EncodedRows(
-            ids=[job.rows.ids[row] for job, row in members],  # type: ignore[union-attr]
-            type_ids=[job.rows.type_ids[row] for job, row in members],  # type: ignore[union-attr]
-            owner=np.arange(len(members)),
-            truncated=np.zeros(len(members), dtype=bool),
+    # -- the inference thread's calls ----------------------------------------------------------
+    def _rows(self, window: list[tuple[_Job, int]]) -> EncodedRows:
+        return EncodedRows(
+            ids=[job.rows.ids[row] for job, row in window],  # type: ignore[union-attr]
+            type_ids=[job.rows.type_ids[row] for job, row in window],  # type: ignore[union-attr]
+            owner=np.arange(len(window)),
+            truncated=np.zeros(len(window), dtype=bool),
         )
-        started = time.perf_counter()
-        try:
-            logits = self.reranker.infer(merged)
-        except Exception as exc:
-            log.exception("inference failed for a batch of %d rows on model %s", len(members), self.name)
-            error = exc if isinstance(exc, CrossrankError) else ModelError("inference failed on this batch")
-            for job in {id(job): job for job, _ in members}.values():
-                job.fail(error)
-            return
-        if self.observer is not None:
-            width = int(merged.lengths.max())
-            self.observer(len(members), width * len(members), time.perf_counter() - started)
-        for (job, row), value in zip(members, logits):
-            if job.cancelled:
-                continue
-            job.out[row] = value  # type: ignore[index]
-            job.remaining -= 1
-            if job.remaining == 0:
-                job.resolve(job.out)
+
+    def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
+        return self.reranker.plan(lengths)
+
+    def _call(self, rows: EncodedRows, batch: np.ndarray) -> np.ndarray:
+        return self.reranker.infer(rows, batch)
 
     def close(self) -> None:
         super().close()
@@ -370,9 +399,10 @@ class CrossScheduler(_Base):
 class EncoderScheduler(_Base):
     """Batches texts of concurrent embedding requests for one ``Encoder``.
 
-    Waiting requests, shortest first, fill a window of up to ``window`` texts, which one
-    ``Encoder.embed`` call tokenizes, length-sorts and batches; the rows are split back to
-    their requests.
+    Waiting requests, shortest first, fill a window of up to ``window`` texts, which are
+    tokenized together, length-sorted and run in the encoder's batches; a request that
+    arrives meanwhile is considered between batches, as for the cross-encoder. The rows
+    are split back to their requests.
     """
 
     def __init__(
@@ -402,29 +432,12 @@ class EncoderScheduler(_Base):
         result: np.ndarray = await self._wait(job, deadline)
         return result
 
-    def _run(self) -> None:
-        while True:
-            pieces = self._take()
-            if pieces is None:
-                return
-            if not pieces:
-                continue
-            texts = [job.texts[i] for job, units in pieces for i in units]
-            started = time.perf_counter()
-            try:
-                vectors = self.encoder.embed(texts)
-            except Exception as exc:
-                log.exception("embedding failed for %d texts on model %s", len(texts), self.name)
-                error = exc if isinstance(exc, CrossrankError) else ModelError("embedding failed on this batch")
-                for job in {id(job): job for job, _ in pieces}.values():
-                    job.fail(error)
-                continue
-            if self.observer is not None:
-                self.observer(len(texts), 0, time.perf_counter() - started)
-            offset = 0
-            for job, units in pieces:
-                job.out[units] = vectors[offset : offset + len(units)]  # type: ignore[index]
-                offset += len(units)
-                job.remaining -= len(units)
-                if job.remaining == 0 and not job.cancelled:
-                    job.resolve(job.out)
+    # -- the inference thread's calls ----------------------------------------------------------
+    def _rows(self, window: list[tuple[_Job, int]]) -> EncodedRows:
+        return self.encoder.encode([job.texts[unit] for job, unit in window])
+
+    def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
+        return self.encoder.plan(lengths)
+
+    def _call(self, rows: EncodedRows, batch: np.ndarray) -> np.ndarray:
+        return self.encoder.embed_rows(rows, batch)
