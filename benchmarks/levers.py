@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     from crossrank.models.load import load_model
     from crossrank.runtime.onnx import TOKENS_PER_THREAD, OnnxRuntime
     from crossrank.runtime.openvino import LENGTH_STEP, OpenVinoRuntime, plan_power_of_two
+    from crossrank.runtime.openvino import TOKENS_PER_THREAD as OV_TOKENS_PER_THREAD
     from crossrank.runtime.torch import TorchRuntime
     from crossrank.scores import relevance_logit
     from crossrank.tokenize import pad_batch, plan_batches
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         "OpenVINO bf16, sorted 32, exact lengths (a new shape for most batches)": variant(ov_exact_len, lambda l: plan_batches(l, 32)),
         "OpenVINO bf16, power-of-two batches, lengths rounded up to a multiple of 16": variant(ov_by_16, lambda l: plan_power_of_two(l, 32)),
         "OpenVINO bf16, same, lengths rounded to within 1/8 (steps 1-16)": variant(ov["bf16"], lambda l: plan_power_of_two(l, 32)),
-        "OpenVINO bf16, same, last layer cut to the first token (fast mode)": variant(ov_first, lambda l: plan_power_of_two(l, 32)),
+        "OpenVINO bf16, same, last layer cut to the first token": variant(ov_first, lambda l: plan_power_of_two(l, 32)),
+        f"OpenVINO bf16, same, at most {OV_TOKENS_PER_THREAD} tokens per thread (fast mode)": variant(ov_first, lambda l: ov_first.plan(l, 32)),
         "OpenVINO bf16, power-of-two batches up to 64, rounded": variant(ov["bf16"], lambda l: plan_power_of_two(l, 64)),
         "PyTorch bf16 on the CPU (runtime='torch'), sorted 32": variant(torch_bf16, lambda l: plan_batches(l, 32)),
     }

@@ -16,7 +16,7 @@ from crossrank import Reranker
 from crossrank.bench.inputs import make_workload
 from crossrank.errors import InvalidInput, MissingExtra
 from crossrank.models.synthetic import build_random_model, trained_minilm_dir
-from crossrank.runtime.openvino import padded_width, plan_power_of_two
+from crossrank.runtime.openvino import TOKENS_PER_THREAD, padded_width, plan_power_of_two
 from crossrank.runtime.select import choose_runtime, has_native_bf16, openvino_installed
 
 needs_fast = pytest.mark.skipif(
@@ -126,6 +126,24 @@ def test_fast_runtime_serves_the_scheduler_seams(bert_dir: Path, model_cache: Pa
 
 
 @needs_openvino
+def test_openvino_batches_keep_to_the_token_budget_per_thread(bert_dir: Path, model_cache: Path, bert_reranker: Reranker) -> None:
+    """The runtime's batches (what the scheduler runs one at a time) hold at most
+    ``TOKENS_PER_THREAD`` tokens per thread, and the scores do not depend on the cut."""
+    reranker = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", threads=1)
+    work = make_workload("passages", 20, seed=4)
+    rows = reranker.encode(work.pairs)
+    batches = reranker.plan(rows.lengths)
+    assert reranker.runtime.batch_tokens == TOKENS_PER_THREAD and len(batches) > 1
+    for batch in batches:
+        assert len(batch) * padded_width(int(rows.lengths[batch].max())) <= TOKENS_PER_THREAD
+    cut = reranker.score(work.query, work.documents, activation="none")
+    np.testing.assert_allclose(cut, bert_reranker.score(work.query, work.documents, activation="none"), atol=1e-4, rtol=1e-4)
+    reranker.runtime.batch_tokens = 1 << 30
+    assert len(reranker.plan(rows.lengths)) < len(batches)
+    np.testing.assert_allclose(cut, reranker.score(work.query, work.documents, activation="none"), atol=1e-5, rtol=0)
+
+
+@needs_openvino
 def test_openvino_runtime_scores_from_several_threads_at_once(bert_dir: Path, model_cache: Path) -> None:
     """Each thread gets its own request: concurrent calls return their own workload's scores."""
     reranker = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", batch_size=4)
@@ -154,6 +172,18 @@ def test_power_of_two_plan_covers_every_row_once() -> None:
     flat = lengths[np.concatenate(batches)]
     assert list(flat) == sorted(flat)  # length-sorted, so each batch pads little
     assert [len(b) for b in plan_power_of_two(lengths, 5)] == [4, 4, 2, 1]  # cap rounds down to 4
+
+
+def test_power_of_two_plan_keeps_to_its_token_budget() -> None:
+    lengths = np.asarray([512] * 32 + [100] * 32 + [20] * 40)
+    batches = plan_power_of_two(lengths, 32, 2048)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    for batch in batches:
+        size = len(batch)
+        assert size & (size - 1) == 0  # still powers of two
+        assert size * padded_width(int(lengths[batch].max())) <= 2048
+    assert [len(b) for b in batches] == [32, 16, 16, 8] + [4] * 8  # halved only as far as the batch needs
+    assert [len(b) for b in plan_power_of_two(np.asarray([512, 512]), 32, 100)] == [1, 1]  # one row always fits
 
 
 def test_padded_width_wastes_at_most_an_eighth_and_bounds_the_shapes() -> None:

@@ -4,11 +4,12 @@ OpenVINO prepares kernels for each input shape it meets, and a shape it has not 
 more than a warm call. This runtime therefore keeps the set of shapes bounded: sequence
 lengths are rounded up by :func:`padded_width` (to within an eighth of the length, at most
 :data:`LENGTH_STEP`) and batches hold a power-of-two number of rows (see
-:func:`plan_power_of_two`), so a few hundred shapes cover every request.
+:func:`plan_power_of_two`, within a token budget), so a few hundred shapes cover every request.
 
-With glibc, a process that meets many shapes keeps freed activations in its heap; a server
-can bound that with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md, "Memory of a long-running
-fast-mode server").
+Batches hold at most :data:`TOKENS_PER_THREAD` tokens per inference thread, which also keeps
+the activation buffers a long-running process holds small; with glibc a server can trim them
+further with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md, "Memory of a long-running fast-mode
+server").
 
 In bf16 the graph is first converted to OpenVINO IR with fp16 weights (once, cached; see
 :func:`compressed_ir`), which keeps the resident size down.
@@ -19,6 +20,7 @@ Needs the optional ``openvino`` package: ``pip install 'crossrank[fast]'``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 Precision = Literal["bf16", "f32"]
 #: the coarsest rounding of sequence lengths (masked tokens do not change scores)
 LENGTH_STEP = 16
+#: tokens per batch (rows x padded length) per inference thread. Against batches of up to 32
+#: rows whatever their length, on a 2-core EPYC in bf16: 100 documents of mixed length 1.12x
+#: faster, 32 documents of ~380 tokens 1.25x, titles, passages and 512-token windows level;
+#: peak RSS for 32 windows of 512 tokens 420 -> 228 MiB (docs/PERFORMANCE.md, "Token budget
+#: for the fast mode")
+TOKENS_PER_THREAD = 1024
 
 
 def padded_width(width: int) -> int:
@@ -48,11 +56,13 @@ def padded_width(width: int) -> int:
     return width + (-width % step)
 
 
-def plan_power_of_two(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+def plan_power_of_two(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
     """Length-sorted batches whose row counts are powers of two (at most ``batch_size``).
 
     100 rows with ``batch_size=32`` become 32 + 32 + 32 + 4: no padding rows are added, and
-    the number of distinct batch shapes stays bounded by log2(batch_size) + 1.
+    the number of distinct batch shapes stays bounded by log2(batch_size) + 1. With
+    ``max_tokens``, a batch is halved until its rows times their :func:`padded_width` fit
+    (one row always fits).
     """
     order = np.argsort(lengths, kind="stable")
     cap = 1 << max(int(batch_size), 1).bit_length() - 1
@@ -60,6 +70,9 @@ def plan_power_of_two(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     start = 0
     while start < len(order):
         size = min(cap, 1 << (len(order) - start).bit_length() - 1)
+        if max_tokens is not None:
+            while size > 1 and size * padded_width(int(lengths[order[start + size - 1]])) > max_tokens:
+                size //= 2
         batches.append(order[start : start + size])
         start += size
     return batches
@@ -128,6 +141,7 @@ class OpenVinoRuntime:
         index = outputs.index(output) if output in outputs else 0
         self._output = self.compiled.outputs[index]
         self.providers = [f"OpenVINO CPU ({precision})"]
+        self.batch_tokens = TOKENS_PER_THREAD * int(threads or os.cpu_count() or 1)
         self._local = threading.local()
 
     def _request(self) -> Any:
@@ -137,7 +151,7 @@ class OpenVinoRuntime:
         return request
 
     def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-        return plan_power_of_two(lengths, batch_size)
+        return plan_power_of_two(lengths, batch_size, self.batch_tokens)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Run on the declared inputs, padding the sequence axis as ``round_width`` says."""
