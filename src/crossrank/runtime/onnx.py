@@ -26,7 +26,7 @@ _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 #: tokens per batch (rows x padded length) per inference thread. Small batches keep the
 #: activations in the cores' caches, but each batch streams all the weights again; on a 2-core
 #: EPYC, 384 matched or beat 256 everywhere and 100 passages ran 1.09x faster (docs/PERFORMANCE.md,
-#: "Latest EPYC run: token budget 384 per thread")
+#: "EPYC run: token budget 384 per thread")
 TOKENS_PER_THREAD = 384
 
 

@@ -40,8 +40,8 @@ LENGTH_STEP = 16
 #: tokens per batch (rows x padded length) per inference thread. Against batches of up to 32
 #: rows whatever their length, on a 2-core EPYC in bf16: 100 documents of mixed length 1.12x
 #: faster, 32 documents of ~380 tokens 1.25x, titles, passages and 512-token windows level;
-#: peak RSS for 32 windows of 512 tokens 420 -> 228 MiB (docs/PERFORMANCE.md, "Token budget
-#: for the fast mode")
+#: peak RSS for 32 windows of 512 tokens 420 -> 228 MiB (docs/PERFORMANCE.md, "Latest EPYC
+#: run: token budget for the fast mode")
 TOKENS_PER_THREAD = 1024
 
 
