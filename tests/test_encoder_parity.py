@@ -81,3 +81,14 @@ def test_invalid_options(minilm_dir: Path, model_cache: Path) -> None:
         Encoder(minilm_dir, cache_dir=model_cache, batch_size=0)
     with pytest.raises(InvalidInput, match="threads"):
         Encoder(minilm_dir, cache_dir=model_cache, threads=-1)
+
+
+def test_scheduler_seams_give_the_library_vectors(minilm_encoder: Encoder) -> None:
+    """``encode`` + ``embed_rows`` (what the server's scheduler calls, batch by batch in
+    ``plan``'s batches) give ``embed``'s vectors, for any subset of rows in any order."""
+    everything = minilm_encoder.embed(TEXTS)
+    rows = minilm_encoder.encode(TEXTS)
+    batches = minilm_encoder.plan(rows.lengths)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(TEXTS)))
+    np.testing.assert_allclose(minilm_encoder.embed_rows(rows, [2, 0]), everything[[2, 0]], atol=1e-5)
+    assert minilm_encoder.embed([]).shape == (0, 384)
