@@ -16,7 +16,7 @@ from crossrank.models.load import LoadedModel, load_model
 from crossrank.runtime.select import Mode, check_threads, choose_runtime
 from crossrank.scores import Activation, activate, check_activation, max_per_owner, ranked_order, relevance_logit
 from crossrank.texts import check_documents, check_text
-from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch, plan_batches
+from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
 
 LongDocuments = Literal["truncate", "window"]
 
@@ -196,8 +196,8 @@ class Reranker:
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these lengths."""
-        plan = getattr(self.runtime, "plan", None)  # a runtime may shape its own batches
-        return plan(lengths, self.batch_size) if plan is not None else plan_batches(lengths, self.batch_size)
+        plan: list[np.ndarray] = self.runtime.plan(lengths, self.batch_size)  # each runtime shapes its own
+        return plan
 
     def infer(self, rows: EncodedRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Relevance logits (float64) of the selected rows (all by default), in :meth:`plan`'s batches."""
