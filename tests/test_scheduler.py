@@ -216,7 +216,7 @@ def test_a_full_queue_refuses_at_once_and_a_lone_big_request_still_runs(bert_rer
 
 
 def test_the_queue_counts_the_windows_a_document_is_cut_into(bert_reranker: Reranker) -> None:
-    """One pair can become thousands of rows (a 940 kB document, `max_chunks_per_doc`); the queue
+    """One pair can become thousands of rows (a 592 kB document, `max_chunks_per_doc`); the queue
     bound used to count it as one. Its windows count once tokenized; alone it still runs."""
     model = GatedModel(bert_reranker)
     scheduler, _ = make(model, max_queue=8)
