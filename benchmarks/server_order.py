@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from crossrank.models.synthetic import trained_minilm_dir
 
     model = Path(args.model) if args.model else default_bench_model()
-    config = (f"inference:\n  reranker:\n    type: cross-encoder\n    mode: {args.mode}\n    model: file://{model.resolve()}\n"
+    config = (f"inference:\n  reranker:\n    type: cross-encoder\n    mode: {args.mode}\n"
+              f"    model: file://{model.resolve()}\n"
               f"  embedder:\n    type: bi-encoder\n    model: file://{trained_minilm_dir()}\n    dim: 384\n")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="crossrank-order-") as work:
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"| {case} | {row['large_status']} in {row['large_s']:.1f} s | {waits} s |")
     print(f"\n{os.cpu_count()} CPUs; model {model}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": args.mode, "model": str(model), "results": results}, indent=2) + "\n")
+        record = {"mode": args.mode, "model": str(model), "results": results}
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return results
 
 

@@ -126,7 +126,9 @@ def test_fast_runtime_serves_the_scheduler_seams(bert_dir: Path, model_cache: Pa
 
 
 @needs_openvino
-def test_openvino_batches_keep_to_the_token_budget_per_thread(bert_dir: Path, model_cache: Path, bert_reranker: Reranker) -> None:
+def test_openvino_batches_keep_to_the_token_budget_per_thread(
+    bert_dir: Path, model_cache: Path, bert_reranker: Reranker
+) -> None:
     """The runtime's batches (what the scheduler runs one at a time) hold at most
     ``TOKENS_PER_THREAD`` tokens per thread, and the scores do not depend on the cut."""
     reranker = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", threads=1)
@@ -137,7 +139,8 @@ def test_openvino_batches_keep_to_the_token_budget_per_thread(bert_dir: Path, mo
     for batch in batches:
         assert len(batch) * padded_width(int(rows.lengths[batch].max())) <= TOKENS_PER_THREAD
     cut = reranker.score(work.query, work.documents, activation="none")
-    np.testing.assert_allclose(cut, bert_reranker.score(work.query, work.documents, activation="none"), atol=1e-4, rtol=1e-4)
+    onnx = bert_reranker.score(work.query, work.documents, activation="none")
+    np.testing.assert_allclose(cut, onnx, atol=1e-4, rtol=1e-4)
     reranker.runtime.batch_tokens = 1 << 30
     assert len(reranker.plan(rows.lengths)) < len(batches)
     np.testing.assert_allclose(cut, reranker.score(work.query, work.documents, activation="none"), atol=1e-5, rtol=0)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from crossrank import Encoder, Reranker
-from crossrank.errors import DeadlineExceeded, ModelError, Overloaded
+from crossrank.errors import CrossrankError, DeadlineExceeded, ModelError, Overloaded
 from crossrank.scheduler import BatchSettings, CrossScheduler, EncoderScheduler
 from crossrank.tokenize import EncodedRows
 
@@ -215,6 +215,21 @@ def test_a_full_queue_refuses_at_once_and_a_lone_big_request_still_runs(bert_rer
     assert scheduler.depth == 0
 
 
+async def _raised_behind_a_held_call(
+    model: GatedModel, first: Awaitable[Any], then: Awaitable[Any]
+) -> tuple[asyncio.Future[Any], CrossrankError | None]:
+    """Hold the model call of ``first`` at the gate and await ``then`` meanwhile; the held
+    request (still gated) and the error ``then`` raised, if any."""
+    model.gate.clear()
+    held = asyncio.ensure_future(first)
+    await asyncio.to_thread(model.entered.wait, 30)
+    try:
+        await then
+    except CrossrankError as exc:
+        return held, exc
+    return held, None
+
+
 def test_the_queue_counts_the_windows_a_document_is_cut_into(bert_reranker: Reranker) -> None:
     """One pair can become thousands of rows (a 592 kB document, `max_chunks_per_doc`); the queue
     bound used to count it as one. Its windows count once tokenized; alone it still runs."""
@@ -224,14 +239,10 @@ def test_the_queue_counts_the_windows_a_document_is_cut_into(bert_reranker: Rera
     assert len(bert_reranker.encode(long_pair, long_documents="window").ids) > 8
 
     async def main() -> tuple[Any, Any]:
-        model.gate.clear()
-        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:3])))
-        await asyncio.to_thread(model.entered.wait, 30)
-        refused: Any = None
-        try:
-            await scheduler.score(long_pair, long_documents="window")  # 1 pair: admitted, then its rows
-        except Overloaded as exc:
-            refused = exc
+        first, refused = await _raised_behind_a_held_call(
+            model, scheduler.score(pairs_of(DOCS[:3])),
+            scheduler.score(long_pair, long_documents="window"),  # 1 pair: admitted, then its rows
+        )
         model.gate.set()
         await first
         alone = await scheduler.score(long_pair, long_documents="window")
@@ -252,14 +263,10 @@ def test_deadline_and_cancellation_drop_queued_work(bert_reranker: Reranker) -> 
     scheduler, _ = make(model)
 
     async def main() -> tuple[Any, Any]:
-        model.gate.clear()
-        first = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
-        await asyncio.to_thread(model.entered.wait, 30)
-        late: Any = None
-        try:
-            await scheduler.score(pairs_of(DOCS), deadline=time.monotonic() + 0.2)
-        except DeadlineExceeded as exc:
-            late = exc
+        first, late = await _raised_behind_a_held_call(
+            model, scheduler.score(pairs_of(DOCS[:1])),
+            scheduler.score(pairs_of(DOCS), deadline=time.monotonic() + 0.2),
+        )
         queued = scheduler.queued  # the expired rows, unless they expired while tokenizing
         gone = asyncio.ensure_future(scheduler.score(pairs_of(DOCS)))
         while scheduler.queued < queued + len(DOCS):  # these rows, queued
@@ -382,7 +389,8 @@ def test_a_large_embedding_request_does_not_hold_up_a_small_one(minilm_encoder: 
     scheduler = EncoderScheduler("minilm", encoder, BatchSettings(batch_size=4, window=8))  # type: ignore[arg-type]
     big, small = DOCS * 10, ["boots", "rain boots"]
     results = _queued_in_order_behind_a_held_call(encoder, scheduler, scheduler.embed, DOCS[:1], [big, small])
-    rows = {name: [tuple(ids) for ids in minilm_encoder.encode(texts).ids] for name, texts in (("big", big), ("small", small))}
+    rows = {name: [tuple(ids) for ids in minilm_encoder.encode(texts).ids]
+            for name, texts in (("big", big), ("small", small))}
     assert run_until_done(encoder.calls, rows["small"]) <= 1 + 8  # the held call and the first window
     assert run_until_done(encoder.calls, rows["big"]) == 1 + len(big) + len(small)
     for texts, vectors in zip((big, small), results):
