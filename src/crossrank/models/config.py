@@ -46,7 +46,7 @@ class ModelConfig:
         if isinstance(config.get("id2label"), dict):
             num_labels = len(config["id2label"])
         else:
-            num_labels = int(config.get("num_labels", 1))
+            num_labels = int(config.get("num_labels", 2))  # transformers' default: configs omit 2 labels
         limits: list[int] = []
         positions = config.get("max_position_embeddings")
         if isinstance(positions, int) and positions > 0 and model_type not in {"jina_bert", "bert_alibi"}:
