@@ -237,6 +237,8 @@ def engine_vectors(work: Path, titles: list[str], queries: list[str]) -> tuple[n
         from crossrank.models.synthetic import trained_minilm_dir
 
         stored = UIndex.restore(str(built[-1]), view=True)
+        if stored is None:
+            raise SystemExit(f"{built[-1]} could not be read as a usearch index; delete it and rerun")
         base = np.array(stored.get(np.arange(len(stored), dtype=np.uint64)), dtype=np.float32, copy=True)
         del stored  # a view over a memory-mapped file: copy before it is unmapped
         qv = Encoder(trained_minilm_dir()).embed(queries)

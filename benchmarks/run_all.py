@@ -1,6 +1,6 @@
 """Reproduce every performance figure of the README and docs/PERFORMANCE.md with one command.
 
-    python benchmarks/run_all.py            # about 25-35 minutes on 2 cores
+    python benchmarks/run_all.py            # about 30-40 minutes on 2 cores
     python benchmarks/run_all.py --quick    # a smoke run: fewer rounds, same tables
 
 Runs, in order, each in a fresh process:
@@ -11,7 +11,9 @@ Runs, in order, each in a fresh process:
 3. ``benchmarks/fidelity.py`` - exact-mode parity with transformers, fast-mode (and int8)
    ranking agreement on a trained-body cross-encoder;
 4. ``benchmarks/levers.py`` - what each speed lever is worth;
-5. with ``--gpu``: the latency table on the GPU (``--device cuda``) and the fp16 fidelity check.
+5. ``benchmarks/roofline.py`` - the machine's matrix-multiply rates, how close each backend
+   runs to them, and the fastest each speed goal could be at those rates;
+6. with ``--gpu``: the latency table on the GPU (``--device cuda``) and the fp16 fidelity check.
 
 Everything lands in ``benchmarks/results/`` (JSON, PNG) and ``benchmarks/results/SUMMARY.md``.
 Other processes on the machine skew the timings: the load average is recorded with each step.
@@ -79,6 +81,8 @@ def main() -> int:
                       "--out", str(out / "fidelity.json")], summary)
     step("Levers", [py, str(HERE / "levers.py"), "--threads", str(args.threads), "--rounds", "3" if args.quick else "8",
                     "--out", str(out / "levers.json")], summary)
+    step("Roofline", [py, str(HERE / "roofline.py"), "--threads", str(args.threads), "--rounds", "3" if args.quick else "8",
+                      "--json", str(out / "roofline.json")], summary)
     if args.gpu:
         step(
             "Latency on the GPU: crossrank bench --compare --device cuda",
