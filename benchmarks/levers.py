@@ -69,7 +69,7 @@ def _nncf_int8(onnx: Path, exact: object, work: Path, threads: int) -> object | 
     )
     path = work / "int8" / "model.xml"
     openvino.save_model(quantized, str(path))
-    return OpenVinoRuntime(path, precision="bf16", threads=threads, pad_id=exact.tokenizer.pad_id, max_width=512)  # type: ignore[attr-defined]
+    return OpenVinoRuntime(path, precision="bf16", threads=threads, pad_id=exact.tokenizer.pad_id, max_width=512)  # type: ignore[attr-defined, no-any-return, unused-ignore]
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
