@@ -480,3 +480,18 @@ def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_clients_host(client: Te
                                   headers={"host": "attacker.example"}, follow_redirects=False)
         assert_error(response, 404, "not_found")
         assert "location" not in response.headers
+
+
+def test_decode_json_takes_what_json_over_http_allows() -> None:
+    from crossrank.errors import InvalidInput
+    from crossrank.server.body import decode_json
+    from crossrank.server.errors import MalformedBody
+
+    assert decode_json(b'\xef\xbb\xbf{"a": "clog \\ud83d\\udc5f"}') == {"a": "clog \U0001f45f"}  # BOM, paired escape
+    assert decode_json(b'{"n": ' + str(10**400).encode() + b', "x": 1.5e300}') == {"n": 10**400, "x": 1.5e300}
+    assert decode_json("{\"a\": \"caf\u00e9 \U0001f40a\"}".encode()) == {"a": "caf\u00e9 \U0001f40a"}
+    for bad in (b'{"a": -Infinity}', b'{"a": -1e400}', b"\xfe\xff\x00{\x00}", b"\xed\xb0\x80"):
+        with pytest.raises(MalformedBody):
+            decode_json(bad)
+    with pytest.raises(InvalidInput, match=r"body\.a\[1\]"):
+        decode_json(b'{"a": ["ok", "\\udc00"]}')
