@@ -373,3 +373,125 @@ def test_every_error_is_json(client: TestClient) -> None:
     response = client.post("/v1/rerank", content=json.dumps({"query": QUERY, "documents": DOCS}),
                            headers={"content-type": "text/plain"})
     assert response.status_code == 200  # bodies are read as JSON whatever their label
+
+
+# -- the request gate: strict bodies, the key before the body, HEAD, no redirects ----------------
+def post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> Any:
+    return client.post(path, content=body, headers={"content-type": "application/json", **headers})
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        (b'{"query": "crocs", "documents": ["clog \xed\xa0\x80", "boot"]}', "not valid UTF-8"),  # a raw surrogate
+        (b'{"query": "crocs", "documents": ["clog \xff"]}', "not valid UTF-8"),
+        ('{"query": "crocs", "documents": ["clog"]}'.encode("utf-16"), "UTF-16"),
+        ('{"query": "crocs", "documents": ["clog"]}'.encode("utf-16-le"), "UTF-16"),
+        (b'{"query": "crocs", "documents": [{"text": "clog", "x": NaN}], "return_documents": true}', "NaN"),
+        (b'{"query": "crocs", "documents": ["clog"], "top_n": Infinity}', "Infinity"),
+        (b'{"query": "crocs", "documents": [{"text": "clog", "x": 1e999}], "return_documents": true}', "1e999"),
+        (b'{"query": "crocs", "documents": ["clog"], "top_n": ' + b"9" * 5000 + b"}", "too many digits"),
+        (b'{"query": "crocs", "documents": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (b'{"query": "crocs", "documents": ["clog",]}', "not valid JSON"),
+    ],
+    ids=["raw surrogate", "invalid UTF-8", "UTF-16 BOM", "UTF-16", "NaN", "Infinity", "1e999", "5000 digits",
+         "deep nesting", "bad JSON"],
+)
+def test_a_body_that_is_not_strict_utf8_json_is_a_400_that_says_what_is_wrong(client: TestClient, body: bytes,
+                                                                              says: str) -> None:
+    for path in ("/v1/rerank", "/rerank"):
+        message = assert_error(post_raw(client, path, body), 400, "invalid_input")["error"]["message"]
+        assert says in message, message
+        if says not in ("not valid UTF-8", "UTF-16"):
+            assert "UTF-8" not in message, message  # the reason given is the real one
+
+
+def test_a_raw_surrogate_is_refused_on_every_post_route_before_it_is_batched(client: TestClient) -> None:
+    bodies = {"/inference/cross/msmarco": b'{"input": [{"query": "q", "text": "\xed\xa0\x80"}]}',
+              "/inference/encoder/minilm": b'{"texts": ["\xed\xa0\x80"]}',
+              "/v1/rerank": b'{"query": "q", "documents": [{"text": "\xed\xa0\x80"}], "return_documents": true}',
+              "/v2/rerank": b'{"query": "q", "documents": ["\xed\xa0\x80"]}',
+              "/rerank": b'{"query": "q", "texts": ["\xed\xa0\x80"], "return_text": true}',
+              "/embed": b'{"inputs": ["a", "\xed\xa0\x80"]}',
+              "/v1/embeddings": b'{"input": "\xed\xa0\x80"}'}
+    for path, body in bodies.items():
+        message = assert_error(post_raw(client, path, body), 400)["error"]["message"]
+        assert "UTF-16 surrogate" in message, (path, message)
+
+
+def test_one_clients_bad_bytes_fail_only_its_own_request(client: TestClient, minilm_encoder: Encoder) -> None:
+    """A body with a raw surrogate used to pass the gate and fail the whole batch it joined,
+    with other clients' requests answered by a message quoting its text."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"innocent text number {i}" for i in range(24)]
+
+    def good(i: int) -> Any:
+        if i % 2:
+            return client.post("/embed", json={"inputs": [texts[i]]})
+        return client.post("/v1/embeddings", json={"input": [texts[i]]})
+
+    def bad(i: int) -> Any:
+        return post_raw(client, "/embed" if i % 2 else "/v1/embeddings", b'{"input": ["secret \xed\xa0\x80"], '
+                        b'"inputs": ["secret \xed\xa0\x80"]}')
+
+    with ThreadPoolExecutor(8) as pool:
+        goods = [pool.submit(good, i) for i in range(len(texts))]
+        bads = [pool.submit(bad, i) for i in range(8)]
+        good_answers = [f.result() for f in goods]
+        bad_answers = [f.result() for f in bads]
+    assert [r.status_code for r in good_answers] == [200] * len(texts)
+    for response in bad_answers:
+        message = assert_error(response, 400)["error"]["message"]
+        assert "innocent" not in message and "secret" not in message
+
+
+def test_the_key_is_checked_before_the_body_is_read_or_parsed(client: TestClient) -> None:
+    """A keyless request used to have its body read, held and parsed first (400 for bad JSON,
+    413 for a large one): the key decides first, from the headers."""
+    set_settings(client, api_key="s3cret")
+    for body in (b"{not json", b'{"query": "q", "documents": ["\xed\xa0\x80"]}', b'{"query": "\\ud800"}',
+                 b'{"query": "q", "documents": ["x"], "top_n": NaN}'):
+        assert_error(post_raw(client, "/v1/rerank", body), 401, "unauthorized")
+        assert_error(post_raw(client, "/rerank", body, authorization="Bearer wrong"), 401, "unauthorized")
+    big = b'{"query": "q", "texts": ["' + b"x" * 2_100_000 + b'"]}'  # past the 2 MB body limit
+    assert_error(post_raw(client, "/rerank", big), 401, "unauthorized")
+    assert_error(post_raw(client, "/rerank", big, authorization="Bearer s3cret"), 413, "payload_too_large")
+    assert_error(post_raw(client, "/v1/rerank", b"{not json", authorization="Bearer s3cret"), 400)
+    assert client.get("/health").status_code == 200  # open routes stay open
+    assert client.head("/info").status_code == 200
+
+
+def test_head_is_answered_wherever_get_is(client: TestClient) -> None:
+    for path in ("/health", "/info", "/models", "/metrics", "/meta", "/openapi.json", "/.well-known/live"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code and head.status_code in (200, 204), (path, head.status_code)
+        assert head.content == b""
+        assert head.headers.get("content-type") == got.headers.get("content-type")
+    assert_error(client.get("/v1/rerank"), 405)
+    assert client.head("/v1/rerank").status_code == 405
+
+
+@pytest.mark.parametrize("key", [None, "s3cret"])
+def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_clients_host(client: TestClient, key: str | None) -> None:
+    set_settings(client, api_key=key)
+    for method, path in (("POST", "/v1/rerank/"), ("POST", "/rerank/"), ("GET", "/health/"), ("GET", "/info/")):
+        response = client.request(method, path, json={"query": QUERY, "documents": DOCS},
+                                  headers={"host": "attacker.example"}, follow_redirects=False)
+        assert_error(response, 404, "not_found")
+        assert "location" not in response.headers
+
+
+def test_decode_json_takes_what_json_over_http_allows() -> None:
+    from crossrank.errors import InvalidInput
+    from crossrank.server.body import decode_json
+    from crossrank.server.errors import MalformedBody
+
+    assert decode_json(b'\xef\xbb\xbf{"a": "clog \\ud83d\\udc5f"}') == {"a": "clog \U0001f45f"}  # BOM, paired escape
+    assert decode_json(b'{"n": ' + str(10**400).encode() + b', "x": 1.5e300}') == {"n": 10**400, "x": 1.5e300}
+    assert decode_json("{\"a\": \"caf\u00e9 \U0001f40a\"}".encode()) == {"a": "caf\u00e9 \U0001f40a"}
+    for bad in (b'{"a": -Infinity}', b'{"a": -1e400}', b"\xfe\xff\x00{\x00}", b"\xed\xb0\x80"):
+        with pytest.raises(MalformedBody):
+            decode_json(bad)
+    with pytest.raises(InvalidInput, match=r"body\.a\[1\]"):
+        decode_json(b'{"a": ["ok", "\\udc00"]}')

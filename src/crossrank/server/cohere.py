@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.errors import InvalidInput
 from crossrank.server.auth import require_api_key
+from crossrank.server.body import ParsedBodyRoute
 from crossrank.scores import ranked_order
 from crossrank.server.common import check_query, models_of, score_pairs
 
@@ -82,7 +83,7 @@ async def cohere_rerank(request: Request, body: CohereRequest, version: str) -> 
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(tags=["Cohere / Jina"], dependencies=[Depends(require_api_key)])
+    router = APIRouter(tags=["Cohere / Jina"], dependencies=[Depends(require_api_key)], route_class=ParsedBodyRoute)
 
     @router.post("/v1/rerank")
     async def rerank_v1(body: CohereRequest, request: Request) -> dict[str, Any]:

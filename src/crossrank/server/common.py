@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from crossrank.errors import InvalidInput
 from crossrank.rerank import LongDocuments, Scores
 from crossrank.scores import Activation
+from crossrank.server.body import parsed_json
 from crossrank.server.config import ServerSettings
 from crossrank.server.errors import PayloadTooLarge
 from crossrank.server.metrics import Metrics
@@ -76,17 +76,8 @@ def check_query(query: str) -> str:
 
 
 async def read_json(request: Request) -> Any:
-    """The body as JSON, with 400 for bytes that are not UTF-8 JSON."""
-    body = await request.body()
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "invalid UTF-8",
-                                       "ctx": {"error": "the body is not UTF-8"}}]) from None
-    except (ValueError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": reason,
-                                       "ctx": {"error": reason}}]) from None
+    """The body as JSON: 400 for bytes that are not UTF-8 JSON (see :mod:`crossrank.server.body`)."""
+    return await parsed_json(request)
 
 
 def parse(model: type[M], data: Any) -> M:

@@ -19,7 +19,9 @@ its answer has been sent. Here:
   closed. The timer stops as soon as the request is in; scoring time is the business of
   ``--deadline``;
 - a client that reads none of its answer for ``--client-timeout`` seconds is disconnected
-  and the unsent rest of the answer is dropped.
+  and the unsent rest of the answer is dropped;
+- bytes that are not HTTP/1.1 get ``400`` with the JSON error envelope (uvicorn answers plain
+  text) and the connection is closed.
 
 The deadlines are added to the protocol class uvicorn would pick itself (httptools where it
 is installed, h11 otherwise), through the attributes both share.
@@ -47,13 +49,24 @@ from crossrank.server.errors import envelope_body
 log = logging.getLogger(__name__)
 
 
-def _timeout_answer(client_timeout_s: float) -> bytes:
-    message = (f"the request did not arrive in full within {client_timeout_s:g} s of its first byte "
-               f"(the server's --client-timeout); the connection is closed")
-    body = json.dumps(envelope_body("request_timeout", message)).encode()
-    head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+def _closing_answer(status: str, kind: str, message: str) -> bytes:
+    """A whole HTTP/1.1 answer with the JSON error envelope, after which the connection closes."""
+    body = json.dumps(envelope_body(kind, message)).encode()
+    head = (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
     return head + body
+
+
+def _timeout_answer(client_timeout_s: float) -> bytes:
+    return _closing_answer("408 Request Timeout", "request_timeout",
+                           f"the request did not arrive in full within {client_timeout_s:g} s of its first byte "
+                           f"(the server's --client-timeout); the connection is closed")
+
+
+#: uvicorn's plain-text answer to bytes that are not HTTP/1.1, as the JSON envelope
+_BAD_HTTP = _closing_answer("400 Bad Request", "invalid_http",
+                            "the request is not valid HTTP/1.1 (a malformed request line, header or body framing, "
+                            "or headers too large); the connection is closed")
 
 
 def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
@@ -79,6 +92,14 @@ def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
             super().data_received(data)
             if self._request_in():
                 self._stop_read_timer()
+
+        def send_400_response(self, msg: str) -> None:
+            """The parser refused the bytes (both of uvicorn's protocols call this)."""
+            log.debug("closed the connection from %s: %s", self._peer(), msg)
+            cycle = self.cycle
+            if not self.transport.is_closing() and not (cycle is not None and cycle.response_started):
+                self.transport.write(_BAD_HTTP)  # not after part of an answer: nothing may follow it
+            self.transport.close()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

@@ -25,6 +25,11 @@ from crossrank.errors import (
     Overloaded,
 )
 
+class MalformedBody(InvalidInput):
+    """The request body cannot be read as JSON: not UTF-8, not JSON, or JSON that Python alone
+    accepts (NaN, Infinity, a number beyond float range)."""
+
+
 class PayloadTooLarge(InvalidInput):
     """The request body or the number of documents is above the configured maximum."""
 
@@ -43,9 +48,16 @@ class NotReady(CrossrankError):
     kind = "not_ready"
 
 
+class ShuttingDown(NotReady):
+    """The server stopped before this request finished (``--graceful-timeout`` ran out)."""
+
+    kind = "shutting_down"
+
+
 #: most specific class first; the first match wins
 STATUS: tuple[tuple[type[CrossrankError], int], ...] = (
     (PayloadTooLarge, 413),
+    (MalformedBody, 400),
     (InvalidInput, 422),
     (Unauthorized, 401),
     (ModelNotFound, 404),
@@ -135,12 +147,10 @@ def install_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         kind = _HTTP_KINDS.get(exc.status_code, "http_error")
-        message = str(exc.detail)
-        if exc.status_code == 400:  # FastAPI's answer to a body it cannot decode
-            message = "the body is not valid UTF-8 JSON"
+        message = str(exc.detail)  # Starlette's and FastAPI's own texts, never the client's data
         return envelope(kind, message, exc.status_code, dict(exc.headers or {}) or None)
 
     app.add_exception_handler(CrossrankError, on_crossrank)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    # any other exception is answered by the app's outermost middleware (server.app._Limits)
+    # any other exception is answered by the app's outermost middleware (server.gate.RequestGate)

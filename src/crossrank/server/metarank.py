@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.server.auth import require_api_key
+from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.common import check_query, embed_texts, models_of, score_pairs, took_ms
 
 
@@ -36,7 +37,7 @@ class EncoderResponse(BaseModel):
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(tags=["Metarank"], dependencies=[Depends(require_api_key)])
+    router = APIRouter(tags=["Metarank"], dependencies=[Depends(require_api_key)], route_class=ParsedBodyRoute)
 
     @router.post("/inference/cross/{name}", response_model=CrossResponse)
     async def cross(name: str, body: CrossRequest, request: Request) -> CrossResponse:

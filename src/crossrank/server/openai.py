@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.errors import InvalidInput
 from crossrank.server.auth import require_api_key
+from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.common import embed_texts, models_of
 
 
@@ -22,7 +23,7 @@ class EmbeddingsRequest(BaseModel):
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_api_key)])
+    router = APIRouter(tags=["OpenAI"], dependencies=[Depends(require_api_key)], route_class=ParsedBodyRoute)
 
     @router.post("/v1/embeddings")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:

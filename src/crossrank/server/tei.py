@@ -24,6 +24,7 @@ from crossrank.errors import InvalidInput
 from crossrank.scores import ranked_order
 from crossrank.server.errors import PayloadTooLarge
 from crossrank.server.auth import require_api_key
+from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
 from crossrank.server.common import (
     check_count,
@@ -102,7 +103,7 @@ _RERANK_BODY = {
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(tags=["TEI / Weaviate / llama.cpp"])
+    router = APIRouter(tags=["TEI / Weaviate / llama.cpp"], route_class=ParsedBodyRoute)
     protected = [Depends(require_api_key)]
 
     @router.post("/rerank", dependencies=protected, openapi_extra={"requestBody": _RERANK_BODY})
