@@ -70,6 +70,15 @@ def lexical_schema() -> Any:
     return builder.build()
 
 
+def lexical_analyzer() -> Any:
+    """The analyzer of tantivy's ``en_stem`` tokenizer (the lexical field's), to cut queries the same way."""
+    tantivy = require("tantivy", "index", "BM25 search")
+    builder = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+    for step in (tantivy.Filter.remove_long(40), tantivy.Filter.lowercase(), tantivy.Filter.stemmer("english")):
+        builder = builder.filter(step)
+    return builder.build()
+
+
 def new_vector_index(description: dict[str, Any]) -> Any:
     usearch = require("usearch.index", "index", "dense indexing")
     return usearch.Index(ndim=int(description["dim"]), metric=description["metric"], dtype="f32",

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,15 @@ from crossrank.errors import InvalidInput
 from crossrank.extras import require
 from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
-from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD
+from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD, lexical_analyzer
 from crossrank.retrieval.docstore import DocStore
 from crossrank.retrieval.fusion import reciprocal_rank_fusion
 from crossrank.retrieval.layout import BadIndex
 
 log = logging.getLogger(__name__)
 
-_QUERY_SYNTAX = re.compile(r"[^\w]+", re.UNICODE)
-#: HNSW candidate list size at query time; at least k is needed for good recall of the top k
+#: HNSW candidate list size at query time. usearch widens it to k for a search of k
+#: neighbours by itself, so a large k never needs (and must never change) this shared setting
 EXPANSION_SEARCH = 256
 
 
@@ -54,6 +53,7 @@ class Index:
         self._lexical: Any = None
         self._vectors: Any = None
         self._encoder: Encoder | None = None
+        self._analyzer: Any = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -100,6 +100,13 @@ class Index:
                     raise BadIndex(f"{self.path}: the lexical index is unreadable ({exc})") from exc
             return self._lexical
 
+    def query_terms(self, text: str) -> list[str]:
+        """``text`` cut into the terms the lexical index holds (its own analyzer: words, lowercased, stemmed)."""
+        with self._lock:  # an analyzer is one mutable object on the Rust side
+            if self._analyzer is None:
+                self._analyzer = lexical_analyzer()
+            return [str(term) for term in self._analyzer.analyze(text)]
+
     def vectors(self) -> Any:
         with self._lock:
             if self._vectors is None:
@@ -113,7 +120,7 @@ class Index:
                     raise BadIndex(f"{self.path}: the vector index is unreadable ({exc})") from exc
                 if self._vectors is None or len(self._vectors) != len(self):
                     raise BadIndex(f"{self.path}: vector count does not match the documents; the index is corrupt")
-                self._vectors.expansion_search = EXPANSION_SEARCH
+                self._vectors.expansion_search = EXPANSION_SEARCH  # set once, before any search
             return self._vectors
 
     def _check_encoder(self, encoder: Encoder | None) -> Encoder:
@@ -150,13 +157,18 @@ class BM25Retriever:
 
     def retrieve(self, query: str, k: int) -> list[Candidate]:
         check_k(k)
-        words = _QUERY_SYNTAX.sub(" ", query).strip().lower()
-        if not words:
+        terms = self.index.query_terms(query)
+        if not terms:
             return []
+        tantivy = require("tantivy", "index", "BM25 search")
         lexical = self.index.lexical()
-        parsed = lexical.parse_query(words, [TEXT_FIELD])
+        schema = lexical.schema
+        # user text is words, never query syntax: one term query per analyzed token, OR-ed (as
+        # BM25 scores a bag of words); no phrase is ever built, so no positions are needed
+        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(schema, TEXT_FIELD, term, index_option="freq"))
+                   for term in terms]
         searcher = lexical.searcher()
-        hits = searcher.search(parsed, k, count=False).hits
+        hits = searcher.search(tantivy.Query.boolean_query(clauses), k, count=False).hits
         ords = [int(searcher.doc(address)[ORD_FIELD][0]) for _, address in hits]
         return self.index.candidates(ords, [float(score) for score, _ in hits])
 
@@ -174,8 +186,6 @@ class DenseRetriever:
         check_k(k)
         vectors = self.index.vectors()
         embedded = self.encoder.embed_query(query)
-        if k > vectors.expansion_search:
-            vectors.expansion_search = k
         found = vectors.search(embedded, min(k, len(vectors)))
         keys = [int(key) for key in np.asarray(found.keys)]
         scores = [1.0 - float(d) for d in np.asarray(found.distances)]
