@@ -204,6 +204,7 @@ class _GenerationWriter:
         layout.write_manifest(
             self.build,
             {
+                "files": layout.file_sizes(self.build),
                 "documents": self.store.count,
                 "lexical": {"engine": "tantivy", "tokenizer": LEXICAL_TOKENIZER, "version": _version(self.tantivy)},
                 "dense": self.description,
