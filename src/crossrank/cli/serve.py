@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.server.config import ModelEntry, model_entry, read_config
     from crossrank.server.connections import protocol_class, raise_open_files_limit
     from crossrank.server.metrics import Metrics
+    from crossrank.retrieval.index import Index
     from crossrank.server.state import load_served_models
 
     config = args.config if args.config is not None else _env("CROSSRANK_CONFIG")
@@ -230,8 +231,18 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.server import search as search_route
     from crossrank.server.app import DEFAULT_ROUTERS
 
-    search_indexes = search_route.open_search_indexes(search_route.read_search_config(config)) if config else {}
+    search_entries = search_route.read_search_config(config) if config else []
+    search_route.check_rerankers(search_entries, [(e.name, e.model) for e in entries if e.type == "cross-encoder"])
+    for search_entry in search_entries:  # fail on a missing or damaged index before the models load (minutes)
+        Index.open(search_entry.index).close()
     models = load_served_models(entries, settings, observer=metrics.observer)
+    try:
+        search_indexes = search_route.open_search_indexes(
+            search_entries, served=[(b.entry.model, b.encoder) for b in models.bi.values()],
+            cache_dir=settings.cache_dir)
+    except BaseException:
+        models.close()
+        raise
     app = create_app(models, settings, metrics=metrics, routers=(*DEFAULT_ROUTERS, search_route.build_router))
     app.state.search = search_indexes
     port = sock.getsockname()[1]

@@ -112,6 +112,8 @@ def build_index(
     require("tantivy", "index", "BM25 indexing")
     root = Path(path)
     started = time.perf_counter()
+    if mode == "add":
+        layout.live_generation(root)  # refuse before the lock creates a directory where there is no index
     with layout.writer_lock(root):
         previous: Path | None = None
         previous_manifest: dict[str, Any] = {}
