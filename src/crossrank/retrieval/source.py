@@ -57,7 +57,7 @@ def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def _decompressed(raw: IO[bytes], compression: str | None, path: Path) -> IO[bytes]:
+def _decompressed(raw: IO[bytes], compression: str | None, path: Path) -> Any:
     if compression is None:
         return raw
     if compression == "gzip":
