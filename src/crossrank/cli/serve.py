@@ -124,8 +124,18 @@ _FLAGS: dict[str, tuple[str, Any]] = {
 }
 
 
+#: what a config file's ``server:`` section may set (the models come from ``inference:``)
+FILE_KEYS = tuple(sorted(set(_FLAGS) - {"config", "model", "name"}))
+
+
 def resolve_options(args: argparse.Namespace, env: Mapping[str, str], file: Mapping[str, Any]) -> dict[str, Any]:
-    """Each option from the flag, else the environment, else the config's ``server:`` section."""
+    """Each option from the flag, else the environment, else the config's ``server:`` section.
+
+    An unknown key in ``server:`` is refused (a misspelt setting would otherwise be ignored).
+    """
+    unknown = sorted(str(key) for key in file if key not in FILE_KEYS)
+    if unknown:
+        raise InvalidInput(f"unknown key(s) {unknown} under 'server:' in the config; known: {', '.join(FILE_KEYS)}")
     out: dict[str, Any] = {}
     for attr, (var, kind) in _FLAGS.items():
         value = getattr(args, attr, None)
