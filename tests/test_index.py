@@ -358,3 +358,10 @@ def test_add_to_a_missing_index_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(BadIndex, match="no index at"):
         build_index(tmp_path / "missing.idx", _records(3), mode="add")
     assert not (tmp_path / "missing.idx").exists()
+
+
+def test_a_byte_order_mark_and_crlf_lines_are_read(tmp_path: Path) -> None:
+    corpus = tmp_path / "windows.jsonl"
+    corpus.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "clog"}\r\n{"id": "b", "text": "boot"}\r\n')
+    stats = ReadStats()
+    assert [r.id for r in read_records(corpus, stats=stats)] == ["a", "b"] and not stats.skipped

@@ -87,7 +87,7 @@ def corpus_lines(path: Path) -> Iterator[Iterator[tuple[int, str]]]:
     try:
         before = _identity(os.fstat(raw.fileno()))
         stream = _decompressed(raw, compression, path)
-        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline=None)  # a BOM is dropped
         yield _read(text, raw, before, path, compression)
     finally:
         raw.close()
