@@ -223,3 +223,10 @@ def test_a_failing_query_is_reported_left_out_and_retried_on_resume(
     again = rerank_run(first_stage, corpus, query_file, out, retry, top_n=3, progress=False)
     assert set(read_run(out)) == set(queries) and again.failures == {}
     assert retry.calls == 2  # the failed query, and the last written one (it might have been cut)
+
+
+def test_a_query_line_nested_too_deeply_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "queries.jsonl"
+    path.write_text("{" + '"a": {' * 100_000 + "\n")
+    with pytest.raises(InvalidInput, match="queries.jsonl:1: not valid JSON"):
+        read_queries(path)

@@ -55,7 +55,7 @@ def read_queries(path: str | Path) -> dict[str, str]:
         if line.lstrip().startswith("{"):
             try:
                 record = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python parses
                 raise InvalidInput(f"{source}:{number}: not valid JSON ({exc})") from exc
             qid, text = record.get("_id", record.get("id")), record.get("text")
         else:

@@ -106,7 +106,9 @@ def prepare_index(
             return Index.open(path), {"reused": True, "seconds": 0.0}
         try:
             recorded = json.loads(marker.read_text()) if marker.is_file() else {}
-        except ValueError:
+        except (ValueError, RecursionError):
+            recorded = {}
+        if not isinstance(recorded, dict):
             recorded = {}
         same_corpus = all(recorded.get(k) == source[k] for k in ("corpus", "size", "mtime"))
         if same_corpus and source["encoder"] in (None, recorded.get("encoder")):

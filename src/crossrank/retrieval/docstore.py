@@ -94,7 +94,7 @@ class DocStore:
     def _decode(self, line: bytes, ordinal: int) -> tuple[str, str]:
         try:
             record = json.loads(line)
-        except ValueError as exc:  # not UTF-8, or not JSON
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested too deeply
             raise ValueError(f"{self._path}: document #{ordinal} is unreadable ({exc})") from exc
         if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(
                 record.get("text"), str):
