@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
                         help="for --model: cuda runs it on an NVIDIA GPU (needs 'crossrank[torch]' with a CUDA "
                         "build of torch). In a config file: the per-model key 'device' (default: cpu) "
                         "[CROSSRANK_DEVICE]")
-    models.add_argument("--cache-dir", help="where ONNX exports are cached [CROSSRANK_CACHE_DIR]")
+    models.add_argument("--cache-dir", help="where hub downloads and ONNX exports are cached, for the served "
+                        "models and the query encoder of a dense 'search:' index [CROSSRANK_CACHE_DIR]")
     net = parser.add_argument_group("network")
     net.add_argument("--host", help="address to bind; 0.0.0.0 exposes the server to the network, so set "
                      "an API key there (default: 127.0.0.1) [CROSSRANK_HOST]")
