@@ -365,3 +365,12 @@ def test_a_byte_order_mark_and_crlf_lines_are_read(tmp_path: Path) -> None:
     corpus.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "clog"}\r\n{"id": "b", "text": "boot"}\r\n')
     stats = ReadStats()
     assert [r.id for r in read_records(corpus, stats=stats)] == ["a", "b"] and not stats.skipped
+
+
+def test_cli_warns_about_threads_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crossrank.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "text": "clog"}\n')
+    assert main(["index", str(corpus), str(tmp_path / "idx"), "--threads", "2", "--no-progress"]) == 0
+    assert "--threads sets the encoder's threads; without --encoder it is ignored" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from typing import Any
 
 from crossrank.errors import InvalidInput
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.encode import Encoder
     from crossrank.progress import bar as progress_bar
 
+    if args.threads is not None and not args.encoder and not args.add:
+        print("warning: --threads sets the encoder's threads; without --encoder it is ignored", file=sys.stderr)
     stats = ReadStats()
     records = read_records(
         args.corpus, format=args.format, id_field=args.id_field,
