@@ -241,3 +241,72 @@ def test_rerank_run_of_the_bm25_run_reproduces_the_bm25_ce_stage(
     rerank_run(outcome.files["run:bm25"], synthetic.path / "corpus.jsonl", synthetic.path / "queries.jsonl", out,
                bert_reranker, top_n=5, keep_rest=True, progress=False)
     assert read_run(out) == read_run(outcome.files["run:bm25+ce"])
+
+
+class FailsOn:
+    """A first stage that raises for one query and returns nothing for the others."""
+
+    name = "bm25"
+
+    def __init__(self, bad: str) -> None:
+        self.bad = bad
+
+    def retrieve(self, query: str, k: int) -> list:
+        if query == self.bad:
+            raise RuntimeError("engine exploded")
+        return []
+
+
+def test_a_failing_query_is_recorded_and_the_others_are_kept() -> None:
+    queries = {"q1": "fine", "q2": "boom", "q3": "fine too"}
+    runs = run_stages(["bm25+ce"], {"bm25": FailsOn("boom")}, queries, reranker=OrderPreserving(), progress=False)
+    assert set(runs["bm25"].run) == set(runs["bm25+ce"].run) == {"q1", "q2", "q3"}
+    assert runs["bm25"].failures == {"q2": "RuntimeError: engine exploded"}
+    assert runs["bm25+ce"].failures == {"q2": "first stage failed: RuntimeError: engine exploded"}
+
+
+def _words_dataset(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    docs = {"d1": "mod_autohost apache module", "d2": "self_test harness", "d3": "compiler_builtins crate"}
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n"
+                                               for k, v in docs.items()))
+    queries = {"q1": "mod_autohost", "q2": "self_test", "q3": "compiler_builtins"}
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in queries.items()))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                             + "".join(f"q{i}\td{i}\t1\n" for i in (1, 2, 3)))
+    return root
+
+
+def test_cli_eval_of_queries_the_tokenizer_splits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _words_dataset(tmp_path / "words")
+    out = tmp_path / "out"
+    assert main(["eval", "--data", str(data), "--stages", "bm25", "--out", str(out), "--no-progress",
+                 "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["metrics"]["nDCG@10"] == pytest.approx(1.0) and row["failed_queries"] == 0
+
+
+def test_cli_eval_reports_failed_queries_and_keeps_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crossrank.retrieval.index import BM25Retriever
+
+    original = BM25Retriever.retrieve
+
+    def flaky(self: BM25Retriever, query: str, k: int) -> list:
+        if query == "self_test":
+            raise ValueError("The field 'text' does not have positions indexed")
+        return original(self, query, k)
+
+    monkeypatch.setattr(BM25Retriever, "retrieve", flaky)  # the engine, not the evaluation under test
+    data = _words_dataset(tmp_path / "words")
+    out = tmp_path / "out"
+    args = ["eval", "--data", str(data), "--stages", "bm25", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 query failed in stage bm25" in err and "q2: ValueError" in err
+    results = json.loads((out / "results.json").read_text())
+    assert results["failures"] == {"bm25": {"q2": "ValueError: The field 'text' does not have positions indexed"}}
+    assert set(read_run(out / "runs" / "bm25.trec")) == {"q1", "q3"}
+    assert results["stages"][0]["failed_queries"] == 1
+    assert main([*args, "--strict"]) == 3

@@ -15,7 +15,7 @@ import pytest
 
 from crossrank import Encoder
 from crossrank.errors import InvalidInput
-from crossrank.retrieval import BadIndex, Index, ReadStats, Record, build_index, read_records
+from crossrank.retrieval import BadIndex, CorpusChanged, Index, ReadStats, Record, build_index, read_records
 
 WORDS = "clog sandal boot sneaker slipper loafer heel wedge pump mule oxford derby".split()
 
@@ -253,3 +253,124 @@ def test_add_to_a_dense_index_extends_the_vectors(tmp_path: Path, minilm_encoder
         sims = vectors @ minilm_encoder.embed_query(query)
         got = index.retriever("dense", encoder=minilm_encoder).retrieve(query, 6)
         assert [c.id for c in got] == [ids[i] for i in np.argsort(-sims)]
+
+
+# -- hostile corpora --------------------------------------------------------------------------
+def test_a_line_nested_too_deeply_is_a_malformed_line(tmp_path: Path) -> None:
+    corpus = tmp_path / "deep.jsonl"
+    corpus.write_text('{"id": "a", "text": "clog"}\n' + '{"x": ' * 100_000 + "\n" + '{"id": "b", "text": "boot"}\n')
+    stats = ReadStats()
+    assert [r.id for r in read_records(corpus, stats=stats)] == ["a", "b"]
+    assert stats.bad_lines == [2]
+    with pytest.raises(InvalidInput, match="line 2: malformed JSON .nested too deeply"):
+        list(read_records(corpus, on_error="stop"))
+
+
+def test_a_corpus_rewritten_while_indexing_is_not_published(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": f"clog {i}"}) + "\n" for i in range(2000)))
+    path = tmp_path / "idx"
+    build_index(path, _records(5))
+
+    def rewritten_midway() -> object:
+        for number, record in enumerate(read_records(corpus), start=1):
+            if number == 500:  # another process rewrites the corpus in place
+                corpus.write_text('{"id": "z", "text": "short"}\n')
+            yield record
+
+    with pytest.raises(CorpusChanged, match="changed while it was being read"):
+        build_index(path, rewritten_midway(), batch_size=100)
+    assert len(Index.open(path)) == 5 and not list(path.glob(".build-*"))
+
+
+def test_a_corpus_appended_to_while_read_fails(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("one\ntwo\n")
+    records = read_records(corpus)
+    next(records)
+    with open(corpus, "a") as handle:
+        handle.write("three\n")
+    with pytest.raises(CorpusChanged):
+        list(records)
+
+
+@pytest.mark.parametrize("opener", ["gzip", "bz2", "lzma"])
+def test_compressed_corpora_are_read_as_such(tmp_path: Path, opener: str) -> None:
+    import importlib
+
+    module = importlib.import_module(opener)
+    corpus = tmp_path / "products.jsonl.gz"  # the name's suffix does not matter, the first bytes do
+    with module.open(corpus, "wt") as handle:
+        handle.write('{"asin": "B1", "title": "Crocs clog"}\n{"asin": "B2", "title": "Leather boot"}\n')
+    assert list(read_records(corpus, id_field="asin", text_fields=["title"])) == [
+        Record("B1", "Crocs clog"), Record("B2", "Leather boot")]
+
+
+def test_a_damaged_compressed_corpus_is_refused(tmp_path: Path) -> None:
+    import gzip
+
+    corpus = tmp_path / "c.jsonl.gz"
+    lines = "".join(json.dumps({"id": str(i), "text": f"clog {i * 7919 % 10007}"}) + "\n" for i in range(2000))
+    data = gzip.compress(lines.encode())
+    corpus.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidInput, match="gzip stream is damaged"):
+        list(read_records(corpus))
+
+
+def test_ignored_flags_are_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text('{"asin": "B1", "title": "x"}\n')
+    with caplog.at_level("WARNING"):
+        assert [r.id for r in read_records(corpus, id_field="asin", text_fields=["title"])] == ["1"]
+    assert "--id and --text ignored" in caplog.text and "looks like JSON lines" in caplog.text
+
+
+def test_dotted_paths_and_lists_in_fields(tmp_path: Path) -> None:
+    corpus = tmp_path / "nested.jsonl"
+    corpus.write_text(
+        '{"meta": {"asin": "B1"}, "title": "Clog", "details": {"color": "green"}, "tags": ["kids", "", "garden"]}\n'
+        '{"meta": {"asin": "B2"}, "title": "Boot", "details": {"color": 7}, "tags": []}\n'
+        '{"meta": {"asin": "B3"}, "title": "Heel", "details": "red", "reviews": [{"text": "comfy"}, {"text": "ok"}]}\n'
+        '{"meta": {"asin": "B4"}, "details.color": "literal key wins"}\n'
+    )
+    stats = ReadStats()
+    got = list(read_records(corpus, id_field="meta.asin",
+                            text_fields=["title", "details.color", "tags", "reviews.text"], stats=stats))
+    assert got == [Record("B1", "Clog\ngreen\nkids\ngarden"), Record("B2", "Boot"),
+                   Record("B3", "Heel\ncomfy\nok"), Record("B4", "literal key wins")]
+    assert stats.field_issues == {
+        "details.color: a number, not text": 1, "details.color: 'details' is not an object": 1,
+        "tags: null": 1, "tags: missing": 2, "reviews.text: missing": 3, "title: missing": 1,
+    }
+
+
+def test_cli_says_why_fields_gave_no_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crossrank.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "details": {"color": 3}}\n')
+    assert main(["index", str(corpus), str(tmp_path / "idx"), "--text", "details.color", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "details.color: a number, not text in 1" in err and not (tmp_path / "idx").exists()
+
+
+def test_add_to_a_missing_index_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(BadIndex, match="no index at"):
+        build_index(tmp_path / "missing.idx", _records(3), mode="add")
+    assert not (tmp_path / "missing.idx").exists()
+
+
+def test_a_byte_order_mark_and_crlf_lines_are_read(tmp_path: Path) -> None:
+    corpus = tmp_path / "windows.jsonl"
+    corpus.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "clog"}\r\n{"id": "b", "text": "boot"}\r\n')
+    stats = ReadStats()
+    assert [r.id for r in read_records(corpus, stats=stats)] == ["a", "b"] and not stats.skipped
+
+
+def test_cli_warns_about_threads_without_an_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crossrank.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "text": "clog"}\n')
+    assert main(["index", str(corpus), str(tmp_path / "idx"), "--threads", "2", "--no-progress"]) == 0
+    assert "--threads sets the encoder's threads; without --encoder it is ignored" in capsys.readouterr().err

@@ -94,7 +94,8 @@ def test_cli_index_then_search(tmp_path: Path, minilm_dir: Path, bert_dir: Path,
     assert len(Index.open(index)) == 6  # the stopped build replaced nothing
     assert main(["index", str(corpus), str(index), "--id", "asin", "--text", "name", "--no-progress"]) == 2
     err = capsys.readouterr().err  # a wrong field name reads no record: an error, not an empty index
-    assert "no record to index (1 malformed JSON, 7 no text in name)" in err and "not touched" in err
+    assert "no record to index (1 malformed JSON, 7 no text in name; fields: name: missing in 7)" in err
+    assert "not touched" in err
     assert len(Index.open(index)) == 6
     (tmp_path / "a-file").write_text("")
     for target, message in ((tmp_path / "a-file", "exists and is not a directory"),

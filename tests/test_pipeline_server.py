@@ -115,3 +115,88 @@ def test_serve_command_answers_search(tmp_path: Path, bert_dir: Path, model_cach
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["index"] == "docs" and body["reranker"] == "ce" and body["hits"][0]["id"] == "a"
+
+
+def _bm25_app(tmp_path: Path, bert_dir: Path, model_cache: Path) -> tuple[TestClient, Path]:
+    path = tmp_path / "live.idx"
+    build_index(path, [Record("old", "clogs for kids")])
+    entries = [parse_entry("live", {"index": str(path), "reranker": None})]
+    settings = ServerSettings(cache_dir=str(model_cache))
+    models = load_served_models([ModelEntry(name="ce", type="cross-encoder", model=str(bert_dir))], settings)
+    app = create_app(models, settings, routers=(*DEFAULT_ROUTERS, build_router))
+    app.state.search = open_search_indexes(entries)
+    return TestClient(app), path
+
+
+def test_the_server_follows_a_rebuild_and_closes_the_old_generation(
+    tmp_path: Path, bert_dir: Path, model_cache: Path
+) -> None:
+    client, path = _bm25_app(tmp_path, bert_dir, model_cache)
+    with client:
+        assert [h["id"] for h in client.post("/search", json={"query": "clogs"}).json()["hits"]] == ["old"]
+        served = client.app.state.search["live"]
+        old = served.index
+        build_index(path, [Record("new", "clogs for adults"), Record("new2", "more clogs")])
+        hits = client.post("/search", json={"query": "clogs"}).json()["hits"]
+        assert sorted(h["id"] for h in hits) == ["new", "new2"]  # no restart needed
+        assert served.index is not old and old.docs._fd == -1  # the deleted generation's files are closed
+        build_index(path, [Record("third", "clogs")], mode="add")
+        assert len(client.post("/search", json={"query": "clogs"}).json()["hits"]) == 3
+
+
+def test_a_broken_new_generation_leaves_the_old_one_answering(
+    tmp_path: Path, bert_dir: Path, model_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, path = _bm25_app(tmp_path, bert_dir, model_cache)
+    with client:
+        assert client.post("/search", json={"query": "clogs"}).status_code == 200
+        (path / "gen-000099").mkdir()  # a generation without its files, published by hand
+        (path / "CURRENT").write_text("gen-000099\n")
+        with caplog.at_level("WARNING"):
+            response = client.post("/search", json={"query": "clogs"})
+        assert response.status_code == 200 and response.json()["hits"][0]["id"] == "old"
+        assert "cannot be used" in caplog.text
+
+
+def test_unknown_reranker_names_are_refused_at_startup() -> None:
+    from crossrank.server.search import check_rerankers
+
+    served = [("ce", "cross-encoder/ms-marco-MiniLM-L6-v2")]
+    check_rerankers([parse_entry("a", {"index": "/x", "reranker": "ce"}),
+                     parse_entry("b", {"index": "/x", "reranker": "cross-encoder/ms-marco-MiniLM-L6-v2"}),
+                     parse_entry("c", {"index": "/x", "reranker": None}), parse_entry("d", "/x")], served)
+    with pytest.raises(InvalidInput, match=r"search.a.reranker 'msmacro' is not a cross-encoder.*known: \['ce'\]"):
+        check_rerankers([parse_entry("a", {"index": "/x", "reranker": "msmacro"})], served)
+    with pytest.raises(InvalidInput, match="serves none"):
+        check_rerankers([parse_entry("a", "/x")], [])
+
+
+def test_the_serve_command_refuses_an_unknown_reranker_before_loading(tmp_path: Path, bert_dir: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from crossrank.cli import main
+
+    build_index(tmp_path / "docs.idx", [Record("a", "clogs for kids")])
+    config = tmp_path / "config.yaml"
+    config.write_text(f"inference:\n  ce:\n    type: cross-encoder\n    model: {tmp_path / 'not-loaded'}\n"
+                      f"search:\n  docs:\n    index: {tmp_path / 'docs.idx'}\n    reranker: cee\n")
+    assert main(["serve", "--config", str(config), "--port", "0"]) == 2
+    assert "search.docs.reranker 'cee' is not a cross-encoder" in capsys.readouterr().err
+
+
+def test_a_dense_index_reuses_the_served_encoder_or_loads_into_the_cache_dir(
+    tmp_path: Path, minilm_encoder: Encoder, minilm_dir: Path, isolated_hf_home: Path
+) -> None:
+    build_index(tmp_path / "d.idx", [Record(f"s{i}", t) for i, t in enumerate(DOCS)], encoder=minilm_encoder,
+                encoder_model=str(minilm_dir))
+    entries = [parse_entry("d", {"index": str(tmp_path / "d.idx"), "retriever": "dense"})]
+    reused = open_search_indexes(entries, served=[(f"file://{minilm_dir}", minilm_encoder)])
+    assert reused["d"].encoder is minilm_encoder
+    cache = tmp_path / "cache"
+    isolated_hf_home.mkdir()
+    isolated_hf_home.chmod(0o500)  # a read-only HF_HOME: nothing may be written there
+    try:
+        opened = open_search_indexes(entries, cache_dir=cache)
+    finally:
+        isolated_hf_home.chmod(0o700)
+    assert opened["d"].encoder is not None and list(cache.rglob("*.onnx")) and not list(isolated_hf_home.rglob("*"))
+    assert opened["d"].retrieve("dense", "clog for kids", 2)[0].id in {"s0", "s3"}

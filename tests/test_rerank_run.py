@@ -194,3 +194,39 @@ def test_keep_rest_with_missing_top_documents_never_scores_the_tail(
                top_n=2, keep_rest=True, progress=False)
     assert read_run(tmp_path / "o.trec") == {"q0": ["d0-0", "tail-only"]}
     assert counting.calls == 1
+
+
+class FailsOnQuery:
+    """Wraps a reranker; raises for one query text."""
+
+    def __init__(self, inner: Reranker, bad: str) -> None:
+        self.inner, self.bad, self.name, self.calls = inner, bad, "fails-on-query", 0
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        if query == self.bad:
+            raise RuntimeError("scoring failed")
+        return self.inner.score(query, documents)
+
+
+def test_a_failing_query_is_reported_left_out_and_retried_on_resume(
+    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, queries: dict, bert_reranker: Reranker
+) -> None:
+    corpus, query_file = synthetic.path / "corpus.jsonl", synthetic.path / "queries.jsonl"
+    bad_qid = list(queries)[1]
+    out = tmp_path / "out.trec"
+    report = rerank_run(first_stage, corpus, query_file, out, FailsOnQuery(bert_reranker, queries[bad_qid]),
+                        top_n=3, progress=False)
+    assert report.failures == {bad_qid: "RuntimeError: scoring failed"}
+    assert set(read_run(out)) == set(queries) - {bad_qid} and report.reranked == len(queries) - 1
+    retry = FailsOnQuery(bert_reranker, "none")
+    again = rerank_run(first_stage, corpus, query_file, out, retry, top_n=3, progress=False)
+    assert set(read_run(out)) == set(queries) and again.failures == {}
+    assert retry.calls == 2  # the failed query, and the last written one (it might have been cut)
+
+
+def test_a_query_line_nested_too_deeply_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "queries.jsonl"
+    path.write_text("{" + '"a": {' * 100_000 + "\n")
+    with pytest.raises(InvalidInput, match="queries.jsonl:1: not valid JSON"):
+        read_queries(path)

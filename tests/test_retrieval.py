@@ -118,3 +118,46 @@ def test_retrievers_implement_the_protocol_and_check_k(dense_index: Path) -> Non
     with pytest.raises(InvalidInput, match="retriever must be one of"):
         index.retriever("sparse")
     assert len(index.retriever("dense").retrieve("boot", 50)) == len(DOCS)  # k larger than the index
+
+
+SPLIT_WORDS = ["mod_autohost apache module", "self_test runner for crates", "compiler_builtins intrinsics",
+               "foo-bar:baz version 2.0", "plain words and more"]
+
+
+@pytest.fixture(scope="module")
+def words_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("words") / "idx"
+    build_index(path, [Record(f"w{i}", t) for i, t in enumerate(SPLIT_WORDS)])
+    return path
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("mod_autohost", "w0"), ("self_test", "w1"), ("compiler_builtins", "w2"),  # the tokenizer splits them
+    ("foo-bar:baz", "w3"), ("version:2.0", "w3"),
+])
+def test_bm25_words_the_tokenizer_splits_are_words_not_phrases(words_index: Path, query: str, expected: str) -> None:
+    # a phrase query on a field indexed without positions used to raise ValueError
+    assert Index.open(words_index).retriever("bm25").retrieve(query, 3)[0].id == expected
+
+
+@pytest.mark.parametrize("query", [
+    'a:b "c" (AND) -x * ? ^2 ~ [1 TO 5] {x}', "AND", "OR NOT", '"unclosed', "text:clog", "*", "+-!", "\\",
+    "field:[* TO *]", "a~2", "/regex/", "IN [a b]", "x^", "'", "\x00", "e\u0301 \U0001f600", "_" * 300,
+])
+def test_bm25_query_syntax_characters_are_plain_text(words_index: Path, query: str) -> None:
+    got = Index.open(words_index).retriever("bm25").retrieve(query, 3)
+    assert isinstance(got, list)
+
+
+def test_bm25_query_terms_are_the_index_analyzer_s(words_index: Path) -> None:
+    assert Index.open(words_index).query_terms("Running self_test AND Ärger") == ["run", "self", "test", "and", "ärger"]
+
+
+def test_large_k_dense_search_leaves_the_shared_setting_alone(dense_index: Path) -> None:
+    index = Index.open(dense_index)
+    retriever = index.retriever("dense")
+    before = index.vectors().expansion_search
+    small = [c.id for c in retriever.retrieve("warm boot", 3)]
+    assert len(retriever.retrieve("warm boot", 10_000)) == len(DOCS)  # usearch widens the search to k itself
+    assert index.vectors().expansion_search == before
+    assert [c.id for c in retriever.retrieve("warm boot", 3)] == small

@@ -116,3 +116,9 @@ def test_help_names_the_environment_variable_of_every_flag(capsys: pytest.Captur
     text = " ".join(capsys.readouterr().out.split())
     for var, _ in _FLAGS.values():
         assert var in text
+
+
+def test_unknown_server_keys_in_the_file_are_refused() -> None:
+    with pytest.raises(InvalidInput, match=r"unknown key\(s\) \['max_documens', 'model'\] under 'server:'.*max_documents"):
+        resolve_options(parse(), {}, {"max_documens": 5, "model": "x", "port": 1})
+    assert resolve_options(parse(), {}, {"max_documents": 5})["max_documents"] == 5

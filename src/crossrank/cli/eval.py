@@ -87,6 +87,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds for downloads (default: 30)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     parser.add_argument("--json", action="store_true", help="print the per-stage results as JSON instead of a table")
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="exit with status 3 when any query failed; without it a failed query is reported, counted as "
+        "retrieving nothing, and the evaluation goes on (the outputs are written either way)",
+    )
     add_reranker_options(parser)
     parser.set_defaults(handler=run)
 
@@ -155,9 +160,11 @@ def run(args: argparse.Namespace) -> int:
         )
     encoder = _encoder(args.encoder, args.threads) if needs_dense(stages) else None
     outcome = run_evaluation(config, reranker=reranker, encoder=encoder)
+    failed = _report_failures(outcome.failures)
+    status = 3 if failed and args.strict else 0
     if args.json:
         print(json.dumps(outcome.rows, indent=2))
-        return 0
+        return status
     data = outcome.payload["dataset"]
     print(f"\n{data['name']} ({data['split']}): {data['queries']} queries, {data['documents']} documents")
     if reranker is not None:
@@ -166,4 +173,14 @@ def run(args: argparse.Namespace) -> int:
     print(format_results(outcome.rows))
     print(f"\nresults: {outcome.files['results']}\nreport:  {outcome.files['report']}")
     print(f"runs:    {out / 'runs'}/  ({outcome.payload['seconds']:.1f}s in all)")
-    return 0
+    return status
+
+
+def _report_failures(failures: dict[str, dict[str, str]], shown: int = 5) -> int:
+    """Print each stage's failed queries (the first few with their reason) to stderr; how many in all."""
+    for stage, queries in failures.items():
+        print(f"warning: {len(queries)} quer{'y' if len(queries) == 1 else 'ies'} failed in stage {stage} "
+              "(counted as retrieving nothing; listed under 'failures' in results.json):", file=sys.stderr)
+        for qid, reason in list(queries.items())[:shown]:
+            print(f"  {qid}: {reason}", file=sys.stderr)
+    return sum(len(queries) for queries in failures.values())

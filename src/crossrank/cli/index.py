@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from typing import Any
 
 from crossrank.errors import InvalidInput
@@ -30,18 +31,22 @@ def register(sub: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("corpus", help="corpus file: JSONL, BEIR corpus.jsonl, or plain text (one doc per line)")
+    parser.add_argument("corpus", help="corpus file: JSONL, BEIR corpus.jsonl, or plain text (one doc per line); "
+                        "gzip, bzip2 and xz files are read as such (zstd with the 'zstandard' package)")
     parser.add_argument("index", help="index directory (created if missing)")
     parser.add_argument(
         "--format", choices=FORMATS, default="auto",
         help="auto: corpus.jsonl is BEIR (_id, title+text), .jsonl/.json/.ndjson is JSONL, anything "
         "else plain text with the line number as id (default: auto)",
     )
-    parser.add_argument("--id", dest="id_field", help="JSON field holding the document id (default: id; BEIR: _id)")
+    parser.add_argument("--id", dest="id_field", help="JSON field (or dotted path) holding the document id "
+                        "(default: id; BEIR: _id)")
     parser.add_argument(
         "--text", dest="text_fields", action="append",
         help="JSON field(s) holding the text; repeat or comma-separate to join several, e.g. "
-        "--text title,description (default: text; BEIR: title,text). Records with none are skipped and counted",
+        "--text title,description (default: text; BEIR: title,text). A dotted path reads nested objects "
+        "(details.color), a list gives all its items. Records with none are skipped and counted, and the "
+        "report says why each field gave no text",
     )
     parser.add_argument(
         "--encoder",
@@ -86,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.encode import Encoder
     from crossrank.progress import bar as progress_bar
 
+    if args.threads is not None and not args.encoder and not args.add:
+        print("warning: --threads sets the encoder's threads; without --encoder it is ignored", file=sys.stderr)
     stats = ReadStats()
     records = read_records(
         args.corpus, format=args.format, id_field=args.id_field,
@@ -94,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     first = next(records, None)  # read up to the first usable record before touching the index
     if first is None:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(stats.skipped.items()))
-        raise InvalidInput(f"{args.corpus} has no record to index ({reasons or 'it is empty'}); check --format, "
+        fields = "; ".join(f"{issue} in {count}" for issue, count in sorted(stats.field_issues.items()))
+        raise InvalidInput(f"{args.corpus} has no record to index ({reasons or 'it is empty'}"
+                           f"{'; fields: ' + fields if fields else ''}); check --format, "
                            f"--id and --text. The index was not touched")
     records = itertools.chain([first], records)
     encoder = Encoder(args.encoder, threads=args.threads, batch_size=128) if args.encoder else None
@@ -116,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         "lines": stats.lines,
         "skipped": dict(stats.skipped),
         "malformed_lines": stats.bad_lines,
+        "field_issues": dict(stats.field_issues),
         "dense": report.dense,
         "seconds": round(report.seconds, 3),
         "docs_per_second": round(report.docs_per_second, 1),
@@ -131,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {report.duplicates} record(s) whose id is already in the index")
     for reason, count in sorted(stats.skipped.items()):
         print(f"skipped {count} record(s): {reason}")
+    for issue, count in sorted(stats.field_issues.items()):
+        print(f"field {issue} in {count} record(s)")
     if stats.bad_lines:
         more = " ..." if stats.skipped["malformed JSON"] > len(stats.bad_lines) else ""
         print(f"malformed lines: {', '.join(map(str, stats.bad_lines))}{more}")

@@ -55,6 +55,11 @@ def register(sub: Any) -> None:
         "--restart", action="store_true", help="overwrite --out instead of resuming where it stopped"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="exit with status 3 when any query failed; without it failed queries are reported and left out "
+        "(run again with the same --out to retry just them)",
+    )
     add_reranker_options(parser)
     parser.set_defaults(handler=run)
 
@@ -83,4 +88,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if report.no_query_text:
         print(f"warning: {report.no_query_text} queries have no text in {args.queries} (left out)", file=sys.stderr)
-    return 0
+    if report.failures:
+        print(f"warning: {len(report.failures)} queries failed and were left out (run again with the same --out "
+              "to retry them):", file=sys.stderr)
+        for qid, reason in list(report.failures.items())[:5]:
+            print(f"  {qid}: {reason}", file=sys.stderr)
+    return 3 if report.failures and args.strict else 0

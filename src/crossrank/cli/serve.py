@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
                         help="for --model: cuda runs it on an NVIDIA GPU (needs 'crossrank[torch]' with a CUDA "
                         "build of torch). In a config file: the per-model key 'device' (default: cpu) "
                         "[CROSSRANK_DEVICE]")
-    models.add_argument("--cache-dir", help="where ONNX exports are cached [CROSSRANK_CACHE_DIR]")
+    models.add_argument("--cache-dir", help="where hub downloads and ONNX exports are cached, for the served "
+                        "models and the query encoder of a dense 'search:' index [CROSSRANK_CACHE_DIR]")
     net = parser.add_argument_group("network")
     net.add_argument("--host", help="address to bind; 0.0.0.0 exposes the server to the network, so set "
                      "an API key there (default: 127.0.0.1) [CROSSRANK_HOST]")
@@ -124,8 +125,18 @@ _FLAGS: dict[str, tuple[str, Any]] = {
 }
 
 
+#: what a config file's ``server:`` section may set (the models come from ``inference:``)
+FILE_KEYS = tuple(sorted(set(_FLAGS) - {"config", "model", "name"}))
+
+
 def resolve_options(args: argparse.Namespace, env: Mapping[str, str], file: Mapping[str, Any]) -> dict[str, Any]:
-    """Each option from the flag, else the environment, else the config's ``server:`` section."""
+    """Each option from the flag, else the environment, else the config's ``server:`` section.
+
+    An unknown key in ``server:`` is refused (a misspelt setting would otherwise be ignored).
+    """
+    unknown = sorted(str(key) for key in file if key not in FILE_KEYS)
+    if unknown:
+        raise InvalidInput(f"unknown key(s) {unknown} under 'server:' in the config; known: {', '.join(FILE_KEYS)}")
     out: dict[str, Any] = {}
     for attr, (var, kind) in _FLAGS.items():
         value = getattr(args, attr, None)
@@ -199,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.server.config import ModelEntry, model_entry, read_config
     from crossrank.server.connections import protocol_class, raise_open_files_limit
     from crossrank.server.metrics import Metrics
+    from crossrank.retrieval.index import Index
     from crossrank.server.state import load_served_models
 
     config = args.config if args.config is not None else _env("CROSSRANK_CONFIG")
@@ -230,8 +242,18 @@ def run(args: argparse.Namespace) -> int:
     from crossrank.server import search as search_route
     from crossrank.server.app import DEFAULT_ROUTERS
 
-    search_indexes = search_route.open_search_indexes(search_route.read_search_config(config)) if config else {}
+    search_entries = search_route.read_search_config(config) if config else []
+    search_route.check_rerankers(search_entries, [(e.name, e.model) for e in entries if e.type == "cross-encoder"])
+    for search_entry in search_entries:  # fail on a missing or damaged index before the models load (minutes)
+        Index.open(search_entry.index).close()
     models = load_served_models(entries, settings, observer=metrics.observer)
+    try:
+        search_indexes = search_route.open_search_indexes(
+            search_entries, served=[(b.entry.model, b.encoder) for b in models.bi.values()],
+            cache_dir=settings.cache_dir)
+    except BaseException:
+        models.close()
+        raise
     app = create_app(models, settings, metrics=metrics, routers=(*DEFAULT_ROUTERS, search_route.build_router))
     app.state.search = search_indexes
     port = sock.getsockname()[1]

@@ -41,8 +41,8 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError as exc:
-            raise InvalidInput(f"{path}:{number}: not valid JSON ({exc})") from exc
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python parses
+            raise InvalidInput(f"{path}:{number}: not valid JSON ({exc})") from None
         if not isinstance(record, dict) or "_id" not in record:
             raise InvalidInput(f"{path}:{number}: a BEIR record needs an '_id' field")
         yield number, record

@@ -41,6 +41,7 @@ def stage_summaries(runs: Mapping[str, StageRun], evaluations: Mapping[str, Eval
                     "mean": round(run.total_seconds * 1000.0 / max(len(run.latencies_ms), 1), 3),
                 },
                 "total_seconds": round(run.total_seconds, 3),
+                "failed_queries": len(run.failures),
                 **evaluation.to_dict(),
             }
         )

@@ -5,6 +5,8 @@ which documents its top N needs, then to rerank). Only the texts of those docume
 and on disk, not in memory: they go into a temporary document store (the index's own), read
 back by offset per query. Resumable: queries already complete in the output are skipped, and
 a query cut short by a crash is redone (see :func:`crossrank.evaluate.trec.completed_queries`).
+A query whose reranking fails is reported (``failures``), left out of the output and the run
+goes on; running again with the same output retries just the failed queries.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossrank.errors import InvalidInput
 from crossrank.progress import bar
 from crossrank.evaluate.lines import text_lines
-from crossrank.evaluate.stages import Scorer, rerank_top
+from crossrank.evaluate.stages import Scorer, describe, rerank_top
 from crossrank.evaluate.trec import RunWriter, completed_queries, iter_run
 from crossrank.retrieval.base import Candidate
 from crossrank.retrieval.docstore import DocStore, DocStoreWriter
@@ -38,6 +40,7 @@ class RerankRunReport:
     pairs: int = 0  #: (query, document) pairs scored
     missing_documents: int = 0  #: run documents absent from the corpus (left out)
     seconds: float = 0.0
+    failures: dict[str, str] = field(default_factory=dict)  #: qid -> why reranking it failed (left out)
 
 
 def read_queries(path: str | Path) -> dict[str, str]:
@@ -52,7 +55,7 @@ def read_queries(path: str | Path) -> dict[str, str]:
         if line.lstrip().startswith("{"):
             try:
                 record = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python parses
                 raise InvalidInput(f"{source}:{number}: not valid JSON ({exc})") from exc
             qid, text = record.get("_id", record.get("id")), record.get("text")
         else:
@@ -132,7 +135,13 @@ def rerank_run(
                                   enumerate(zip(head, stored), start=1)]
                     candidates += [Candidate(r.docid, "", r.score, i) for i, r in
                                    enumerate(tail, start=len(head) + 1)]
-                    writer.write(qid, rerank_top(reranker, texts[qid], candidates, len(head)))
+                    try:
+                        ranked = rerank_top(reranker, texts[qid], candidates, len(head))
+                    except Exception as exc:  # recorded; the queries done so far stay written
+                        report.failures[qid] = describe(exc)
+                        log.warning("query %s failed, left out of the output: %s", qid, report.failures[qid])
+                        continue
+                    writer.write(qid, ranked)
                     report.reranked += 1
                     report.pairs += len(head)
             finally:

@@ -68,6 +68,11 @@ class EvalOutcome:
     def rows(self) -> list[dict[str, Any]]:
         return list(self.payload["stages"])
 
+    @property
+    def failures(self) -> dict[str, dict[str, str]]:
+        """Stage -> query id -> why it failed (those queries count as retrieving nothing)."""
+        return dict(self.payload.get("failures", {}))
+
 
 def needs_dense(stages: list[str]) -> bool:
     return any(s.removesuffix(RERANK_SUFFIX) in ("dense", "hybrid") for s in stages)
@@ -101,7 +106,9 @@ def prepare_index(
             return Index.open(path), {"reused": True, "seconds": 0.0}
         try:
             recorded = json.loads(marker.read_text()) if marker.is_file() else {}
-        except ValueError:
+        except (ValueError, RecursionError):
+            recorded = {}
+        if not isinstance(recorded, dict):
             recorded = {}
         same_corpus = all(recorded.get(k) == source[k] for k in ("corpus", "size", "mtime"))
         if same_corpus and source["encoder"] in (None, recorded.get("encoder")):
@@ -178,6 +185,7 @@ def run_evaluation(
         "notes": list(config.notes),
         "index": {"path": str(index.path), **index_info},
         "stages": rows,
+        "failures": {name: dict(run.failures) for name, run in runs.items() if run.failures},
         "per_query": {name: e.per_query for name, e in evaluations.items()},
         "environment": {
             "crossrank": __version__, "python": platform.python_version(),

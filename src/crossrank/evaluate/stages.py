@@ -5,6 +5,10 @@ A stage name is a retriever kind, optionally followed by ``+ce``: ``bm25+ce`` re
 and shared by its reranked stage, so ``bm25`` and ``bm25+ce`` see the very same candidates;
 the reranked stage's latency is the retrieval time plus the reranking time of that query.
 
+A query that fails (in the first stage or in reranking) is recorded in the stage's
+``failures`` with its message, counted as retrieving nothing, and the run goes on: one bad
+query never loses the work done for the others.
+
 Reranking goes through :func:`crossrank.retrieval.pipeline.rerank_candidates` (the pipeline's
 own code: a stable sort, so ties keep the first-stage order). The reranker is pluggable: any
 object with ``name`` and ``score(query, documents) -> scores`` works, e.g. a
@@ -52,6 +56,7 @@ class StageRun:
     reranker: str | None
     run: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  #: qid -> (docid, score) best first
     latencies_ms: dict[str, float] = field(default_factory=dict)  #: qid -> time for that query
+    failures: dict[str, str] = field(default_factory=dict)  #: qid -> why the query failed (ranked empty)
 
     @property
     def total_seconds(self) -> float:
@@ -119,19 +124,51 @@ def run_stages(
         progress_bar = bar(len(queries), label, unit=" queries", enabled=progress)
         try:
             for qid, query in queries.items():
-                started = time.perf_counter()
-                found = [c for c in retriever.retrieve(query, depth) if c.id != qid]
-                retrieve_ms = (time.perf_counter() - started) * 1000.0
-                first.run[qid] = [(c.id, c.score) for c in found]
-                first.latencies_ms[qid] = retrieve_ms
-                if reranked is not None and reranker is not None:
-                    started = time.perf_counter()
-                    reranked.run[qid] = rerank_top(reranker, query, found, top_n)
-                    reranked.latencies_ms[qid] = retrieve_ms + (time.perf_counter() - started) * 1000.0
+                _run_query(qid, query, retriever, first, reranked, reranker, depth, top_n)
                 progress_bar.update(1)
         finally:
             progress_bar.close()
     return results
+
+
+def _run_query(
+    qid: str, query: str, retriever: Retriever, first: StageRun, reranked: StageRun | None,
+    reranker: Scorer | None, depth: int, top_n: int,
+) -> None:
+    started = time.perf_counter()
+    try:
+        found = [c for c in retriever.retrieve(query, depth) if c.id != qid]
+    except Exception as exc:  # one query's failure is recorded; the other queries' work is kept
+        _fail(first, qid, query, exc)
+        if reranked is not None:
+            _fail(reranked, qid, query, exc, f"first stage failed: {describe(exc)}")
+        return
+    retrieve_ms = (time.perf_counter() - started) * 1000.0
+    first.run[qid] = [(c.id, c.score) for c in found]
+    first.latencies_ms[qid] = retrieve_ms
+    if reranked is not None and reranker is not None:
+        started = time.perf_counter()
+        try:
+            reranked.run[qid] = rerank_top(reranker, query, found, top_n)
+        except Exception as exc:
+            _fail(reranked, qid, query, exc)
+            return
+        reranked.latencies_ms[qid] = retrieve_ms + (time.perf_counter() - started) * 1000.0
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what went wrong: crossrank's own message, else the exception's type and text."""
+    from crossrank.errors import CrossrankError
+
+    return str(exc) if isinstance(exc, CrossrankError) else f"{type(exc).__name__}: {exc}"
+
+
+def _fail(stage: StageRun, qid: str, query: str, exc: BaseException, message: str | None = None) -> None:
+    stage.failures[qid] = message or describe(exc)
+    stage.run[qid] = []
+    if message is None:
+        log.warning("%s: query %s (%.60r) failed, counted as retrieving nothing: %s", stage.name, qid, query,
+                    stage.failures[qid], exc_info=log.isEnabledFor(logging.DEBUG))
 
 
 def rerank_top(reranker: Scorer, query: str, found: list[Candidate], top_n: int) -> list[tuple[str, float]]:

@@ -11,12 +11,14 @@ from crossrank.retrieval.index import Index
 from crossrank.retrieval.layout import BadIndex
 from crossrank.retrieval.pipeline import Pipeline, search_paragraphs, split_paragraphs
 from crossrank.retrieval.records import Record, ReadStats, read_records
+from crossrank.retrieval.source import CorpusChanged
 
 __all__ = [
     "RETRIEVER_KINDS",
     "BadIndex",
     "BuildReport",
     "Candidate",
+    "CorpusChanged",
     "Hit",
     "Index",
     "Pipeline",

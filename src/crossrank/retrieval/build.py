@@ -70,6 +70,15 @@ def lexical_schema() -> Any:
     return builder.build()
 
 
+def lexical_analyzer() -> Any:
+    """The analyzer of tantivy's ``en_stem`` tokenizer (the lexical field's), to cut queries the same way."""
+    tantivy = require("tantivy", "index", "BM25 search")
+    builder = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+    for step in (tantivy.Filter.remove_long(40), tantivy.Filter.lowercase(), tantivy.Filter.stemmer("english")):
+        builder = builder.filter(step)
+    return builder.build()
+
+
 def new_vector_index(description: dict[str, Any]) -> Any:
     usearch = require("usearch.index", "index", "dense indexing")
     return usearch.Index(ndim=int(description["dim"]), metric=description["metric"], dtype="f32",
@@ -103,6 +112,8 @@ def build_index(
     require("tantivy", "index", "BM25 indexing")
     root = Path(path)
     started = time.perf_counter()
+    if mode == "add":
+        layout.live_generation(root)  # refuse before the lock creates a directory where there is no index
     with layout.writer_lock(root):
         previous: Path | None = None
         previous_manifest: dict[str, Any] = {}
@@ -195,6 +206,7 @@ class _GenerationWriter:
         layout.write_manifest(
             self.build,
             {
+                "files": layout.file_sizes(self.build),
                 "documents": self.store.count,
                 "lexical": {"engine": "tantivy", "tokenizer": LEXICAL_TOKENIZER, "version": _version(self.tantivy)},
                 "dense": self.description,

@@ -58,11 +58,23 @@ class DocStore:
     """
 
     def __init__(self, directory: Path) -> None:
-        self._offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r", allow_pickle=False)
+        """Open the store; ``OSError`` or ``ValueError`` (with the file named) when it is unusable."""
+        self._fd = -1
         self._path = directory / DOCS_FILE
+        offsets_path = directory / OFFSETS_FILE
+        try:
+            self._offsets = np.load(offsets_path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, EOFError) as exc:  # empty, truncated, not .npy, or pickled objects
+            raise ValueError(f"{offsets_path} is not an offset table ({exc})") from exc
+        offsets = self._offsets
+        if (not isinstance(offsets, np.ndarray) or offsets.ndim != 1 or len(offsets) < 1
+                or not np.issubdtype(offsets.dtype, np.integer)):
+            raise ValueError(f"{offsets_path} is not a one-dimensional table of integer offsets")
+        if int(offsets[0]) != 0 or bool(np.any(np.diff(offsets) < 0)):
+            raise ValueError(f"{offsets_path}: offsets do not start at 0 and grow")
         self._fd = os.open(self._path, os.O_RDONLY)
         size = os.fstat(self._fd).st_size
-        if self._offsets.ndim != 1 or len(self._offsets) < 1 or int(self._offsets[-1]) != size:
+        if int(offsets[-1]) != size:
             self.close()
             raise ValueError(f"{self._path} does not match its offset table")
 
@@ -73,10 +85,21 @@ class DocStore:
         """(id, text) of each ordinal, in the order given."""
         out: list[tuple[str, str]] = []
         for ordinal in ords:
+            if not 0 <= ordinal < len(self):
+                raise ValueError(f"{self._path}: no document #{ordinal} (the store holds {len(self)})")
             start, end = int(self._offsets[ordinal]), int(self._offsets[ordinal + 1])
-            record = json.loads(os.pread(self._fd, end - start, start))
-            out.append((record["id"], record["text"]))
+            out.append(self._decode(os.pread(self._fd, end - start, start), ordinal))
         return out
+
+    def _decode(self, line: bytes, ordinal: int) -> tuple[str, str]:
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested too deeply
+            raise ValueError(f"{self._path}: document #{ordinal} is unreadable ({exc})") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(
+                record.get("text"), str):
+            raise ValueError(f"{self._path}: document #{ordinal} is not an {{id, text}} record")
+        return record["id"], record["text"]
 
     def close(self) -> None:
         fd, self._fd = getattr(self, "_fd", -1), -1
@@ -90,8 +113,8 @@ class DocStore:
         """Every stored id, in ordinal order (used to reject duplicate ids when adding)."""
         ids: list[str] = []
         with open(self._path, "rb") as handle:
-            for line in handle:
-                ids.append(json.loads(line)["id"])
+            for ordinal, line in enumerate(handle):
+                ids.append(self._decode(line, ordinal)[0])
         return ids
 
 

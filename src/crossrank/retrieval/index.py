@@ -7,29 +7,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crossrank.encode import Encoder
-from crossrank.errors import InvalidInput
+from crossrank.errors import CrossrankError, InvalidInput
 from crossrank.extras import require
 from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
-from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD
+from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD, lexical_analyzer
 from crossrank.retrieval.docstore import DocStore
 from crossrank.retrieval.fusion import reciprocal_rank_fusion
 from crossrank.retrieval.layout import BadIndex
 
 log = logging.getLogger(__name__)
 
-_QUERY_SYNTAX = re.compile(r"[^\w]+", re.UNICODE)
-#: HNSW candidate list size at query time; at least k is needed for good recall of the top k
+#: HNSW candidate list size at query time. usearch widens it to k for a search of k
+#: neighbours by itself, so a large k never needs (and must never change) this shared setting
 EXPANSION_SEARCH = 256
+#: tries to open the live generation when rebuilds keep replacing it meanwhile
+OPEN_ATTEMPTS = 3
 
 
 def check_k(k: int) -> int:
@@ -39,29 +42,60 @@ def check_k(k: int) -> int:
 
 
 class Index:
-    """A published index directory: stored documents, BM25 (tantivy), vectors (usearch)."""
+    """A published index directory: stored documents, BM25 (tantivy), vectors (usearch).
+
+    :meth:`open` opens every engine at once, so a damaged index fails there with
+    :class:`BadIndex` naming it, and an open index keeps answering from its generation
+    (its files stay open) even after a rebuild has published a newer one and deleted it.
+    """
 
     def __init__(self, root: Path, generation: Path, manifest: dict[str, Any]) -> None:
         self.path = root
         self.generation = generation
         self.manifest = manifest
+        layout.check_files(root, generation, manifest)
         try:
             self.docs = DocStore(generation)
         except (OSError, ValueError) as exc:
             raise BadIndex(f"{root}: stored documents are unreadable ({exc}); the index is corrupt") from exc
-        if len(self.docs) != int(manifest.get("documents", -1)):
-            raise BadIndex(f"{root}: document count does not match the manifest; the index is corrupt")
+        if len(self.docs) != manifest["documents"]:
+            self.docs.close()
+            raise BadIndex(f"{root}: the stored documents ({len(self.docs)}) do not match the manifest "
+                           f"({manifest['documents']}); the index is corrupt")
         self._lexical: Any = None
         self._vectors: Any = None
         self._encoder: Encoder | None = None
+        self._analyzer: Any = None
         self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path) -> Index:
-        """Open the live generation of the index at ``path``; :class:`BadIndex` when unusable."""
+        """Open the live generation of the index at ``path``; :class:`BadIndex` when unusable.
+
+        A reader that loses a race with a rebuild (the generation it resolved is deleted while
+        it opens it) opens the newly published one instead: it sees the old or the new index,
+        never an error.
+        """
         root = Path(path)
-        generation = layout.live_generation(root)
-        return cls(root, generation, layout.read_manifest(generation))
+        for attempt in range(1, OPEN_ATTEMPTS + 1):
+            generation = layout.live_generation(root)
+            try:
+                index = cls(root, generation, layout.read_manifest(generation))
+                index.lexical()
+                if index.dense is not None:
+                    index.vectors()
+                return index
+            except BadIndex:
+                if attempt == OPEN_ATTEMPTS or not layout.republished(root, generation.name):
+                    raise
+                log.info("%s was republished while being opened; opening the new generation", root)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Release the files of this generation (searching afterwards is an error)."""
+        with self._lock:
+            self.docs.close()
+            self._lexical = self._vectors = None
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -89,31 +123,53 @@ class Index:
             return dense
         return HybridRetriever(BM25Retriever(self), dense, rrf_k=rrf_k)
 
-    # -- engines, opened lazily ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def engine(self, part: str) -> Iterator[None]:
+        """Turn a failure of an engine reading ``part`` of this index into :class:`BadIndex`."""
+        try:
+            yield
+        except (CrossrankError, KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as exc:  # OSError, ValueError, RuntimeError, or a Rust panic (a BaseException)
+            raise BadIndex(f"{self.path}: {part} is unreadable ({type(exc).__name__}: {exc}); "
+                           "the index is corrupt or incomplete (rebuild it)") from exc
+
+    # -- engines ------------------------------------------------------------------------------
     def lexical(self) -> Any:
         with self._lock:
             if self._lexical is None:
                 tantivy = require("tantivy", "index", "BM25 search")
-                try:
-                    self._lexical = tantivy.Index.open(str(self.generation / layout.LEXICAL_DIR))
-                except (OSError, ValueError) as exc:
-                    raise BadIndex(f"{self.path}: the lexical index is unreadable ({exc})") from exc
+                with self.engine("the lexical index"):
+                    lexical = tantivy.Index.open(str(self.generation / layout.LEXICAL_DIR))
+                    lexical.searcher()  # loads the segments now: damage shows here, not in a search
+                self._lexical = lexical
             return self._lexical
+
+    def query_terms(self, text: str) -> list[str]:
+        """``text`` cut into the terms the lexical index holds (its own analyzer: words, lowercased, stemmed)."""
+        with self._lock:  # an analyzer is one mutable object on the Rust side
+            if self._analyzer is None:
+                self._analyzer = lexical_analyzer()
+            return [str(term) for term in self._analyzer.analyze(text)]
 
     def vectors(self) -> Any:
         with self._lock:
             if self._vectors is None:
                 usearch = require("usearch.index", "index", "dense search")
                 path = self.generation / layout.VECTORS_FILE
-                if self.dense is None or not path.is_file():
+                dense = self.dense
+                if dense is None:
                     raise BadIndex(f"{self.path} has no vectors: rebuild it with an encoder (--encoder)")
-                try:
-                    self._vectors = usearch.Index.restore(str(path), view=True)
-                except Exception as exc:  # usearch raises plain RuntimeError/ValueError on bad files
-                    raise BadIndex(f"{self.path}: the vector index is unreadable ({exc})") from exc
-                if self._vectors is None or len(self._vectors) != len(self):
-                    raise BadIndex(f"{self.path}: vector count does not match the documents; the index is corrupt")
-                self._vectors.expansion_search = EXPANSION_SEARCH
+                if not path.is_file():
+                    raise BadIndex(f"{self.path}: the vector file {layout.VECTORS_FILE} is missing; the index is corrupt")
+                with self.engine("the vector index"):
+                    vectors = usearch.Index.restore(str(path), view=True)
+                if vectors is None or len(vectors) != len(self) or int(vectors.ndim) != int(dense["dim"]):
+                    raise BadIndex(f"{self.path}: the vectors do not match the documents and manifest "
+                                   f"({0 if vectors is None else len(vectors)} of {vectors.ndim if vectors else '?'} "
+                                   f"dimensions for {len(self)} documents of {dense['dim']}); the index is corrupt")
+                vectors.expansion_search = EXPANSION_SEARCH  # set once, before any search
+                self._vectors = vectors
             return self._vectors
 
     def _check_encoder(self, encoder: Encoder | None) -> Encoder:
@@ -133,7 +189,8 @@ class Index:
         return encoder
 
     def candidates(self, ords: list[int], scores: list[float]) -> list[Candidate]:
-        docs = self.docs.get(ords)
+        with self.engine("the stored documents"):
+            docs = self.docs.get(ords)
         return [
             Candidate(doc_id, text, float(score), rank)
             for rank, ((doc_id, text), score) in enumerate(zip(docs, scores), start=1)
@@ -150,14 +207,20 @@ class BM25Retriever:
 
     def retrieve(self, query: str, k: int) -> list[Candidate]:
         check_k(k)
-        words = _QUERY_SYNTAX.sub(" ", query).strip().lower()
-        if not words:
+        terms = self.index.query_terms(query)
+        if not terms:
             return []
+        tantivy = require("tantivy", "index", "BM25 search")
         lexical = self.index.lexical()
-        parsed = lexical.parse_query(words, [TEXT_FIELD])
-        searcher = lexical.searcher()
-        hits = searcher.search(parsed, k, count=False).hits
-        ords = [int(searcher.doc(address)[ORD_FIELD][0]) for _, address in hits]
+        schema = lexical.schema
+        # user text is words, never query syntax: one term query per analyzed token, OR-ed (as
+        # BM25 scores a bag of words); no phrase is ever built, so no positions are needed
+        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(schema, TEXT_FIELD, term, index_option="freq"))
+                   for term in terms]
+        with self.index.engine("the lexical index"):
+            searcher = lexical.searcher()
+            hits = searcher.search(tantivy.Query.boolean_query(clauses), k, count=False).hits
+            ords = [int(searcher.doc(address)[ORD_FIELD][0]) for _, address in hits]
         return self.index.candidates(ords, [float(score) for score, _ in hits])
 
 
@@ -174,9 +237,8 @@ class DenseRetriever:
         check_k(k)
         vectors = self.index.vectors()
         embedded = self.encoder.embed_query(query)
-        if k > vectors.expansion_search:
-            vectors.expansion_search = k
-        found = vectors.search(embedded, min(k, len(vectors)))
+        with self.index.engine("the vector index"):
+            found = vectors.search(embedded, min(k, len(vectors)))
         keys = [int(key) for key in np.asarray(found.keys)]
         scores = [1.0 - float(d) for d in np.asarray(found.distances)]
         return self.index.candidates(keys, scores)

@@ -20,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,33 +45,112 @@ class BadIndex(InvalidInput):
     kind = "bad_index"
 
 
-def live_generation(root: Path) -> Path:
-    """The directory of the generation CURRENT points at; :class:`BadIndex` if none."""
+_GENERATION_NAME = re.compile(r"gen-[0-9]{6,}")
+METRICS = ("cos", "ip")
+
+
+def current_name(root: Path) -> str:
+    """The generation name CURRENT holds (read once; it is replaced, never edited, by a publish)."""
     if not root.exists():
         raise BadIndex(f"no index at {root} (build one with `crossrank index CORPUS {root}`)")
     pointer = root / CURRENT
     if not pointer.is_file():
         raise BadIndex(f"{root} is not a crossrank index (no {CURRENT} file)")
-    name = pointer.read_text(encoding="utf-8").strip()
-    generation = root / name
-    if not name.startswith("gen-") or not generation.is_dir():
-        raise BadIndex(f"{root}: {CURRENT} points at a missing generation {name!r}; the index is corrupt")
-    return generation
+    try:
+        name = pointer.read_bytes().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadIndex(f"{root}: {CURRENT} is unreadable ({exc}); the index is corrupt") from exc
+    if not _GENERATION_NAME.fullmatch(name):
+        raise BadIndex(f"{root}: {CURRENT} does not name a generation ({name[:40]!r}); the index is corrupt")
+    return name
+
+
+def live_generation(root: Path) -> Path:
+    """The directory of the generation CURRENT points at; :class:`BadIndex` if none.
+
+    A publish replaces CURRENT before it deletes the old generation, so a generation found
+    missing just after CURRENT named it is looked up again (the reader lost a race with a
+    rebuild); it is an error only when CURRENT still names it.
+    """
+    for _ in range(3):
+        name = current_name(root)
+        generation = root / name
+        if generation.is_dir():
+            return generation
+        if current_name(root) == name:
+            break
+    raise BadIndex(f"{root}: {CURRENT} points at a missing generation {name!r}; the index is corrupt")
+
+
+def republished(root: Path, name: str) -> bool:
+    """Whether CURRENT now names another generation than ``name`` (a rebuild published meanwhile)."""
+    try:
+        return current_name(root) != name
+    except BadIndex:
+        return False
 
 
 def read_manifest(generation: Path) -> dict[str, Any]:
     path = generation / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
         raise BadIndex(f"{generation}: {MANIFEST} is missing; the index is corrupt") from exc
-    except ValueError as exc:
+    except OSError as exc:
+        raise BadIndex(f"{path} is unreadable ({exc.strerror or exc}); the index is corrupt") from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise BadIndex(f"{path} is not valid JSON; the index is corrupt") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BadIndex(f"{path} is not a crossrank index manifest")
     if manifest.get("version") != FORMAT_VERSION:
         raise BadIndex(f"{path}: index format version {manifest.get('version')} is not supported")
+    _check_manifest(path, manifest)
     return manifest
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    def whole(value: Any, least: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    if not whole(manifest.get("documents"), 0):
+        raise BadIndex(f"{path}: 'documents' must be a count, not {manifest.get('documents')!r}; the index is corrupt")
+    dense = manifest.get("dense")
+    if dense is None:
+        return
+    if (not isinstance(dense, dict) or not isinstance(dense.get("model"), str) or not whole(dense.get("dim"), 1)
+            or dense.get("metric", "cos") not in METRICS):
+        raise BadIndex(f"{path}: 'dense' must record the encoder's model, dim and metric ({METRICS}), "
+                       f"not {str(dense)[:120]}; the index is corrupt")
+
+
+def file_sizes(generation: Path) -> dict[str, int]:
+    """Relative path -> size of every file of a finished generation, recorded in its manifest."""
+    return {p.relative_to(generation).as_posix(): p.stat().st_size for p in sorted(generation.rglob("*"))
+            if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")}
+
+
+def check_files(root: Path, generation: Path, manifest: dict[str, Any]) -> None:
+    """:class:`BadIndex` naming the first file the manifest lists that is missing or of another size.
+
+    Catches truncated and deleted parts before an engine reads them (some engines crash on them).
+    Indexes built before the manifest listed its files are not checked.
+    """
+    files = manifest.get("files")
+    if files is None:
+        return
+    if not isinstance(files, dict):
+        raise BadIndex(f"{root}: the manifest's 'files' is not a mapping; the index is corrupt")
+    for name, size in files.items():
+        path = generation / str(name)
+        try:
+            actual = path.stat().st_size if path.is_file() else None
+        except OSError:
+            actual = None
+        if actual is None:
+            raise BadIndex(f"{root}: {generation.name}/{name} is missing; the index is corrupt or incomplete")
+        if actual != size:
+            raise BadIndex(f"{root}: {generation.name}/{name} has {actual} bytes, not the {size} it was built "
+                           "with (truncated or overwritten); the index is corrupt")
 
 
 def write_manifest(generation: Path, manifest: dict[str, Any]) -> None:

@@ -13,8 +13,9 @@ inference:
 
 Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
 ``activation`` (sigmoid|none), ``mode`` (exact|fast|auto, cross-encoders; see
-:mod:`crossrank.runtime.select`) and ``device`` (cpu|cuda). An optional top-level ``server:`` mapping holds the same keys
-as :class:`ServerSettings` (flags and environment variables win over it).
+:mod:`crossrank.runtime.select`) and ``device`` (cpu|cuda). An optional top-level ``server:`` mapping holds
+``crossrank serve``'s flags, spelt with underscores (``max_documents: 500``); flags and environment
+variables win over it, and an unknown key is refused.
 """
 
 from __future__ import annotations

@@ -16,13 +16,23 @@ Request ``{"query", "index"?, "retriever"?, "candidates"?, "top_k"?, "rerank"?}`
 "first_stage_rank", "first_stage_score", "rerank_score"}], "timings_ms": {"retrieve",
 "rerank", "total"}}``. The rerank goes through the model's scheduler, so search requests
 batch together with the other wire formats' requests.
+
+A rebuild of a served index is picked up by the next request: each request compares the
+index's ``CURRENT`` pointer with the one it opened (one ``stat``), and when a new generation
+was published it opens that one and closes the old (a new generation that cannot be opened
+is logged, and the old one keeps answering). ``reranker`` names are checked when the server
+starts. A dense index's query encoder is a served bi-encoder of the same model when there is
+one, else loaded once with the server's ``--cache-dir``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,15 +40,21 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from crossrank.errors import InvalidInput, ModelNotFound
+from crossrank.encode import Encoder
+from crossrank.errors import CrossrankError, InvalidInput, ModelNotFound
 from crossrank.extras import require
+from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Retriever
 from crossrank.retrieval.index import Index
 from crossrank.retrieval.pipeline import first_stage_hits, hits_from_scores
 from crossrank.server.auth import require_api_key
 from crossrank.server.common import check_count, check_query, models_of, parse, read_json, score_pairs
 
+log = logging.getLogger(__name__)
+
 _KEYS = ("index", "retriever", "reranker", "candidates", "top_k", "rrf_k")
+#: (model as configured, loaded encoder) of each served bi-encoder, reused for dense queries
+ServedEncoders = Sequence[tuple[str, Encoder]]
 
 
 @dataclass(frozen=True)
@@ -88,14 +104,48 @@ def parse_entry(name: str, raw: Any) -> SearchEntry:
     return entry
 
 
+def check_rerankers(entries: list[SearchEntry], cross_encoders: Sequence[tuple[str, str]]) -> None:
+    """Each entry's ``reranker`` must be a served cross-encoder, given as (name, model) pairs."""
+    names = [name for name, _ in cross_encoders]
+    for entry in entries:
+        if entry.reranker is None:
+            continue
+        if entry.reranker == "":
+            if not cross_encoders:
+                raise InvalidInput(f"search.{entry.name} reranks with the default cross-encoder, but the config "
+                                   "serves none; add one under 'inference:' or set 'reranker: null'")
+            continue
+        if not any(entry.reranker in pair for pair in cross_encoders):
+            raise InvalidInput(f"search.{entry.name}.reranker {entry.reranker!r} is not a cross-encoder of this "
+                               f"server; known: {names} (or null for none)")
+
+
+def pointer_key(root: Path) -> tuple[int, int, int] | None:
+    """What identifies the index's CURRENT file: a publish replaces it with a new file."""
+    try:
+        stat = os.stat(root / layout.CURRENT)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 @dataclass
 class SearchIndex:
-    """An opened index with its retrievers built once (the dense ones load the encoder)."""
+    """An opened index with its retrievers built once; follows rebuilds of the index."""
 
     entry: SearchEntry
     index: Index
+    encoder: Encoder | None = None
     retrievers: dict[str, Retriever] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pointer: tuple[int, int, int] | None = None
+
+    def build_retrievers(self, index: Index) -> dict[str, Retriever]:
+        kinds = ["bm25"] + (["dense", "hybrid"] if index.dense is not None else [])
+        if self.entry.retriever not in kinds:
+            raise InvalidInput(f"search.{self.entry.name}: {self.entry.index} has no vectors for "
+                               f"{self.entry.retriever!r} retrieval")
+        return {kind: index.retriever(kind, encoder=self.encoder, rrf_k=self.entry.rrf_k) for kind in kinds}
 
     def retriever(self, kind: str) -> Retriever:
         if kind not in self.retrievers:
@@ -104,23 +154,62 @@ class SearchIndex:
 
     def retrieve(self, kind: str, query: str, k: int) -> list[Any]:
         with self.lock:  # the engines' bindings (tantivy, usearch) are not documented as safe for concurrent searches
+            self.follow_rebuilds()
             return self.retriever(kind).retrieve(query, k)
 
+    def follow_rebuilds(self) -> None:
+        """Open the newly published generation if there is one (call with the lock held)."""
+        key = pointer_key(self.index.path)
+        if key is None or key == self.pointer:
+            return
+        self.pointer = key  # a generation that fails to open is not retried until the next publish
+        try:
+            fresh = Index.open(self.index.path)
+            if fresh.generation == self.index.generation:
+                fresh.close()
+                return
+            retrievers = self.build_retrievers(fresh)
+        except CrossrankError as exc:
+            log.warning("index %r: a new generation was published but cannot be used (%s); still serving %s",
+                        self.entry.name, exc, self.index.generation.name)
+            return
+        old, self.index, self.retrievers = self.index, fresh, retrievers
+        old.close()
+        log.info("index %r: now serving %s (%d documents)", self.entry.name, fresh.generation.name, len(fresh))
 
-def open_search_indexes(entries: list[SearchEntry]) -> dict[str, SearchIndex]:
-    """Open every configured index; a missing or corrupt one stops the server with its name."""
+
+def _same_model(configured: str, recorded: str, encoder: Encoder) -> bool:
+    def norm(name: str) -> str:
+        name = name.removeprefix("file://")
+        return str(Path(name).resolve()) if Path(name).exists() else name
+
+    return norm(recorded) in (norm(configured), norm(encoder.name))
+
+
+def _query_encoder(index: Index, served: ServedEncoders, cache_dir: str | Path | None) -> Encoder | None:
+    dense = index.dense
+    if dense is None:
+        return None
+    for configured, encoder in served:
+        if _same_model(configured, str(dense["model"]), encoder):
+            return encoder
+    return Encoder(dense["model"], cache_dir=cache_dir)
+
+
+def open_search_indexes(
+    entries: list[SearchEntry], *, served: ServedEncoders = (), cache_dir: str | Path | None = None
+) -> dict[str, SearchIndex]:
+    """Open every configured index; a missing or corrupt one stops the server with its name.
+
+    A dense index embeds queries with the served bi-encoder of the model it was built with
+    (``served``), else with that model loaded once using ``cache_dir``.
+    """
     out: dict[str, SearchIndex] = {}
     for entry in entries:
-        index = Index.open(entry.index)
-        kinds = ["bm25"] + (["dense", "hybrid"] if index.dense is not None else [])
-        if entry.retriever not in kinds:
-            raise InvalidInput(f"search.{entry.name}: {entry.index} has no vectors for {entry.retriever!r} retrieval")
-        index.lexical()  # open the engines now: a later rebuild may delete this generation's files
-        if index.dense is not None:
-            index.vectors()
-        opened = SearchIndex(entry, index)
-        for kind in kinds:
-            opened.retrievers[kind] = index.retriever(kind, rrf_k=entry.rrf_k)
+        pointer = pointer_key(Path(entry.index))
+        index = Index.open(entry.index)  # opens the engines now: a later rebuild may delete this generation's files
+        opened = SearchIndex(entry, index, encoder=_query_encoder(index, served, cache_dir), pointer=pointer)
+        opened.retrievers = opened.build_retrievers(index)
         out[entry.name] = opened
     return out
 
