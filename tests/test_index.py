@@ -294,7 +294,7 @@ def test_a_corpus_appended_to_while_read_fails(tmp_path: Path) -> None:
         list(records)
 
 
-@pytest.mark.parametrize("opener", ["gzip", "bz2", "lzma"])
+@pytest.mark.parametrize("opener", ["gzip", "bz2", "lzma", "zstandard"])
 def test_compressed_corpora_are_read_as_such(tmp_path: Path, opener: str) -> None:
     import importlib
 

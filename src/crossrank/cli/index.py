@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("corpus", help="corpus file: JSONL, BEIR corpus.jsonl, or plain text (one doc per line); "
-                        "gzip, bzip2 and xz files are read as such (zstd with the 'zstandard' package)")
+                        "gzip, bzip2, xz and zstd files are read as such")
     parser.add_argument("index", help="index directory (created if missing)")
     parser.add_argument(
         "--format", choices=FORMATS, default="auto",

@@ -69,8 +69,8 @@ def _decompressed(raw: IO[bytes], compression: str | None, path: Path) -> Any:
     try:
         import zstandard
     except ImportError:
-        raise InvalidInput(f"{path} is zstd-compressed: install the 'zstandard' package (pip install zstandard) "
-                           "or decompress it first (zstd -d)") from None
+        raise InvalidInput(f"{path} is zstd-compressed and the 'zstandard' package is missing: "
+                           "pip install 'crossrank[index]' (or decompress it first: zstd -d)") from None
     reader: Any = zstandard.ZstdDecompressor().stream_reader(raw)
     return io.BufferedReader(reader)
 
