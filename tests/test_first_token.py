@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +16,7 @@ import pytest
 
 from crossrank import Reranker
 from crossrank.models import first_token
+from crossrank.models.derived import derived_dir
 from crossrank.models.first_token import first_token_graph
 from crossrank.models.load import load_model
 from crossrank.runtime.onnx import OnnxRuntime
@@ -92,3 +98,40 @@ def test_a_corrupt_graph_is_left_for_the_runtime_to_report(tmp_path: Path) -> No
     broken = tmp_path / "model.onnx"
     broken.write_bytes(b"not a protobuf")
     assert first_token_graph(broken, tmp_path / "cache") == broken
+
+
+def test_a_full_disk_is_not_cached_as_a_verdict(
+    bert_dir: Path, model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ENOSPC while writing the copy runs this load unpruned; the next load, with space again, prunes."""
+    full_graph = load_model(bert_dir, task="sequence-classification", cache_dir=model_cache).onnx_path
+    write = first_token._write
+    failures = []
+
+    def full_once(path: Path, data: bytes) -> None:
+        if not failures:
+            failures.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write(path, data)
+
+    monkeypatch.setattr(first_token, "_write", full_once)
+    with caplog.at_level(logging.WARNING, logger="crossrank.models.first_token"):
+        assert first_token_graph(full_graph, tmp_path) == full_graph
+    assert failures
+    assert list(tmp_path.iterdir()) == []  # no verdict, no staging left
+    pruned = first_token_graph(full_graph, tmp_path)
+    assert pruned != full_graph and len(_slices(pruned)) == 2
+    assert "No space left" in caplog.text and "trying again" in caplog.text
+
+
+def test_a_staging_dir_left_by_a_killed_process_is_removed(bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
+    full_graph = load_model(bert_dir, task="sequence-classification", cache_dir=model_cache).onnx_path
+    target = derived_dir(full_graph, tmp_path, f"first-token-{first_token.RECIPE_VERSION}")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its process id is now free: the owner of the staging directory is gone
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    stale = tmp_path / f"{target.name}.staging-{child.pid}-{host}-0badc0de"
+    stale.mkdir(parents=True)
+    (stale / "model.onnx").write_bytes(b"half a graph")
+    assert first_token_graph(full_graph, tmp_path) == target / "model.onnx"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

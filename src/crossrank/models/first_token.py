@@ -12,7 +12,9 @@ those of the full graph (checked on sample inputs before the pruned file is used
 
 The pruned copy is written once next to the other converted models and reused; a graph
 the rule does not fit (no token-0 gather, a region whose tensors are used elsewhere, a
-check that fails) is used as it is, and that verdict is cached too.
+check that fails) is used as it is, and that verdict is cached too. A failure of the
+machine rather than of the graph (a full disk, an unwritable cache, out of memory) is not a
+verdict: that load runs the graph unpruned and the next one tries again.
 """
 
 from __future__ import annotations
@@ -50,21 +52,31 @@ def first_token_graph(onnx: Path, cache_dir: Path) -> Path:
 
     The result is cached under ``cache_dir`` keyed by the source file; the ``onnx`` package
     is imported only on the first call for a given file. Any failure (a graph the rule does
-    not fit, an unreadable file, a read-only cache) leaves the original graph in use.
+    not fit, an unreadable file, a read-only cache) leaves the original graph in use; only a
+    verdict on the graph is cached, an error of the machine (a full disk) is retried next time.
     """
     target = derived_dir(onnx, cache_dir, f"first-token-{RECIPE_VERSION}")
     if not (target / "model.onnx").is_file() and not (target / "unchanged").is_file():
         try:
             publish(target, lambda staging: _prune_or_explain(onnx, staging))
-        except OSError as exc:
-            log.warning("could not write a pruned copy of %s under %s (%s); using it unpruned", onnx, cache_dir, exc)
+        except (OSError, MemoryError) as exc:
+            log.warning(
+                "could not write a pruned copy of %s under %s (%s); using it unpruned this time, and trying "
+                "again on the next load", onnx, cache_dir, exc,
+            )
     return target / "model.onnx" if (target / "model.onnx").is_file() else onnx
 
 
 def _prune_or_explain(onnx: Path, staging: Path) -> None:
-    """Write ``staging/model.onnx``, or ``staging/unchanged`` with the reason it was not cut."""
+    """Write ``staging/model.onnx``, or ``staging/unchanged`` with the reason it was not cut.
+
+    ``OSError`` and ``MemoryError`` (a full disk, an unreadable file, no memory) propagate:
+    they say nothing about the graph, so no verdict is written.
+    """
     try:
         _prune_file(onnx, staging / "model.onnx")
+    except (OSError, MemoryError):
+        raise
     except Exception as why:  # noqa: BLE001 - the original graph is always a correct fallback
         if isinstance(why, _NotApplicable):
             log.info("%s runs unpruned: %s", onnx, why)
@@ -91,7 +103,11 @@ def _prune_file(source: Path, out: Path) -> None:
     else:
         data = model.SerializeToString()
         _check_same_outputs(source, data, vocabulary)
-        out.write_bytes(data)
+        _write(out, data)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def prune_first_token(model: Any) -> int:
