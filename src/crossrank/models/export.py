@@ -4,7 +4,7 @@ The cache key hashes the export recipe version, ``config.json`` and the weights 
 new revision (new weights) gets a new export and the same weights are never exported twice,
 whatever directory or revision they were loaded from. Concurrent loaders serialise on a
 lock file and the finished file appears atomically. The export itself runs in a child
-process (:mod:`crossrank.models.export_worker`), so the loading process never imports torch.
+process (:mod:`crossrank.models.child`), so the loading process never imports torch.
 """
 
 from __future__ import annotations
@@ -17,15 +17,11 @@ import json
 import logging
 import os
 import shutil
-import signal
-import site
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import crossrank
 from crossrank.errors import MissingExtra, ModelError
+from crossrank.models.child import describe_exit, run_child
 from crossrank.models.derived import make_staging, remove_stale_staging
 from crossrank.models.export_worker import error_from_record
 from crossrank.models.resolve import ModelFiles
@@ -133,16 +129,6 @@ def _check_extras() -> None:
             raise MissingExtra(module, "export", "Exporting a model without an ONNX file to ONNX")
 
 
-def _child_env() -> dict[str, str]:
-    """The environment for the child, which must import this same crossrank."""
-    env = dict(os.environ)
-    package_root = str(Path(crossrank.__file__).resolve().parent.parent)
-    installed = {str(Path(p).resolve()) for p in (*site.getsitepackages(), site.getusersitepackages())}
-    if package_root not in installed:  # a source checkout: found through sys.path, not site
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    return env
-
-
 def run_export(directory: Path, out: Path, task: str, *, work: Path) -> None:
     """Export in a child process, so that torch and transformers never load into this one.
 
@@ -151,30 +137,12 @@ def run_export(directory: Path, out: Path, task: str, *, work: Path) -> None:
     exception here (KeyboardInterrupt, or a server's SIGTERM during start-up) stops the child.
     """
     _check_extras()
-    error_file, log_file = work / "error.json", work / "export.log"
-    command = [
-        sys.executable, "-m", "crossrank.models.export_worker", str(directory), str(out), task,
-        "--error-file", str(error_file), "--parent", str(os.getpid()),
-    ]
-    with log_file.open("wb") as output:
-        child = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=_child_env()
-        )
-        try:
-            code = child.wait()
-        finally:
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+    error_file = work / "error.json"
+    code, output = run_child("export", [str(directory), str(out), task, "--error-file", str(error_file)])
     if code == 0 and out.is_file():
         return
-    tail = _tail(log_file)
-    if tail:
-        log.debug("the export process said:\n%s", tail)
+    if output:
+        log.debug("the export process said:\n%s", output)
     if error_file.is_file():
         try:
             record = json.loads(error_file.read_text(encoding="utf-8"))
@@ -182,19 +150,6 @@ def run_export(directory: Path, out: Path, task: str, *, work: Path) -> None:
             record = None
         if isinstance(record, dict):
             raise error_from_record(record)
-    if code < 0:
-        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-        why = f"was killed by {name}" + (" (most often: the machine ran out of memory)" if -code == signal.SIGKILL else "")
-    else:
-        why = f"failed with exit code {code}"
     raise ModelError(
-        f"exporting {directory} to ONNX {why}" + (f"; its output ends with:\n{tail}" if tail else "")
+        f"exporting {directory} to ONNX {describe_exit(code)}" + (f"; its output ends with:\n{output}" if output else "")
     )
-
-
-def _tail(path: Path, limit: int = 3000) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-limit:].decode("utf-8", "replace").strip()

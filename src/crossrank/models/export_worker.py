@@ -1,22 +1,17 @@
-"""The torch side of the ONNX export, run in a child process (``python -m crossrank.models.export_worker``).
+"""The torch side of the ONNX export, run in a child process (see :mod:`crossrank.models.child`).
 
 Exporting imports torch and transformers (several hundred MB that Python never gives
-back), so :func:`crossrank.models.export.cached_export` runs this module in a process of its
-own and the serving process never holds them. A :class:`~crossrank.errors.CrossrankError`
-is written as JSON to the error file so the parent raises the same error; anything else
-goes to stderr (captured by the parent and shown on failure).
+back), so :func:`crossrank.models.export.cached_export` runs this in a process of its own
+and the serving process never holds them. A :class:`~crossrank.errors.CrossrankError` is
+written as JSON to the error file so the parent raises the same error; anything else goes
+to the child's output (captured by the parent and shown on failure).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
-import signal
-import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 from crossrank.errors import CrossrankError, MissingExtra, ModelError
@@ -27,7 +22,6 @@ from crossrank.models.head import refuse_fresh_weights
 log = logging.getLogger(__name__)
 
 OPSET = 17
-_PR_SET_PDEATHSIG = 1
 
 
 def export_onnx(directory: Path, out: Path, task: str) -> None:
@@ -95,36 +89,11 @@ def error_from_record(record: dict[str, str]) -> CrossrankError:
     return ModelError(record.get("message", "the ONNX export failed"))
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to stop this process when its parent dies (a SIGKILL'd server leaves no exporter)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):  # no prctl: the parent's own clean-up still stops us
-            pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        raise SystemExit(1)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crossrank.models.export_worker")
-    parser.add_argument("directory", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("task", choices=("sequence-classification", "feature-extraction"))
-    parser.add_argument("--error-file", type=Path, required=True)
-    parser.add_argument("--parent", type=int, default=os.getppid())
-    args = parser.parse_args(argv)
-    _die_with_parent(args.parent)
-    logging.basicConfig(level=logging.WARNING, format="crossrank export: %(message)s")
+def run_export_command(directory: Path, out: Path, task: str, error_file: Path) -> int:
+    """The child's side of an export: 0 when ``out`` is written, 3 with ``error_file`` for a crossrank error."""
     try:
-        export_onnx(args.directory, args.out, args.task)
+        export_onnx(directory, out, task)
     except CrossrankError as exc:
-        args.error_file.write_text(json.dumps(error_record(exc)), encoding="utf-8")
+        error_file.write_text(json.dumps(error_record(exc)), encoding="utf-8")
         return 3
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
