@@ -53,6 +53,16 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _torch_loaded(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            if "libtorch" in Path(f"/proc/{pid}/maps").read_text(errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def test_loading_with_an_export_never_imports_torch_in_the_loading_process(bert_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "empty-cache"
     code = (
@@ -127,3 +137,29 @@ def test_a_staging_dir_left_by_a_killed_process_is_removed_by_the_next_export(be
     assert not any(d.exists() for d in stale)
     assert elsewhere.exists(), "another machine's process id says nothing here"
     assert alive.exists(), "a live process's staging directory is kept"
+
+
+def test_sigkill_during_an_export_takes_the_exporter_along_and_the_next_start_cleans_up(
+    bert_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    code = "import sys\nfrom crossrank import Reranker\nReranker(sys.argv[1], cache_dir=sys.argv[2])\n"
+    loader = subprocess.Popen([sys.executable, "-c", code, str(bert_dir), str(cache)], env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not _torch_loaded(_processes_mentioning(str(cache / "onnx"))) and time.monotonic() < deadline:
+            assert loader.poll() is None, "the loader ended before its exporter ran"
+            time.sleep(0.05)  # until the exporter has loaded torch: it is under way
+        assert _processes_mentioning(str(cache / "onnx")), "the exporter never started"
+    finally:
+        loader.kill()
+        loader.wait()
+    deadline = time.monotonic() + 60
+    while _processes_mentioning(str(cache / "onnx")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_mentioning(str(cache / "onnx")) == []
+    assert _leftovers(cache), "a killed process leaves its staging directory"
+    assert list(cache.glob("onnx/*/export/model.onnx")) == []  # the exporter died with its parent, unfinished
+    Reranker(bert_dir, cache_dir=cache)
+    assert _leftovers(cache) == []
