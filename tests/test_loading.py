@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -135,3 +136,67 @@ def test_unknown_hub_repository_is_model_not_found_or_unavailable(tmp_path: Path
     code = "from crossrank import Reranker\nReranker('nobody/no-such-model')"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "HubUnavailable" in out.stderr and "nobody/no-such-model" in out.stderr
+
+
+# -- a model without a trained relevance head is refused, never given a random one ---------------
+def _edit_config(directory: Path, **changes: object) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    config.update(changes)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+def _without_head(bert_dir: Path, target: Path, weights: str) -> Path:
+    """``bert_dir`` (a BertForSequenceClassification) saved without its classifier tensors."""
+    from safetensors.torch import load_file, save_file
+
+    model = _copy_model(bert_dir, target)
+    tensors = {k: v for k, v in load_file(str(model / "model.safetensors")).items() if not k.startswith("classifier.")}
+    (model / "model.safetensors").unlink()
+    if weights == "safetensors":
+        save_file(tensors, str(model / "model.safetensors"), metadata={"format": "pt"})
+    else:
+        import torch
+
+        torch.save(tensors, str(model / "pytorch_model.bin"))
+    return model
+
+
+@pytest.mark.parametrize("runtime", [None, "torch"])
+def test_a_bi_encoder_is_refused_naming_its_architecture(minilm_dir: Path, tmp_path: Path, runtime: str | None) -> None:
+    with pytest.raises(ModelError) as caught:
+        Reranker(minilm_dir, cache_dir=tmp_path / "cache", runtime=runtime)
+    message = str(caught.value)
+    assert "BertModel" in message and "not a cross-encoder" in message
+    assert "crossrank.Encoder" in message and "cross-encoder/ms-marco-MiniLM-L6-v2" in message
+    assert not (tmp_path / "cache" / "onnx").exists()  # refused before any export
+
+
+def test_a_causal_lm_is_refused(bert_dir: Path, tmp_path: Path) -> None:
+    model = _copy_model(bert_dir, tmp_path / "causal")
+    _edit_config(model, architectures=["Qwen2ForCausalLM"])
+    with pytest.raises(ModelError, match=r"Qwen2ForCausalLM[\s\S]*LLM rerankers"):
+        Reranker(model, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "onnx").exists()
+
+
+def test_a_classifier_saved_without_its_head_weights_is_refused(bert_dir: Path, tmp_path: Path) -> None:
+    """Read from the safetensors header when there is one, else from transformers' loading report."""
+    headless = _without_head(bert_dir, tmp_path / "st", "safetensors")
+    _edit_config(headless, architectures=None)  # nothing to tell from the config: the weights decide
+    with pytest.raises(ModelError, match="no trained classifier weights"):
+        Reranker(headless, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "onnx").exists()
+    pickled = _without_head(bert_dir, tmp_path / "bin", "bin")
+    with pytest.raises(ModelError, match=r"no trained classifier weights[\s\S]*classifier\.(bias|weight)"):
+        Reranker(pickled, cache_dir=tmp_path / "cache")  # found by the exporter
+    assert list((tmp_path / "cache" / "onnx").glob("*/model.onnx")) == []
+    with pytest.raises(ModelError, match="no trained classifier weights"):
+        Reranker(pickled, runtime="torch")  # and by the torch runtime
+
+
+def test_a_trained_body_with_its_saved_head_loads(tmp_path: Path, model_cache: Path) -> None:
+    """A cross-encoder built from the MiniLM body saves the head it creates: a real, loadable model."""
+    from crossrank.models.synthetic import build_random_model, trained_minilm_dir
+
+    model = build_random_model(tmp_path / "trained-body", body_from=trained_minilm_dir(), layers=6)
+    assert Reranker(model, cache_dir=model_cache).score("q", ["d", "e"]).shape == (2,)

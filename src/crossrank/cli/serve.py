@@ -203,7 +203,27 @@ def _claim_address(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _StopStarting(BaseException):
+    """SIGTERM arrived while the models were loading (a BaseException: no handler may swallow it)."""
+
+
+def _stop_starting(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not cut the clean-up short
+    raise _StopStarting
+
+
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM while loading (a first start may export a model for minutes) unwinds like an
+    # exception: an export child is stopped and half-written files are removed on the way out
+    signal.signal(signal.SIGTERM, _stop_starting)
+    try:
+        return _run(args)
+    except _StopStarting:
+        print("crossrank: stopped during start-up (SIGTERM)", file=sys.stderr, flush=True)
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     uvicorn = require("uvicorn", "server", "crossrank serve")
     require("fastapi", "server", "crossrank serve")
     from crossrank.server.app import create_app

@@ -3,7 +3,8 @@
 The cache key hashes the export recipe version, ``config.json`` and the weights file, so a
 new revision (new weights) gets a new export and the same weights are never exported twice,
 whatever directory or revision they were loaded from. Concurrent loaders serialise on a
-lock file and the finished file appears atomically.
+lock file and the finished file appears atomically. The export itself runs in a child
+process (:mod:`crossrank.models.child`), so the loading process never imports torch.
 """
 
 from __future__ import annotations
@@ -11,24 +12,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
+import json
 import logging
 import os
 import shutil
-import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from crossrank.errors import ModelError
-from crossrank.extras import require
-from crossrank.models.config import ModelConfig
+from crossrank.errors import MissingExtra, ModelError
+from crossrank.models.child import describe_exit, run_child
+from crossrank.models.derived import make_staging, remove_stale_staging
+from crossrank.models.export_worker import error_from_record
 from crossrank.models.resolve import ModelFiles
 
 log = logging.getLogger(__name__)
 
 #: bump when the export recipe changes so that old cached exports are not reused
 EXPORT_VERSION = "1"
-OPSET = 17
 
 
 def default_cache_dir() -> Path:
@@ -78,7 +79,7 @@ def cached_export(files: ModelFiles, *, task: str, cache_dir: Path | None = None
     """Return the ONNX file for ``files``, exporting it on first use.
 
     ``task`` is ``"sequence-classification"`` (cross-encoders) or ``"feature-extraction"``
-    (bi-encoders).
+    (bi-encoders). The export runs in a child process (see :func:`run_export`).
     """
     root = (cache_dir or default_cache_dir()) / "onnx"
     key = export_key(files, task)
@@ -89,62 +90,66 @@ def cached_export(files: ModelFiles, *, task: str, cache_dir: Path | None = None
     with _locked(root / f"{key}.lock"):
         if target.is_file():  # another process finished the export while we waited
             return target
+        _remove_stale(root, key)
         log.warning("exporting %s to ONNX (once; cached at %s)", files.name, target)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=root))
+        staging = make_staging(root / key)
         try:
-            _export(files.directory, tmp / "model.onnx", task)
+            out = staging / "export"
+            out.mkdir()
+            run_export(files.directory, out / "model.onnx", task, work=staging)
             target.parent.mkdir(parents=True, exist_ok=True)
-            for item in tmp.iterdir():
+            # the graph last: whoever sees model.onnx finds its external data beside it
+            for item in sorted(out.iterdir(), key=lambda p: p.name == "model.onnx"):
                 os.replace(item, target.parent / item.name)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
-def _export(directory: Path, out: Path, task: str) -> None:
-    purpose = "Exporting a model without an ONNX file to ONNX"
-    torch = require("torch", "export", purpose)
-    transformers = require("transformers", "export", purpose)
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    config = ModelConfig.read(directory)
-    auto = (
-        transformers.AutoModelForSequenceClassification
-        if task == "sequence-classification"
-        else transformers.AutoModel
+def _remove_stale(root: Path, key: str) -> None:
+    """Under ``key``'s lock no other export of it runs: every staging directory of it is left over.
+
+    Those of other keys are removed once their owner process is gone.
+    """
+    for entry in root.glob(f"{key}.*"):
+        if entry.is_dir():  # ours by name: <key>.staging-..., or <key>.<random> from older versions
+            log.info("removing %s, left by an export that did not finish", entry)
+            shutil.rmtree(entry, ignore_errors=True)
+    remove_stale_staging(root)
+
+
+def _check_extras() -> None:
+    """Fail at once, without starting a process, when the exporter's packages are absent."""
+    for module in ("torch", "transformers"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ValueError:  # sys.modules[module] is None: blocked on purpose
+            found = False
+        if not found:
+            raise MissingExtra(module, "export", "Exporting a model without an ONNX file to ONNX")
+
+
+def run_export(directory: Path, out: Path, task: str, *, work: Path) -> None:
+    """Export in a child process, so that torch and transformers never load into this one.
+
+    The child's errors come back as the same exceptions (``MissingExtra``, ``ModelError``);
+    an unexpected failure raises ``ModelError`` with the end of the child's output. Any
+    exception here (KeyboardInterrupt, or a server's SIGTERM during start-up) stops the child.
+    """
+    _check_extras()
+    error_file = work / "error.json"
+    code, output = run_child("export", [str(directory), str(out), task, "--error-file", str(error_file)])
+    if code == 0 and out.is_file():
+        return
+    if output:
+        log.debug("the export process said:\n%s", output)
+    if error_file.is_file():
+        try:
+            record = json.loads(error_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        if isinstance(record, dict):
+            raise error_from_record(record)
+    raise ModelError(
+        f"exporting {directory} to ONNX {describe_exit(code)}" + (f"; its output ends with:\n{output}" if output else "")
     )
-    try:
-        # eager attention exports plain MatMul/Softmax nodes that ONNX Runtime can fuse
-        model = auto.from_pretrained(str(directory), attn_implementation="eager").eval()
-        # transformers loads a checkpoint in its stored dtype; an fp16 or bf16 checkpoint would
-        # export a half-precision graph, and the exact mode is fp32 (the upcast is lossless)
-        model = model.to(torch.float32)
-    except Exception as exc:
-        raise ModelError(f"could not load the weights in {directory} to export them: {exc}") from exc
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if config.uses_token_type_ids else [])
-    sample = {name: torch.ones((2, 8), dtype=torch.long) for name in names}
-    output = "logits" if task == "sequence-classification" else "last_hidden_state"
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
-    axes[output] = {0: "batch"} if task == "sequence-classification" else {0: "batch", 1: "sequence"}
-
-    class _Wrapper(torch.nn.Module):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *args: object) -> object:
-            result = self.model(**dict(zip(names, args)))
-            return result[0]
-
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python code
-        torch.onnx.export(
-            _Wrapper(),
-            tuple(sample[n] for n in names),
-            str(out),
-            input_names=names,
-            output_names=[output],
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )

@@ -12,7 +12,9 @@ those of the full graph (checked on sample inputs before the pruned file is used
 
 The pruned copy is written once next to the other converted models and reused; a graph
 the rule does not fit (no token-0 gather, a region whose tensors are used elsewhere, a
-check that fails) is used as it is, and that verdict is cached too.
+check that fails) is used as it is, and that verdict is cached too. A failure of the
+machine rather than of the graph (a full disk, an unwritable cache, out of memory) is not a
+verdict: that load runs the graph unpruned and the next one tries again.
 """
 
 from __future__ import annotations
@@ -45,26 +47,48 @@ class _NotApplicable(Exception):
     """The graph does not have the shape this rule prunes."""
 
 
-def first_token_graph(onnx: Path, cache_dir: Path) -> Path:
+def first_token_graph(onnx: Path, cache_dir: Path, *, isolate: bool = True) -> Path:
     """``onnx`` pruned to the first token after its last attention, or ``onnx`` itself.
 
-    The result is cached under ``cache_dir`` keyed by the source file; the ``onnx`` package
-    is imported only on the first call for a given file. Any failure (a graph the rule does
-    not fit, an unreadable file, a read-only cache) leaves the original graph in use.
+    The result is cached under ``cache_dir`` keyed by the source file. The cut is made once,
+    in a child process (``isolate=False``: in this one), so that the ``onnx`` package and the
+    check sessions never stay in this process's memory. Any failure (a graph the rule does
+    not fit, an unreadable file, a read-only cache) leaves the original graph in use; only a
+    verdict on the graph is cached, an error of the machine (a full disk) is retried next time.
     """
     target = derived_dir(onnx, cache_dir, f"first-token-{RECIPE_VERSION}")
     if not (target / "model.onnx").is_file() and not (target / "unchanged").is_file():
         try:
-            publish(target, lambda staging: _prune_or_explain(onnx, staging))
-        except OSError as exc:
-            log.warning("could not write a pruned copy of %s under %s (%s); using it unpruned", onnx, cache_dir, exc)
+            publish(target, lambda staging: (_prune_in_child if isolate else prune_into)(onnx, staging))
+        except (OSError, MemoryError) as exc:
+            log.warning(
+                "could not write a pruned copy of %s under %s (%s); using it unpruned this time, and trying "
+                "again on the next load", onnx, cache_dir, exc,
+            )
+        if (target / "unchanged").is_file():
+            log.info("%s runs unpruned: %s", onnx, (target / "unchanged").read_text(encoding="utf-8").strip())
     return target / "model.onnx" if (target / "model.onnx").is_file() else onnx
 
 
-def _prune_or_explain(onnx: Path, staging: Path) -> None:
-    """Write ``staging/model.onnx``, or ``staging/unchanged`` with the reason it was not cut."""
+def _prune_in_child(onnx: Path, staging: Path) -> None:
+    """:func:`prune_into` in a child process; a failure of the child is an ``OSError`` (not cached)."""
+    from crossrank.models.child import describe_exit, run_child
+
+    code, output = run_child("first-token", [str(onnx), str(staging)], tail_chars=500)
+    if code != 0:
+        raise OSError(f"the process cutting it {describe_exit(code)}: {output.splitlines()[-1] if output else ''}")
+
+
+def prune_into(onnx: Path, staging: Path) -> None:
+    """Write ``staging/model.onnx``, or ``staging/unchanged`` with the reason it was not cut.
+
+    ``OSError`` and ``MemoryError`` (a full disk, an unreadable file, no memory) propagate:
+    they say nothing about the graph, so no verdict is written.
+    """
     try:
         _prune_file(onnx, staging / "model.onnx")
+    except (OSError, MemoryError):
+        raise
     except Exception as why:  # noqa: BLE001 - the original graph is always a correct fallback
         if isinstance(why, _NotApplicable):
             log.info("%s runs unpruned: %s", onnx, why)
@@ -91,7 +115,11 @@ def _prune_file(source: Path, out: Path) -> None:
     else:
         data = model.SerializeToString()
         _check_same_outputs(source, data, vocabulary)
-        out.write_bytes(data)
+        _write(out, data)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def prune_first_token(model: Any) -> int:

@@ -13,6 +13,7 @@ from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.config import ModelConfig
 from crossrank.models.export import cached_export
+from crossrank.models.head import check_scoring_head
 from crossrank.models.resolve import ModelFiles, resolve_model
 from crossrank.tokenize import load_tokenizer
 
@@ -69,11 +70,15 @@ def load_model(
     """Resolve, download and (if the model has no ONNX file) export ``model``.
 
     With ``weights=True`` (the torch runtime) the Hugging Face weights are fetched instead
-    and nothing is exported.
+    and nothing is exported. A cross-encoder that would run from its weights must declare a
+    trained classifier (see :mod:`crossrank.models.head`); an ONNX file in the repository is
+    run as it is.
     """
     files = resolve_model(model, revision=revision, cache_dir=cache_dir, weights=weights)
     config = ModelConfig.read(files.directory, default_max_length=files.spec.max_length if files.spec else None)
     onnx_path = files.onnx_path
+    if task == "sequence-classification" and (onnx_path is None or weights):
+        check_scoring_head(files.name, files.directory, files.weights_path)
     if onnx_path is None and not weights:
         onnx_path = cached_export(files, task=task, cache_dir=Path(cache_dir) if cache_dir else None)
     return LoadedModel(files, onnx_path, config, _tokenizer(files.directory))

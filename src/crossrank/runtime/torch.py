@@ -19,6 +19,7 @@ import numpy as np
 
 from crossrank.errors import ModelError
 from crossrank.extras import require
+from crossrank.models.head import refuse_fresh_weights
 from crossrank.tokenize import plan_batches
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,14 @@ class TorchRuntime:
             torch.set_num_threads(int(threads))  # process-wide: torch has one CPU thread pool
         dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[precision]
         try:
-            model = transformers.AutoModelForSequenceClassification.from_pretrained(str(directory))
+            model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+                str(directory), output_loading_info=True
+            )
         except Exception as exc:
             raise ModelError(
                 f"transformers could not load the weights in {directory}: {str(exc).strip()[:300]}"
             ) from exc
+        refuse_fresh_weights(str(directory), info.get("missing_keys", ()), info.get("mismatched_keys", ()))
         self.model = model.to(device=device, dtype=dtype).eval()
         accepted = inspect.signature(self.model.forward).parameters
         self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted]
