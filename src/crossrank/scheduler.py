@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from crossrank.encode import Encoder
+from crossrank.memory import release_memory
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
 from crossrank.options import check_options
 from crossrank.rerank import LongDocuments, Reranker, Scores
@@ -48,6 +49,9 @@ from crossrank.scores import Activation, activate, max_per_owner
 from crossrank.tokenize import EncodedRows, plan_batches
 
 log = logging.getLogger(__name__)
+
+#: seconds of idleness after work before freed memory is handed back (see ``release_memory``)
+_IDLE_S = 1.0
 
 #: called after each model call with (rows in the batch, tokens incl. padding, seconds)
 BatchObserver = Callable[[int, int, float], None]
@@ -150,6 +154,7 @@ class _Base:
         self._jobs: list[_Job] = []  # jobs with units to hand to the inference thread
         self._arrivals = 0
         self._arrived = False  # a job was queued since the last window was taken
+        self._worked = False  # work was taken since the thread was last idle
         self._cond = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._run, name=f"crossrank-infer-{name}", daemon=True)
@@ -186,7 +191,10 @@ class _Base:
         """
         with self._cond:
             while not self._jobs and not self._closed:
-                self._cond.wait()
+                if not self._cond.wait(_IDLE_S if self._worked else None) and self._worked:
+                    self._worked = False
+                    release_memory()  # idle after work: give freed memory back to the system
+            self._worked = True
             if self._closed:
                 for job in self._jobs:
                     job.fail(Overloaded("the server is shutting down"))
