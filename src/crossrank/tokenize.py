@@ -233,10 +233,11 @@ class PairTokenizer:
     def cut_texts(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         """Each text cut after its first ``max_tokens`` tokens (Cohere's ``max_tokens_per_doc``).
 
-        Reads at most what ``max_tokens`` needs (see :meth:`_heads`)."""
+        Reads only what is kept (see :meth:`_heads`); past the most any scoring keeps
+        (:attr:`max_windows` windows of ``max_length``) a text is cut there."""
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise InvalidInput(f"max_tokens must be a whole number, at least 1; got {max_tokens!r}")
-        return [head.text for head in self._cut(texts, max_tokens)]
+        return [head.text for head in self._cut(texts, min(max_tokens, self.max_windows * self.max_length))]
 
     def encode_texts(self, texts: Sequence[str]) -> EncodedRows:
         """Single texts (bi-encoders), truncated to ``max_length``."""
