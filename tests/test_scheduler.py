@@ -582,3 +582,15 @@ def test_a_failing_shared_batch_fails_only_the_request_at_fault(bert_reranker: R
         assert not isinstance(result, BaseException), result
         np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
     assert scheduler.depth == 0
+
+
+def test_the_scheduler_checks_options_as_the_library_does(bert_reranker: Reranker) -> None:
+    scheduler, _ = make(bert_reranker)
+    try:
+        for options, name in (({"max_windows": 0}, "max_windows"), ({"long_documents": "split"}, "long_documents"),
+                              ({"max_tokens": -1}, "max_tokens")):
+            with pytest.raises(InvalidInput, match=name):
+                asyncio.run(scheduler.score(pairs_of(DOCS[:2]), **options))
+    finally:
+        scheduler.close()
+    assert scheduler.depth == 0

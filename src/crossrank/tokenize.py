@@ -185,7 +185,7 @@ class PairTokenizer:
         ``max_tokens`` tokens when given, as :meth:`cut_texts`). ``truncated`` flags a pair
         whose document or query did not fit whole."""
         pairs, truncated = self._fit_pairs(pairs)
-        docs, truncated = self._documents(pairs, max_tokens, self.max_length, truncated)
+        docs = self._documents(pairs, max_tokens, self.max_length)
         rows = _Rows()
         for start, end in _chunks(docs):
             encodings = self._tokenizer().encode_batch(
@@ -206,7 +206,7 @@ class PairTokenizer:
         # tokens the windows cover: the first window holds `room` document tokens, each next one
         # `room - stride` more; `room` is at most the budget less the shortest query (none)
         room = self.max_length - self.pair_overhead
-        docs, truncated = self._documents(pairs, max_tokens, room + (windows - 1) * (room - stride), truncated)
+        docs = self._documents(pairs, max_tokens, room + (windows - 1) * (room - stride))
         rows = _Rows()
         for start, end in _chunks(docs):
             encodings = self._tokenizer("window", stride).encode_batch(
@@ -221,14 +221,12 @@ class PairTokenizer:
                     rows.add(part, i)
         return rows.done(truncated)
 
-    def _documents(
-        self, pairs: Sequence[tuple[str, str]], max_tokens: int | None, need: int, truncated: np.ndarray
-    ) -> tuple[list[_Head], np.ndarray]:
+    def _documents(self, pairs: Sequence[tuple[str, str]], max_tokens: int | None, need: int) -> list[_Head]:
         """Each document's head, enough for ``need`` tokens; cut after ``max_tokens`` first."""
         texts = [d for _, d in pairs]
         if max_tokens is not None and max_tokens < need:
-            return self._cut(texts, max_tokens), truncated
-        return self._heads(texts, need), truncated
+            return self._cut(texts, max_tokens)
+        return self._heads(texts, need)
 
     def cut_texts(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         """Each text cut after its first ``max_tokens`` tokens (Cohere's ``max_tokens_per_doc``).
