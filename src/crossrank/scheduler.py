@@ -193,7 +193,11 @@ class _Base:
             while not self._jobs and not self._closed:
                 if not self._cond.wait(_IDLE_S if self._worked else None) and self._worked:
                     self._worked = False
-                    release_memory()  # idle after work: give freed memory back to the system
+                    self._cond.release()  # newcomers queue meanwhile
+                    try:
+                        release_memory()  # idle after work: give freed memory back to the system
+                    finally:
+                        self._cond.acquire()
             self._worked = True
             if self._closed:
                 for job in self._jobs:
