@@ -117,7 +117,7 @@ class PairTokenizer:
     def _heads(self, texts: Sequence[str], need: int) -> list[_Head]:
         """For each text, a head that tokenizes like the whole text as far as ``need`` tokens go.
 
-        A text longer than ``need * 6`` characters is tokenized in growing prefixes (6, 12, 24,
+        A text longer than ``need * 12`` characters is tokenized in growing prefixes (6, 12, 24,
         48, 64 characters per token; never more than ``_MAX_HEAD_CHARS``) until a prefix holds
         more than ``need`` tokens before its last word: appending text changes only that word's
         tokens, so whatever keeps at most ``need`` tokens of the prefix keeps the text's own
@@ -129,7 +129,8 @@ class PairTokenizer:
         out = [_Head(text) for text in texts]
         limit = min(need * _CHARS_PER_TOKEN, max(_MAX_HEAD_CHARS, need * _FIRST_CHARS_PER_TOKEN))
         size = min(need * _FIRST_CHARS_PER_TOKEN, limit)
-        pending = [i for i, text in enumerate(texts) if len(text) > size]
+        # up to twice the first prefix, reading the whole text costs less than a prefix and its use
+        pending = [i for i, text in enumerate(texts) if len(text) > min(2 * size, limit)]
         while pending:
             still = []
             for start, end in _chunks([size] * len(pending)):
