@@ -147,3 +147,54 @@ def test_invalid_options(bert_dir: Path, model_cache: Path) -> None:
     for threads in (0, -1, 1.5, True):
         with pytest.raises(InvalidInput, match="threads must be a whole number >= 1"):
             Reranker(bert_dir, cache_dir=model_cache, threads=threads)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("options", "name"), [
+    ({"max_windows": 0}, "max_windows"), ({"max_windows": -1}, "max_windows"), ({"max_windows": 1.5}, "max_windows"),
+    ({"max_windows": True}, "max_windows"), ({"long_documents": "split"}, "long_documents"),
+    ({"max_tokens": 0}, "max_tokens"), ({"activation": "softmax"}, "activation"),
+])
+def test_bad_call_options_raise_invalid_input_naming_them(bert_reranker: Reranker, options: dict, name: str) -> None:
+    """max_windows=0 once returned 0.0, -1 dropped a window, a bogus long_documents was ignored."""
+    with pytest.raises(InvalidInput, match=name):
+        bert_reranker.score(QUERY, DOCS[:2], **{"long_documents": "window", **options})
+    if "activation" not in options:  # the seam the server's scheduler calls checks them too
+        with pytest.raises(InvalidInput, match=name):
+            bert_reranker.encode([(QUERY, DOCS[0])], **{"long_documents": "window", **options})
+
+
+@pytest.mark.parametrize("top_k", [-1, 1.5, "3", True])
+def test_a_bad_top_k_raises_invalid_input(bert_reranker: Reranker, top_k: object) -> None:
+    with pytest.raises(InvalidInput, match="top_k"):
+        bert_reranker.rank(QUERY, DOCS, top_k=top_k)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stride", ["8", -1, 1.5, 512, 300])
+def test_a_bad_window_stride_raises_invalid_input(bert_dir: Path, model_cache: Path, stride: object) -> None:
+    with pytest.raises(InvalidInput, match="window_stride"):
+        Reranker(bert_dir, cache_dir=model_cache, window_stride=stride)  # type: ignore[arg-type]
+
+
+def test_max_length_above_the_models_limit_is_capped_with_a_warning(
+    bert_dir: Path, model_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="crossrank"):
+        reranker = Reranker(bert_dir, cache_dir=model_cache, max_length=100_000)
+    assert reranker.max_length == 512
+    assert any("100000" in r.getMessage() and "512" in r.getMessage() for r in caplog.records), caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="crossrank"):
+        Reranker(bert_dir, cache_dir=model_cache, max_length=128)
+    assert not caplog.records
+    with pytest.raises(InvalidInput, match="max_length"):
+        Reranker(bert_dir, cache_dir=model_cache, max_length="128")  # type: ignore[arg-type]
+
+
+def test_a_query_cut_to_fit_is_reported_as_truncated(bert_dir: Path, model_cache: Path) -> None:
+    """A query longer than half the budget is cut; two queries that differ only past the cut
+    then score alike, so the cut is flagged as a cut document is."""
+    reranker = Reranker(bert_dir, cache_dir=model_cache, max_length=32)
+    head = "where can i buy waterproof crocs clogs for kids in the rain " * 2
+    details = reranker.score_details([(head + "red", "boots"), (head + "blue", "boots"), ("crocs", "boots")])
+    assert details.truncated.tolist() == [True, True, False]
+    assert details.values[0] == details.values[1]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from crossrank import Encoder, Reranker
-from crossrank.errors import CrossrankError, DeadlineExceeded, ModelError, Overloaded
+from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
 from crossrank.scheduler import BatchSettings, CrossScheduler, EncoderScheduler
 from crossrank.tokenize import EncodedRows
 
@@ -485,3 +485,113 @@ def test_requests_of_one_size_are_served_in_arrival_order(bert_reranker: Reranke
     assert rows_run_when_done["a"] <= rows_run_when_done["b"] <= rows_run_when_done["c"] == 1 + 63
     for pairs, result in zip(requests.values(), results):
         np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+
+
+# -- one request's bad input fails that request alone -------------------------------------------
+def test_a_bad_text_fails_its_own_embedding_request_alone(minilm_encoder: Encoder) -> None:
+    """A lone surrogate passed the server's check as raw UTF-8 and reached the encoder inside a
+    window shared by other requests: 182 of 245 innocent /embed requests failed, with a message
+    quoting another client's text. Each request's texts are now checked and tokenized alone."""
+    encoder = GatedEncoder(minilm_encoder)
+    scheduler = EncoderScheduler("minilm", encoder, BatchSettings(batch_size=4, window=64))  # type: ignore[arg-type]
+    requests = [[f"secret text of client {i}", "boots"] for i in range(5)]
+    requests[2] = ["my own text", "half an emoji \ud800"]
+
+    async def main() -> list[Any]:
+        encoder.gate.clear()
+        held = asyncio.ensure_future(scheduler.embed(["held"]))
+        await asyncio.to_thread(encoder.entered.wait, 30)
+        tasks = [asyncio.ensure_future(scheduler.embed(texts)) for texts in requests]
+        while scheduler.queued < 2 * (len(requests) - 1):  # the good ones queued: one shared window
+            await asyncio.sleep(0.01)
+        encoder.gate.set()
+        await held
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    bad = results.pop(2)
+    assert isinstance(bad, InvalidInput), bad
+    assert "documents[1]" in str(bad) and "secret" not in str(bad)
+    for texts, vectors in zip(requests[:2] + requests[3:], results):
+        np.testing.assert_allclose(vectors, minilm_encoder.embed(texts), atol=1e-5)
+    assert scheduler.depth == 0
+
+
+def test_a_bad_text_fails_its_own_rerank_request_alone(bert_reranker: Reranker) -> None:
+    scheduler, _ = make(bert_reranker)
+    requests = [pairs_of([f"secret document of client {i}", "boots"]) for i in range(4)]
+    requests[1] = pairs_of(["my own document", "half an emoji \ud800"])
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(scheduler.score(p) for p in requests), return_exceptions=True))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    bad = results.pop(1)
+    assert isinstance(bad, InvalidInput), bad
+    assert "pairs[1] document" in str(bad) and "secret" not in str(bad)
+    for pairs, result in zip(requests[:1] + requests[2:], results):
+        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+
+
+class PoisonedModel(GatedModel):
+    """A model that fails on any batch holding one given row, with an error quoting it."""
+
+    def __init__(self, reranker: Reranker, poison: tuple[str, str]) -> None:
+        super().__init__(reranker)
+        self.poison = tuple(reranker.encode([poison]).ids[0])
+
+    def infer(self, rows: EncodedRows, index: Any = None) -> np.ndarray:
+        picked = range(len(rows.ids)) if index is None else index
+        if any(tuple(rows.ids[i]) == self.poison for i in picked):
+            raise InvalidInput(f"this batch holds the text {self.poison}")
+        return super().infer(rows, index)
+
+
+def test_a_failing_shared_batch_fails_only_the_request_at_fault(bert_reranker: Reranker) -> None:
+    """A batch that fails is run again one request at a time: the others succeed, and the one at
+    fault gets its own error only (never one quoting another request's rows)."""
+    poison = ("crocs clog", "the poisoned document")
+    model = PoisonedModel(bert_reranker, poison)
+    scheduler, _ = make(model, batch_size=8)
+    requests = [pairs_of(["Crocs Kids' Baya Clog", "boots"]), [poison, ("crocs clog", "sandal")],
+                pairs_of(["leather boots", "sandal"])]
+
+    async def main() -> list[Any]:
+        model.gate.clear()
+        held = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
+        await asyncio.to_thread(model.entered.wait, 30)
+        tasks = [asyncio.ensure_future(scheduler.score(p)) for p in requests]
+        while scheduler.queued < 6:  # all three tokenized and queued: one shared window
+            await asyncio.sleep(0.01)
+        model.gate.set()
+        await held
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        scheduler.close()
+    bad = results.pop(1)
+    assert isinstance(bad, InvalidInput), bad
+    for pairs, result in zip(requests[:1] + requests[2:], results):
+        assert not isinstance(result, BaseException), result
+        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+    assert scheduler.depth == 0
+
+
+def test_the_scheduler_checks_options_as_the_library_does(bert_reranker: Reranker) -> None:
+    scheduler, _ = make(bert_reranker)
+    try:
+        for options, name in (({"max_windows": 0}, "max_windows"), ({"long_documents": "split"}, "long_documents"),
+                              ({"max_tokens": -1}, "max_tokens")):
+            with pytest.raises(InvalidInput, match=name):
+                asyncio.run(scheduler.score(pairs_of(DOCS[:2]), **options))
+    finally:
+        scheduler.close()
+    assert scheduler.depth == 0

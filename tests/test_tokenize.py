@@ -111,3 +111,72 @@ def test_cut_texts_keeps_exactly_the_first_tokens(pair_tokenizer: PairTokenizer)
         assert raw.encode(cut, add_special_tokens=False).ids == full[:4]
     with pytest.raises(Exception, match="at least 1"):
         pair_tokenizer.cut_texts(["x"], 0)
+
+
+# -- reading only the head of a long text ---------------------------------------------------------
+_MIXED = ("crocs clog sandal, boot. leather-kids unaffable classic's naïve 字字 \U0001f40a x123 comfort "
+          "Schuhgröße ÉTÉ  tab\there").split(" ")
+
+
+@pytest.mark.parametrize("fixture", ["minilm_dir", "xlmr_dir"])
+def test_reading_the_head_of_a_text_gives_the_whole_texts_tokens(fixture: str, request: pytest.FixtureRequest) -> None:
+    """Pairs, windows, single texts and cuts read only a head of each text; every result equals
+    the one from the whole text (WordPiece and Unigram tokenizers, many scripts, texts from a few
+    words to far past the heads)."""
+    tok = PairTokenizer(load_tokenizer(request.getfixturevalue(fixture)), max_length=32)
+
+    def plain(**truncation: object) -> Tokenizer:
+        t = Tokenizer.from_str(tok._json)
+        t.no_padding()
+        t.enable_truncation(**truncation) if truncation else t.no_truncation()  # type: ignore[arg-type]
+        return t
+
+    pair, window = plain(max_length=32, strategy="only_second"), plain(max_length=32, strategy="only_second", stride=8)
+    raw, single = plain(), plain(max_length=32)
+    rng = np.random.default_rng(3)
+    for n in (3, 40, 300, 2000):
+        for _ in range(4):
+            doc = " ".join(rng.choice(_MIXED, n))
+            query = " ".join(rng.choice(_MIXED, int(rng.choice([2, 40]))))
+            fitted = tok.fit_queries([query])[0][0]
+            whole = pair.encode(fitted, doc)
+            rows = tok.encode([(query, doc)])
+            assert rows.ids[0] == whole.ids
+            assert rows.truncated[0] == (bool(whole.overflowing) or fitted != query)
+            windows = int(rng.choice([1, 2, 5]))
+            whole = window.encode(fitted, doc)
+            rows = tok.encode_windows([(query, doc)], 8, windows)
+            assert rows.ids == [w.ids for w in [whole, *whole.overflowing][:windows]]
+            k = int(rng.choice([1, 7, 40]))
+            full = raw.encode(doc, add_special_tokens=False)
+            assert tok.cut_texts([doc], k) == [doc if len(full.ids) <= k else doc[: full.offsets[k - 1][1]]]
+            whole = single.encode(doc)
+            rows = tok.encode_texts([doc])
+            assert rows.ids[0] == whole.ids and rows.truncated[0] == bool(whole.overflowing)
+
+
+def test_a_text_of_few_tokens_in_many_characters_is_read_up_to_a_bound_and_flagged(pair_tokenizer: PairTokenizer) -> None:
+    """A run of hundreds of characters per token (one 'word' of 1 MB) is read up to a bound, and
+    the pair is flagged as cut, since what follows was not read."""
+    doc = "a" * 1_000_000 + " crocs"
+    rows = pair_tokenizer.encode([("q", doc)])
+    assert rows.truncated.tolist() == [True]
+    assert pair_tokenizer.encode_texts([doc]).truncated.tolist() == [True]
+
+
+def test_a_cut_query_is_flagged_like_a_cut_document(pair_tokenizer: PairTokenizer) -> None:
+    long_query = "where can i buy " + "crocs clogs " * 40
+    rows = pair_tokenizer.encode([(long_query, "short doc"), ("crocs", "short doc")])
+    assert rows.truncated.tolist() == [True, False]
+    windows = pair_tokenizer.encode_windows([(long_query, "short doc"), ("crocs", "short doc")], stride=4)
+    assert windows.truncated.tolist() == [True, False]
+    assert pair_tokenizer.fit_queries([long_query, "crocs"])[1] == ("crocs", False)
+
+
+def test_windows_per_document_are_capped(minilm_dir) -> None:
+    tok = PairTokenizer(load_tokenizer(minilm_dir), max_length=512)
+    assert tok.max_windows == 128
+    doc = "crocs clog sandal boot leather " * 200_000  # 1 M words: thousands of windows
+    rows = tok.encode_windows([("q", doc)], stride=128)
+    assert len(rows.ids) == tok.max_windows and rows.truncated.tolist() == [True]
+    assert len(tok.encode_windows([("q", doc)], stride=128, max_windows=500).ids) == tok.max_windows

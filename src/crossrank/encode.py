@@ -11,6 +11,7 @@ import numpy as np
 from crossrank.errors import InvalidInput, ModelError
 from crossrank.models.config import read_json
 from crossrank.models.load import load_model
+from crossrank.options import check_max_length, whole_number
 from crossrank.runtime.select import check_threads
 from crossrank.texts import check_documents, check_text
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
@@ -64,8 +65,7 @@ class Encoder:
     ) -> None:
         if pooling is not None and pooling not in POOLINGS:
             raise InvalidInput(f"pooling must be one of {POOLINGS}")
-        if batch_size < 1:
-            raise InvalidInput("batch_size must be at least 1")
+        batch_size = whole_number(batch_size, "batch_size", 1)
         threads = check_threads(threads)
         loaded = load_model(model, task="feature-extraction", revision=revision, cache_dir=cache_dir)
         self.name = loaded.name
@@ -75,7 +75,7 @@ class Encoder:
         if normalize is None:
             normalize = file_normalize if file_normalize is not None else (spec.normalize if spec else None)
         self.normalize = bool(normalize)
-        limit = loaded.config.max_length if max_length is None else min(int(max_length), loaded.config.max_length)
+        limit = check_max_length(max_length, loaded.config.max_length, loaded.name)
         self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
         self.batch_size = int(batch_size)

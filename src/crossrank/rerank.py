@@ -6,19 +6,29 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from crossrank.cache import ScoreCache
 from crossrank.errors import InvalidInput
 from crossrank.models.load import LoadedModel, load_model
+from crossrank.options import (
+    LongDocuments,
+    ScoreOptions,
+    check_long_documents,
+    check_max_length,
+    check_options,
+    check_top_k,
+    check_window_stride,
+    whole_number,
+)
 from crossrank.runtime.select import Mode, check_threads, choose_runtime
 from crossrank.scores import Activation, activate, check_activation, max_per_owner, ranked_order, relevance_logit
-from crossrank.texts import check_documents, check_text
+from crossrank.texts import check_documents, check_pairs, check_text
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
 
-LongDocuments = Literal["truncate", "window"]
+__all__ = ["LongDocuments", "Ranked", "Reranker", "Scores"]
 
 
 @dataclass(frozen=True)
@@ -84,14 +94,10 @@ class Reranker:
         runtime: str | None = None,
         cache: ScoreCache | int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise InvalidInput("batch_size must be at least 1")
+        self.batch_size = whole_number(batch_size, "batch_size", 1)
         threads = check_threads(threads)
-        if long_documents not in ("truncate", "window"):
-            raise InvalidInput("long_documents must be 'truncate' or 'window'")
+        self.long_documents: LongDocuments = check_long_documents(long_documents)
         self.activation = check_activation(activation)
-        self.batch_size = int(batch_size)
-        self.long_documents: LongDocuments = long_documents
         self.choice = choose_runtime(mode, runtime, providers)
         self.mode = self.choice.mode  #: the mode in effect: "exact" or "fast"
         loaded = load_model(
@@ -100,10 +106,12 @@ class Reranker:
         )
         self.name = loaded.name
         self.config = loaded.config
-        limit = loaded.config.max_length if max_length is None else min(int(max_length), loaded.config.max_length)
+        limit = check_max_length(max_length, loaded.config.max_length, loaded.name)
         self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
-        self.window_stride = int(window_stride) if window_stride is not None else self.max_length // 4
+        self.window_stride = check_window_stride(
+            self.max_length // 4 if window_stride is None else window_stride, self.max_length,
+            self.tokenizer.pair_overhead)
         self.runtime = self._make_runtime(loaded, providers, threads, cache_dir)
         if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
             raise InvalidInput("cache must be a ScoreCache, a maximum number of entries, or None")
@@ -127,6 +135,7 @@ class Reranker:
 
     def rank(self, query: str, documents: Sequence[str], top_k: int | None = None, **options: Any) -> list[Ranked]:
         """Documents sorted by score (highest first; ties keep input order), cut to ``top_k``."""
+        top_k = check_top_k(top_k)
         docs = check_documents(documents)
         scores = self.score(query, docs, **options)
         return [Ranked(i, float(scores[i]), docs[i]) for i in ranked_order(scores, top_k)]
@@ -138,28 +147,33 @@ class Reranker:
         activation: Activation | None = None,
         long_documents: LongDocuments | None = None,
         max_windows: int | None = None,
+        max_tokens: int | None = None,
     ) -> Scores:
-        """Scores plus per-pair truncation flags; options override the instance defaults."""
-        checked = self._check_pairs(pairs)
-        act = check_activation(activation) if activation is not None else self.activation
+        """Scores plus per-pair truncation flags (a document or query that did not fit whole);
+        options override the instance defaults: ``long_documents``, ``max_windows`` (at most
+        that many windows per document, and never more than ``tokenizer.max_windows``),
+        ``max_tokens`` (each document first cut after that many tokens)."""
+        opts = check_options(activation=activation, long_documents=long_documents, max_windows=max_windows,
+                             max_tokens=max_tokens)
+        checked = check_pairs(pairs)
+        act = opts.activation or self.activation
         if not checked:
             return Scores(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool))
         if self.cache is not None:
-            logit, truncated = self._cached_logits(checked, long_documents, max_windows)
+            logit, truncated = self._cached_logits(checked, opts)
         else:
-            rows = self.encode(checked, long_documents=long_documents, max_windows=max_windows)
+            rows = self._encode(checked, opts)
             logit = max_per_owner(self.infer(rows), rows.owner, len(checked))
             truncated = rows.truncated
         with self._lock:
             self.truncated_pairs += int(truncated.sum())
         return Scores(activate(logit, act), truncated)
 
-    def _cached_logits(
-        self, pairs: list[tuple[str, str]], long_documents: LongDocuments | None, max_windows: int | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _cached_logits(self, pairs: list[tuple[str, str]], opts: ScoreOptions) -> tuple[np.ndarray, np.ndarray]:
         """Logits from the cache where present; the misses are scored in one pass and stored."""
         assert self.cache is not None
-        options = f"{self.max_length}|{long_documents or self.long_documents}|{self.window_stride}|{max_windows}"
+        options = (f"{self.max_length}|{opts.long_documents or self.long_documents}|{self.window_stride}|"
+                   f"{opts.max_windows}|{opts.max_tokens}")
         model_key = f"{self._cache_key}|{options}"
         keys = [self.cache.key(model_key, q, d) for q, d in pairs]
         logit = np.empty(len(pairs), dtype=np.float64)
@@ -173,7 +187,7 @@ class Reranker:
                 logit[i], truncated[i] = hit
         if missing:
             first = [positions[0] for positions in missing.values()]
-            rows = self.encode([pairs[i] for i in first], long_documents=long_documents, max_windows=max_windows)
+            rows = self._encode([pairs[i] for i in first], opts)
             fresh = max_per_owner(self.infer(rows), rows.owner, len(first))
             for j, (key, positions) in enumerate(missing.items()):
                 self.cache.put(key, float(fresh[j]), bool(rows.truncated[j]))
@@ -188,11 +202,16 @@ class Reranker:
         *,
         long_documents: LongDocuments | None = None,
         max_windows: int | None = None,
+        max_tokens: int | None = None,
     ) -> EncodedRows:
-        mode = long_documents or self.long_documents
-        if mode == "window":
-            return self.tokenizer.encode_windows(pairs, self.window_stride, max_windows)
-        return self.tokenizer.encode(pairs)
+        """The checked pairs' token rows (one per pair, or per window), for :meth:`infer`."""
+        opts = check_options(long_documents=long_documents, max_windows=max_windows, max_tokens=max_tokens)
+        return self._encode(check_pairs(pairs), opts)
+
+    def _encode(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> EncodedRows:
+        if (opts.long_documents or self.long_documents) == "window":
+            return self.tokenizer.encode_windows(pairs, self.window_stride, opts.max_windows, opts.max_tokens)
+        return self.tokenizer.encode(pairs, opts.max_tokens)
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these lengths."""
@@ -236,17 +255,6 @@ class Reranker:
         from crossrank.runtime.onnx import OnnxRuntime  # imported here: the fast mode never loads it
 
         return OnnxRuntime(path, providers=providers, threads=threads)
-
-    @staticmethod
-    def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
-            raise InvalidInput("pairs must be a list of (query, document) tuples")
-        checked = []
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise InvalidInput(f"pairs[{i}] must be a (query, document) pair")
-            checked.append((check_text(pair[0], f"pairs[{i}] query"), check_text(pair[1], f"pairs[{i}] document")))
-        return checked
 
     def __repr__(self) -> str:
         return (

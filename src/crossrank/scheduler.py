@@ -17,6 +17,11 @@ when it is full, :class:`~crossrank.errors.Overloaded` is raised at once (429). 
 request past its deadline, or whose client left, is cancelled: its queued rows are dropped.
 A batch that fails fails every request waiting on it.
 
+Each request's texts are checked and tokenized on their own, before they join a batch shared
+with other requests: a bad text fails its request alone. If a shared batch still fails, each
+request's rows are run again alone, so a request gets only its own error and never another
+request's text.
+
 The scheduler owns no tokenization or scoring logic: it calls the ``Reranker`` seams
 ``encode``, ``plan`` and ``infer`` (the ``Encoder``'s ``encode``, ``plan`` and ``embed_rows``) and
 the ``scores`` helpers, so a served score equals the library's.
@@ -36,12 +41,17 @@ from typing import Any
 import numpy as np
 
 from crossrank.encode import Encoder
+from crossrank.memory import release_memory
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
+from crossrank.options import check_options
 from crossrank.rerank import LongDocuments, Reranker, Scores
 from crossrank.scores import Activation, activate, max_per_owner
 from crossrank.tokenize import EncodedRows, plan_batches
 
 log = logging.getLogger(__name__)
+
+#: seconds of idleness after work before freed memory is handed back (see ``release_memory``)
+_IDLE_S = 1.0
 
 #: called after each model call with (rows in the batch, tokens incl. padding, seconds)
 BatchObserver = Callable[[int, int, float], None]
@@ -86,7 +96,6 @@ class _Job:
         self.remaining = 0
         self.out: np.ndarray | None = None
         self.rows: EncodedRows | None = None
-        self.texts: list[str] = []
 
     @property
     def pending(self) -> int:
@@ -135,7 +144,9 @@ class _Queue:
 
 
 class _Base:
-    def __init__(self, name: str, settings: BatchSettings, observer: BatchObserver | None) -> None:
+    def __init__(self, name: str, settings: BatchSettings, observer: BatchObserver | None,
+                 tokenizer_threads: int = 1) -> None:
+        self._tokenize_pool = ThreadPoolExecutor(tokenizer_threads, thread_name_prefix=f"crossrank-tok-{name}")
         self.name = name
         self.settings = settings
         self.observer = observer
@@ -143,6 +154,7 @@ class _Base:
         self._jobs: list[_Job] = []  # jobs with units to hand to the inference thread
         self._arrivals = 0
         self._arrived = False  # a job was queued since the last window was taken
+        self._worked = False  # work was taken since the thread was last idle
         self._cond = threading.Condition()
         self._closed = False
         self._worker = threading.Thread(target=self._run, name=f"crossrank-infer-{name}", daemon=True)
@@ -179,7 +191,14 @@ class _Base:
         """
         with self._cond:
             while not self._jobs and not self._closed:
-                self._cond.wait()
+                if not self._cond.wait(_IDLE_S if self._worked else None) and self._worked:
+                    self._worked = False
+                    self._cond.release()  # newcomers queue meanwhile
+                    try:
+                        release_memory()  # idle after work: give freed memory back to the system
+                    finally:
+                        self._cond.acquire()
+            self._worked = True
             if self._closed:
                 for job in self._jobs:
                     job.fail(Overloaded("the server is shutting down"))
@@ -225,6 +244,38 @@ class _Base:
             self._closed = True
             self._cond.notify_all()
         self._worker.join(timeout=30)
+        self._tokenize_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _submit(self, count: int, encode: Callable[[], EncodedRows], deadline: float | None) -> tuple[_Job, Any]:
+        """Admit a request of ``count`` units, check and tokenize it on its own (``encode``, on
+        the tokenizer thread), admit its extra rows, queue them; (its job, its results)."""
+        if self._closed:
+            raise Overloaded("the server is shutting down")
+        self.queue.admit(count)
+        loop = asyncio.get_running_loop()
+        job = _Job(count, loop, loop.create_future())
+        try:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            rows: EncodedRows = await asyncio.wait_for(loop.run_in_executor(self._tokenize_pool, encode), timeout)
+        except TimeoutError as exc:
+            self.queue.release(job.size)
+            raise DeadlineExceeded("the request did not finish before its deadline and was cancelled") from exc
+        except BaseException:
+            self.queue.release(job.size)
+            raise
+        extra = len(rows.ids) - count  # documents cut into windows: the queue counts rows
+        if extra > 0:
+            try:
+                self.queue.admit(extra, held=job.size)
+            except Overloaded:
+                self.queue.release(job.size)
+                raise
+            job.size += extra
+        job.rows = rows
+        job.units = job.remaining = len(rows.ids)
+        job.out = self._output(len(rows.ids))
+        self._enqueue(job)
+        return job, await self._wait(job, deadline)
 
     async def _wait(self, job: _Job, deadline: float | None) -> Any:
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -270,10 +321,9 @@ class _Base:
                         self._run_batch(rows, live, window)
             except Exception as exc:  # never leave a waiter hanging, whatever went wrong
                 log.exception("the scheduler of model %s failed on a window of %d rows", self.name, len(window))
-                error = exc if isinstance(exc, CrossrankError) else ModelError(
-                    "the scheduler failed on this request; see the server log")
-                for job in {id(job): job for job, _ in window}.values():
-                    job.fail(error)
+                jobs = list({id(job): job for job, _ in window}.values())
+                for job in jobs:
+                    job.fail(_own_error(exc, len(jobs), "the scheduler failed on this request; see the server log"))
 
     def _run_batch(self, rows: EncodedRows, batch: np.ndarray, window: list[tuple[_Job, int]]) -> None:
         """Run the model on ``rows[batch]`` and hand each result to its job."""
@@ -281,10 +331,15 @@ class _Base:
         try:
             results = self._call(rows, batch)
         except Exception as exc:
+            jobs = list({id(window[i][0]): window[i][0] for i in batch}.values())
+            if len(jobs) > 1:  # each request's rows alone: one request's fault fails it alone
+                log.warning("a batch of %d requests failed on model %s; running each alone", len(jobs), self.name)
+                for job in jobs:
+                    self._run_batch(rows, np.fromiter((i for i in batch if window[i][0] is job), dtype=np.int64),
+                                    window)
+                return
             log.exception("inference failed for a batch of %d rows on model %s", len(batch), self.name)
-            error = exc if isinstance(exc, CrossrankError) else ModelError("inference failed on this batch")
-            for job in {id(window[i][0]): window[i][0] for i in batch}.values():
-                job.fail(error)
+            jobs[0].fail(_own_error(exc, 1, "inference failed on this batch"))
             return
         if self.observer is not None:
             self.observer(len(batch), int(rows.lengths[batch].max()) * len(batch), time.perf_counter() - started)
@@ -299,6 +354,15 @@ class _Base:
 
     def _rows(self, window: list[tuple[_Job, int]]) -> EncodedRows:
         """The window's units as tokenized rows, in window order."""
+        return EncodedRows(
+            ids=[job.rows.ids[row] for job, row in window],  # type: ignore[union-attr]
+            type_ids=[job.rows.type_ids[row] for job, row in window],  # type: ignore[union-attr]
+            owner=np.arange(len(window)),
+            truncated=np.zeros(len(window), dtype=bool),
+        )
+
+    def _output(self, rows: int) -> np.ndarray:
+        """Where a request's results for ``rows`` rows go."""
         raise NotImplementedError
 
     def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
@@ -327,8 +391,7 @@ class CrossScheduler(_Base):
         tokenizer_threads: int = 1,
     ) -> None:
         self.reranker = reranker
-        self._tokenize_pool = ThreadPoolExecutor(tokenizer_threads, thread_name_prefix=f"crossrank-tok-{name}")
-        super().__init__(name, settings, observer)
+        super().__init__(name, settings, observer, tokenizer_threads)
 
     async def score(
         self,
@@ -337,53 +400,30 @@ class CrossScheduler(_Base):
         activation: Activation | None = None,
         long_documents: LongDocuments | None = None,
         max_windows: int | None = None,
+        max_tokens: int | None = None,
         deadline: float | None = None,
     ) -> Scores:
-        """Scores of ``pairs`` in input order; ``deadline`` is a ``time.monotonic()`` instant."""
-        act = activation or self.reranker.activation
+        """Scores of ``pairs`` in input order; ``deadline`` is a ``time.monotonic()`` instant.
+
+        The options are the ``Reranker``'s (see :meth:`Reranker.score_details`)."""
+        opts = check_options(activation=activation, long_documents=long_documents, max_windows=max_windows,
+                             max_tokens=max_tokens)
+        act = opts.activation or self.reranker.activation
         if not pairs:
             return Scores(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool))
-        if self._closed:
-            raise Overloaded("the server is shutting down")
-        self.queue.admit(len(pairs))
-        loop = asyncio.get_running_loop()
-        job = _Job(len(pairs), loop, loop.create_future())
-        try:
-            encoding = loop.run_in_executor(
-                self._tokenize_pool,
-                lambda: self.reranker.encode(pairs, long_documents=long_documents, max_windows=max_windows),
-            )
-            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            rows: EncodedRows = await asyncio.wait_for(encoding, timeout)
-        except TimeoutError as exc:
-            self.queue.release(job.size)
-            raise DeadlineExceeded("the request did not finish before its deadline and was cancelled") from exc
-        except BaseException:
-            self.queue.release(job.size)
-            raise
-        windows = len(rows.ids) - len(pairs)  # documents cut into windows: the queue counts rows
-        if windows > 0:
-            try:
-                self.queue.admit(windows, held=job.size)
-            except Overloaded:
-                self.queue.release(job.size)
-                raise
-            job.size += windows
-        job.rows = rows
-        job.out = np.empty(len(rows.ids), dtype=np.float64)
-        job.units = job.remaining = len(rows.ids)
-        self._enqueue(job)
-        logits = await self._wait(job, deadline)
+
+        def encode() -> EncodedRows:
+            return self.reranker.encode(pairs, long_documents=opts.long_documents,
+                                        max_windows=opts.max_windows, max_tokens=opts.max_tokens)
+
+        job, logits = await self._submit(len(pairs), encode, deadline)
+        rows = job.rows
+        assert rows is not None
         return Scores(activate(max_per_owner(logits, rows.owner, len(pairs)), act), rows.truncated)
 
     # -- the inference thread's calls ----------------------------------------------------------
-    def _rows(self, window: list[tuple[_Job, int]]) -> EncodedRows:
-        return EncodedRows(
-            ids=[job.rows.ids[row] for job, row in window],  # type: ignore[union-attr]
-            type_ids=[job.rows.type_ids[row] for job, row in window],  # type: ignore[union-attr]
-            owner=np.arange(len(window)),
-            truncated=np.zeros(len(window), dtype=bool),
-        )
+    def _output(self, rows: int) -> np.ndarray:
+        return np.empty(rows, dtype=np.float64)
 
     def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         return self.reranker.plan(lengths)
@@ -391,18 +431,14 @@ class CrossScheduler(_Base):
     def _call(self, rows: EncodedRows, batch: np.ndarray) -> np.ndarray:
         return self.reranker.infer(rows, batch)
 
-    def close(self) -> None:
-        super().close()
-        self._tokenize_pool.shutdown(wait=False, cancel_futures=True)
-
 
 class EncoderScheduler(_Base):
     """Batches texts of concurrent embedding requests for one ``Encoder``.
 
-    Waiting requests, shortest first, fill a window of up to ``window`` texts, which are
-    tokenized together, length-sorted and run in the encoder's batches; a request that
-    arrives meanwhile is considered between batches, as for the cross-encoder. The rows
-    are split back to their requests.
+    Each request's texts are checked and tokenized on the tokenizer thread; waiting requests,
+    shortest first, fill a window of up to ``window`` texts, which are length-sorted and run
+    in the encoder's batches; a request that arrives meanwhile is considered between batches,
+    as for the cross-encoder. The rows are split back to their requests.
     """
 
     def __init__(
@@ -412,32 +448,33 @@ class EncoderScheduler(_Base):
         settings: BatchSettings = BatchSettings(),
         *,
         observer: BatchObserver | None = None,
+        tokenizer_threads: int = 1,
     ) -> None:
         self.encoder = encoder
-        super().__init__(name, settings, observer)
+        super().__init__(name, settings, observer, tokenizer_threads)
 
     async def embed(self, texts: Sequence[str], *, deadline: float | None = None) -> np.ndarray:
         """Embeddings (float32, ``(len(texts), dim)``) in input order."""
         if not texts:
             return np.zeros((0, self.encoder.dim), dtype=np.float32)
-        if self._closed:
-            raise Overloaded("the server is shutting down")
-        self.queue.admit(len(texts))
-        loop = asyncio.get_running_loop()
-        job = _Job(len(texts), loop, loop.create_future())
-        job.texts = list(texts)
-        job.out = np.empty((len(texts), self.encoder.dim), dtype=np.float32)
-        job.units = job.remaining = len(texts)
-        self._enqueue(job)
-        result: np.ndarray = await self._wait(job, deadline)
-        return result
+        _, result = await self._submit(len(texts), lambda: self.encoder.encode(texts), deadline)
+        vectors: np.ndarray = result
+        return vectors
 
     # -- the inference thread's calls ----------------------------------------------------------
-    def _rows(self, window: list[tuple[_Job, int]]) -> EncodedRows:
-        return self.encoder.encode([job.texts[unit] for job, unit in window])
+    def _output(self, rows: int) -> np.ndarray:
+        return np.empty((rows, self.encoder.dim), dtype=np.float32)
 
     def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         return self.encoder.plan(lengths)
 
     def _call(self, rows: EncodedRows, batch: np.ndarray) -> np.ndarray:
         return self.encoder.embed_rows(rows, batch)
+
+
+def _own_error(exc: Exception, requests: int, generic: str) -> CrossrankError:
+    """The error to give one of ``requests`` requests hit by ``exc``: crossrank's own error when
+    it is that request's alone, else ``generic`` (an error's text may hold another's data)."""
+    if isinstance(exc, CrossrankError) and requests == 1:
+        return exc
+    return ModelError(generic)

@@ -44,6 +44,19 @@ def check_documents(documents: Any) -> list[str]:
     return [check_text(doc, f"documents[{i}]") for i, doc in enumerate(documents)]
 
 
+def check_pairs(pairs: Any) -> list[tuple[str, str]]:
+    """``pairs`` as a list of (query, document) tuples of Unicode text, else :class:`InvalidInput`
+    naming the first bad one."""
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+        raise InvalidInput("pairs must be a list of (query, document) tuples")
+    checked = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InvalidInput(f"pairs[{i}] must be a (query, document) pair")
+        checked.append((check_text(pair[0], f"pairs[{i}] query"), check_text(pair[1], f"pairs[{i}] document")))
+    return checked
+
+
 def surrogate_message(what: str, text: str, position: int) -> str:
     before = text[max(0, position - 20):position]
     return (

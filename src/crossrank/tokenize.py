@@ -2,8 +2,12 @@
 
 Built on the Hugging Face ``tokenizers`` library. Pairs are truncated on the document side
 only, so the whole query is always kept (a query longer than half the budget is cut to half,
-the only case where the query loses tokens). In window mode every document is split into
-overlapping windows (each with the full query) and a ``owner`` array maps rows to pairs.
+the only case where the query loses tokens; such a pair is flagged ``truncated`` as a cut
+document is). In window mode every document is split into overlapping windows (each with the
+full query), at most :attr:`PairTokenizer.max_windows`, and a ``owner`` array maps rows to pairs.
+
+Only the head of a text that can be kept is tokenized (see ``PairTokenizer._heads``), in
+batches of bounded size: the work and memory of a 10 MB document are those of its kept tokens.
 
 Fast tokenizers are not safe to share across threads, so each thread gets its own copy.
 """
@@ -11,7 +15,7 @@ Fast tokenizers are not safe to share across threads, so each thread gets its ow
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +24,17 @@ from tokenizers import Encoding, Tokenizer
 
 from crossrank.errors import InvalidInput, ModelError
 
-#: a kept document is at most this many characters per token budget before tokenizing;
-#: beyond it the text is cut first (exactness is re-checked, see ``_encode_truncated``).
+#: a text is read in prefixes of this many characters per token needed, doubled until they
+#: hold the tokens needed, up to ``_CHARS_PER_TOKEN`` (see ``PairTokenizer._heads``)
+_FIRST_CHARS_PER_TOKEN = 6
 _CHARS_PER_TOKEN = 64
+#: the longest prefix of one text that is tokenized (the tokenizer takes 100-500 bytes of
+#: memory per character while it works)
+_MAX_HEAD_CHARS = 1 << 20
+#: characters given to one ``encode_batch`` call
+_BATCH_CHARS = 1 << 18
+#: a document is scored over at most this many tokens' worth of windows (128 of 512 tokens)
+WINDOW_TOKENS = 1 << 16
 
 
 @dataclass
@@ -76,6 +88,8 @@ class PairTokenizer:
                 if pad_id is not None:
                     break
         self.pad_id = int(pad_id or 0)
+        #: most windows a document is cut into (``WINDOW_TOKENS`` tokens' worth)
+        self.max_windows = max(1, WINDOW_TOKENS // self.max_length)
 
     def _tokenizer(self, purpose: str = "pair", stride: int = 0) -> Tokenizer:
         """This thread's tokenizer for ``purpose``.
@@ -99,83 +113,191 @@ class PairTokenizer:
             cache[key] = tok
         return tok
 
-    def _fit_query(self, query: str) -> str:
-        """Cut a query that leaves less than half the budget for the document."""
-        limit = (self.max_length - self.pair_overhead) // 2
-        enc = self._tokenizer("raw").encode(query, add_special_tokens=False)
-        if len(enc.ids) <= limit:
-            return query
-        return query[: enc.offsets[limit - 1][1]]
+    # -- reading a bounded head of each text ---------------------------------------------------
+    def _heads(self, texts: Sequence[str], need: int) -> list[_Head]:
+        """For each text, a head that tokenizes like the whole text as far as ``need`` tokens go.
 
-    def _fit_queries(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        fitted: dict[str, str] = {}
-        threshold = (self.max_length - self.pair_overhead) // 2  # chars >= tokens for any text
-        out = []
-        for query, doc in pairs:
-            if len(query) > threshold:
-                if query not in fitted:
-                    fitted[query] = self._fit_query(query)
-                query = fitted[query]
-            out.append((query, doc))
+        A text longer than ``need * 12`` characters is tokenized in growing prefixes (6, 12, 24,
+        48, 64 characters per token; never more than ``_MAX_HEAD_CHARS``) until a prefix holds
+        more than ``need`` tokens before its last word: appending text changes only that word's
+        tokens, so whatever keeps at most ``need`` tokens of the prefix keeps the text's own
+        tokens and sees that it was longer. Work and memory are bounded by ``need``, not by the
+        text: a 10 MB document costs what its kept tokens cost. A text with under ``need``
+        tokens in the longest prefix (runs of dozens of characters per token) is cut there and
+        flagged ``blind``.
+        """
+        out = [_Head(text) for text in texts]
+        limit = min(need * _CHARS_PER_TOKEN, max(_MAX_HEAD_CHARS, need * _FIRST_CHARS_PER_TOKEN))
+        size = min(need * _FIRST_CHARS_PER_TOKEN, limit)
+        # up to twice the first prefix, reading the whole text costs less than a prefix and its use
+        pending = [i for i, text in enumerate(texts) if len(text) > min(2 * size, limit)]
+        while pending:
+            still = []
+            for start, end in _chunks([size] * len(pending)):
+                part = pending[start:end]
+                sliced = [texts[i][:size] for i in part]
+                encodings = self._tokenizer("raw").encode_batch(sliced, add_special_tokens=False)
+                for i, head, enc in zip(part, sliced, encodings):
+                    settled = _settled(enc)
+                    if settled > need or size >= limit:
+                        out[i] = _Head(head, enc, blind=settled <= need)
+                    elif len(texts[i]) > min(2 * size, limit):
+                        still.append(i)
+                    # else: the next prefix is the whole text, read as it is
+            pending, size = still, min(2 * size, limit)
         return out
 
-    def encode(self, pairs: Sequence[tuple[str, str]]) -> EncodedRows:
-        """One row per pair, documents truncated to fit ``max_length``."""
-        pairs = self._fit_queries(pairs)
-        budget = self.max_length * _CHARS_PER_TOKEN
-        cut = [(q, d[:budget]) if len(d) > budget else (q, d) for q, d in pairs]
-        encodings = self._tokenizer().encode_batch(cut)
-        truncated = np.zeros(len(pairs), dtype=bool)
-        for i, enc in enumerate(encodings):
-            if enc.overflowing:
-                truncated[i] = True
-            elif len(pairs[i][1]) > budget:  # a cut text that fit whole: encode the full text
-                encodings[i] = self._tokenizer().encode(*pairs[i])
-                truncated[i] = bool(encodings[i].overflowing)
-        return self._rows(encodings, np.arange(len(pairs)), truncated)
+    def _cut(self, texts: Sequence[str], max_tokens: int) -> list[_Head]:
+        """Each text cut after its first ``max_tokens`` tokens (``blind`` as in :meth:`_heads`)."""
+        heads = self._heads(texts, max_tokens)
+        whole = [i for i, head in enumerate(heads) if head.encoding is None]
+        for start, end in _chunks([len(heads[i].text) for i in whole]):
+            part = whole[start:end]
+            encodings = self._tokenizer("raw").encode_batch([heads[i].text for i in part], add_special_tokens=False)
+            for i, enc in zip(part, encodings):
+                heads[i].encoding = enc
+        out = []
+        for head in heads:
+            offsets = head.encoding.offsets if head.encoding is not None else []
+            text = head.text[: offsets[max_tokens - 1][1]] if len(offsets) > max_tokens else head.text
+            out.append(_Head(text, blind=head.blind))
+        return out
+
+    @property
+    def query_limit(self) -> int:
+        """Most tokens of a query kept next to a document: half the pair's budget."""
+        return (self.max_length - self.pair_overhead) // 2
+
+    def fit_queries(self, queries: Sequence[str]) -> list[tuple[str, bool]]:
+        """Each query cut to :attr:`query_limit` tokens, and whether it was cut."""
+        distinct = list(dict.fromkeys(queries))
+        fitted = {q: head.text for q, head in zip(distinct, self._cut(distinct, self.query_limit))}
+        return [(fitted[q], len(fitted[q]) < len(q)) for q in queries]
+
+    def _fit_pairs(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], np.ndarray]:
+        """The pairs with queries fitted, and which pairs had their query cut."""
+        fitted = self.fit_queries([q for q, _ in pairs])
+        cut = np.fromiter((c for _, c in fitted), dtype=bool, count=len(pairs))
+        return [(q, d) for (q, _), (_, d) in zip(fitted, pairs)], cut
+
+    # -- encoding ------------------------------------------------------------------------------
+    def encode(self, pairs: Sequence[tuple[str, str]], max_tokens: int | None = None) -> EncodedRows:
+        """One row per pair, documents truncated to fit ``max_length`` (first cut after
+        ``max_tokens`` tokens when given, as :meth:`cut_texts`). ``truncated`` flags a pair
+        whose document or query did not fit whole."""
+        pairs, truncated = self._fit_pairs(pairs)
+        docs = self._documents(pairs, max_tokens, self.max_length)
+        rows = _Rows()
+        for start, end in _chunks(docs):
+            encodings = self._tokenizer().encode_batch(
+                [(q, d.text) for (q, _), d in zip(pairs[start:end], docs[start:end])])
+            for i, enc in enumerate(encodings, start):
+                truncated[i] |= bool(enc.overflowing) or docs[i].blind
+                rows.add(enc, i)
+        return rows.done(truncated)
 
     def encode_windows(
-        self, pairs: Sequence[tuple[str, str]], stride: int, max_windows: int | None = None
+        self, pairs: Sequence[tuple[str, str]], stride: int, max_windows: int | None = None,
+        max_tokens: int | None = None,
     ) -> EncodedRows:
-        """Overlapping windows of each document (``stride`` tokens shared between windows)."""
-        pairs = self._fit_queries(pairs)
-        encodings = self._tokenizer("window", stride).encode_batch(list(pairs))
-        rows: list[Encoding] = []
-        owner: list[int] = []
-        truncated = np.zeros(len(pairs), dtype=bool)
-        for i, enc in enumerate(encodings):
-            windows = [enc, *enc.overflowing]
-            if max_windows is not None and len(windows) > max_windows:
-                windows = windows[:max_windows]
-                truncated[i] = True
-            rows.extend(windows)
-            owner.extend([i] * len(windows))
-        return self._rows(rows, np.asarray(owner, dtype=np.int64), truncated)
+        """Overlapping windows of each document (``stride`` tokens shared between windows), at
+        most ``max_windows`` and never more than :attr:`max_windows` per document."""
+        windows = self.max_windows if max_windows is None else min(max_windows, self.max_windows)
+        pairs, truncated = self._fit_pairs(pairs)
+        # tokens the windows cover: the first window holds `room` document tokens, each next one
+        # `room - stride` more; `room` is at most the budget less the shortest query (none)
+        room = self.max_length - self.pair_overhead
+        docs = self._documents(pairs, max_tokens, room + (windows - 1) * (room - stride))
+        rows = _Rows()
+        for start, end in _chunks(docs):
+            encodings = self._tokenizer("window", stride).encode_batch(
+                [(q, d.text) for (q, _), d in zip(pairs[start:end], docs[start:end])])
+            for i, enc in enumerate(encodings, start):
+                parts = [enc, *enc.overflowing]
+                if len(parts) > windows:
+                    parts = parts[:windows]
+                    truncated[i] = True
+                truncated[i] |= docs[i].blind
+                for part in parts:
+                    rows.add(part, i)
+        return rows.done(truncated)
 
-    @staticmethod
-    def _rows(encodings: Sequence[Encoding], owner: np.ndarray, truncated: np.ndarray) -> EncodedRows:
-        return EncodedRows(
-            ids=[e.ids for e in encodings],
-            type_ids=[e.type_ids for e in encodings],
-            owner=owner,
-            truncated=truncated,
-        )
+    def _documents(self, pairs: Sequence[tuple[str, str]], max_tokens: int | None, need: int) -> list[_Head]:
+        """Each document's head, enough for ``need`` tokens; cut after ``max_tokens`` first."""
+        texts = [d for _, d in pairs]
+        if max_tokens is not None and max_tokens < need:
+            return self._cut(texts, max_tokens)
+        return self._heads(texts, need)
 
     def cut_texts(self, texts: Sequence[str], max_tokens: int) -> list[str]:
-        """Each text cut after its first ``max_tokens`` tokens (Cohere's ``max_tokens_per_doc``)."""
-        if max_tokens < 1:
-            raise InvalidInput("max_tokens must be at least 1")
-        encodings = self._tokenizer("raw").encode_batch(list(texts), add_special_tokens=False)
-        return [
-            text if len(enc.offsets) <= max_tokens else text[: enc.offsets[max_tokens - 1][1]]
-            for text, enc in zip(texts, encodings)
-        ]
+        """Each text cut after its first ``max_tokens`` tokens (Cohere's ``max_tokens_per_doc``).
+
+        Reads only what is kept (see :meth:`_heads`); past the most any scoring keeps
+        (:attr:`max_windows` windows of ``max_length``) a text is cut there."""
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise InvalidInput(f"max_tokens must be a whole number, at least 1; got {max_tokens!r}")
+        return [head.text for head in self._cut(texts, min(max_tokens, self.max_windows * self.max_length))]
 
     def encode_texts(self, texts: Sequence[str]) -> EncodedRows:
         """Single texts (bi-encoders), truncated to ``max_length``."""
-        encodings = self._tokenizer("single").encode_batch(list(texts))
-        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(texts))
-        return self._rows(encodings, np.arange(len(texts)), truncated)
+        heads = self._heads(texts, self.max_length)
+        truncated = np.zeros(len(texts), dtype=bool)
+        rows = _Rows()
+        for start, end in _chunks(heads):
+            for i, enc in enumerate(self._tokenizer("single").encode_batch([h.text for h in heads[start:end]]), start):
+                truncated[i] = bool(enc.overflowing) or heads[i].blind
+                rows.add(enc, i)
+        return rows.done(truncated)
+
+
+@dataclass
+class _Head:
+    """A text or its head (see ``PairTokenizer._heads``), with its raw tokens when read."""
+
+    text: str
+    encoding: Encoding | None = None
+    blind: bool = False  # cut without seeing that the rest is not needed
+
+
+def _settled(enc: Encoding) -> int:
+    """Tokens of ``enc`` before its last word, which text appended after it cannot change."""
+    words = enc.word_ids
+    end = len(words)
+    while end and words[end - 1] == words[-1]:
+        end -= 1
+    return end
+
+
+def _chunks(items: Sequence[int] | Sequence[_Head]) -> Iterator[tuple[int, int]]:
+    """(start, end) ranges of texts (heads, or their sizes) of at most ``_BATCH_CHARS``
+    characters in all, one text at least: what one ``encode_batch`` call is given, so that
+    the tokenizer's memory (a few hundred bytes per character) stays bounded."""
+    sizes = [item if isinstance(item, int) else len(item.text) for item in items]
+    start = total = 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > _BATCH_CHARS:
+            yield start, i
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        yield start, len(sizes)
+
+
+class _Rows:
+    """Token rows taken from encodings as they are made, so the encodings can go."""
+
+    def __init__(self) -> None:
+        self.ids: list[list[int]] = []
+        self.type_ids: list[list[int]] = []
+        self.owner: list[int] = []
+
+    def add(self, enc: Encoding, owner: int) -> None:
+        self.ids.append(enc.ids)
+        self.type_ids.append(enc.type_ids)
+        self.owner.append(owner)
+
+    def done(self, truncated: np.ndarray) -> EncodedRows:
+        return EncodedRows(self.ids, self.type_ids, np.asarray(self.owner, dtype=np.int64), truncated)
 
 
 def pad_batch(rows: EncodedRows, index: Sequence[int] | np.ndarray, pad_id: int) -> dict[str, np.ndarray]:

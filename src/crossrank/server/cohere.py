@@ -2,13 +2,14 @@
 
 Documents are strings or objects; an object is scored on its ``text`` field, or on the
 ``rank_fields`` the request names (joined as ``field: value`` lines, as Cohere does).
-``max_chunks_per_doc`` scores long documents as overlapping windows (at most that many) and
-keeps each document's best window. Results are sorted by score and cut to ``top_n``.
+``max_chunks_per_doc`` scores long documents as overlapping windows (at most that many, and
+at most the model's own cap) and keeps each document's best window; ``max_tokens_per_doc``
+cuts each document after that many tokens. Both are applied as the document is tokenized,
+which reads only the head of a document that can be kept. Results are sorted by score and cut to ``top_n``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -59,13 +60,13 @@ async def cohere_rerank(request: Request, body: CohereRequest, version: str) -> 
     model = models_of(request).cross_model(body.model)
     query = check_query(body.query)
     texts = [document_text(doc, i, body.rank_fields) for i, doc in enumerate(body.documents)]
-    if body.max_tokens_per_doc is not None:
-        texts = await asyncio.to_thread(model.reranker.tokenizer.cut_texts, texts, body.max_tokens_per_doc)
     window = body.max_chunks_per_doc is not None and body.max_chunks_per_doc > 1
+    # the cut after max_tokens_per_doc is the tokenizer's, which reads only what it keeps
     result = await score_pairs(
         request, model, [(query, text) for text in texts],
         long_documents="window" if window else None,
         max_windows=body.max_chunks_per_doc if window else None,
+        max_tokens=body.max_tokens_per_doc,
     )
     results = []
     for i in ranked_order(result.values, body.top_n):

@@ -120,12 +120,14 @@ async def score_pairs(
     activation: Activation | None = None,
     long_documents: LongDocuments | None = None,
     max_windows: int | None = None,
+    max_tokens: int | None = None,
 ) -> Scores:
     """Score through the model's scheduler, with limits, deadline, disconnect and metrics."""
     check_count(request, len(pairs), "pairs")
     deadline = deadline_of(request)
     result = await unless_disconnected(request, model.scheduler.score(
-        pairs, activation=activation, long_documents=long_documents, max_windows=max_windows, deadline=deadline))
+        pairs, activation=activation, long_documents=long_documents, max_windows=max_windows, max_tokens=max_tokens,
+        deadline=deadline))
     metrics_of(request).scored(model.entry.name, len(pairs), int(result.truncated.sum()))
     return result
 

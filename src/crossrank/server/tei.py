@@ -79,6 +79,11 @@ async def tei_rerank(request: Request, body: TeiRerankRequest) -> list[dict[str,
     _check_direction(body.truncation_direction)
     model = models_of(request).cross_model(None)
     query = check_query(body.query)
+    tokenizer = model.reranker.tokenizer
+    if body.truncate is False and tokenizer.fit_queries([query])[0][1]:  # reads at most the kept head
+        raise PayloadTooLarge(f"the query is longer than {tokenizer.query_limit} tokens (half of "
+                              f"{model.reranker.max_length} with the texts) and 'truncate' is false; "
+                              f"send 'truncate': true (or omit it) to cut it")
     result = await score_pairs(request, model, [(query, text) for text in body.texts],
                                activation="none" if body.raw_scores else "sigmoid")
     if body.truncate is False:
