@@ -93,13 +93,23 @@ def corpus_lines(path: Path) -> Iterator[Iterator[tuple[int, str]]]:
         raw.close()
 
 
+def _damage_errors() -> tuple[type[Exception], ...]:
+    """What the decompressors raise for a damaged or cut stream."""
+    errors: tuple[type[Exception], ...] = (OSError, EOFError, lzma.LZMAError, ValueError)
+    try:
+        import zstandard
+    except ImportError:
+        return errors
+    return (*errors, zstandard.ZstdError)
+
+
 def _read(text: IO[str], raw: IO[bytes], before: tuple[int, ...], path: Path,
           compression: str | None) -> Iterator[tuple[int, str]]:
     number = 0
     try:
         for number, line in enumerate(text, start=1):
             yield number, line
-    except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:  # a damaged or cut compressed stream
+    except _damage_errors() as exc:  # a damaged or cut compressed stream
         if isinstance(exc, ValueError) and raw.closed:
             raise
         raise InvalidInput(f"{path}: the {compression or 'file'} stream is damaged after line {number} "
