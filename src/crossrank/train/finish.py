@@ -36,7 +36,8 @@ def _sample_pairs(data: TrainingData, count: int = 8) -> list[tuple[str, str]]:
     return pairs
 
 
-def finish_model(model: Any, out: Path, summary: dict[str, Any], data: TrainingData) -> Path:
+def finish_model(model: Any, out: Path, summary: dict[str, Any], data: TrainingData, *,
+                 cache_dir: Path | None = None) -> Path:
     from crossrank.models.load import load_model
     from crossrank.rerank import Reranker
 
@@ -45,11 +46,11 @@ def finish_model(model: Any, out: Path, summary: dict[str, Any], data: TrainingD
     model.save_pretrained(str(staging))
     for extra in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"):
         (staging / extra).unlink(missing_ok=True)  # a plain sequence-classification directory
-    loaded = load_model(staging, task="sequence-classification")
+    loaded = load_model(staging, task="sequence-classification", cache_dir=cache_dir)
     (staging / "onnx").mkdir(exist_ok=True)
     shutil.copy(loaded.onnx_path, staging / ONNX_FILE)
     pairs = _sample_pairs(data)
-    reranker = Reranker(staging)
+    reranker = Reranker(staging, cache_dir=cache_dir)
     onnx_scores = np.concatenate([reranker.score(q, [d]) for q, d in pairs])
     torch_scores = np.asarray(model.predict(pairs, show_progress_bar=False), dtype=np.float64)
     summary["onnx_max_abs_diff"] = float(np.max(np.abs(onnx_scores - torch_scores)))

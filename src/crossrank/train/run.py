@@ -65,6 +65,7 @@ class TrainConfig:
     device: str | None = None  #: None: CUDA when torch has it, else the CPU
     resume: bool = False
     progress: bool = True
+    cache_dir: Path | None = None  #: where crossrank caches ONNX exports (default: $HF_HOME/crossrank)
 
 
 @dataclass
@@ -111,7 +112,7 @@ def _resume_state(config: TrainConfig, out: Path) -> dict[str, Any] | None:
         log.warning("nothing to resume in %s: starting a new run", out)
         return None
     state: dict[str, Any] = json.loads(state_path.read_text())
-    changed = [k for k in _SAME_ON_RESUME if state["config"].get(k) != json.loads(json.dumps(asdict(config)))[k]]
+    changed = [k for k in _SAME_ON_RESUME if state["config"].get(k) != json.loads(json.dumps(asdict(config), default=str))[k]]
     if changed:
         raise InvalidInput(f"--resume with other options than the run in {out} ({', '.join(changed)} differ): "
                            "resume with the same options, or train into another --out")
@@ -138,6 +139,10 @@ def train(config: TrainConfig) -> TrainResult:
     from sentence_transformers.cross_encoder import CrossEncoder
     from transformers import set_seed
 
+    if not config.progress:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
     set_seed(config.seed)  # a new head is initialised at random: the same seed gives the same head
     device = config.device
     model = CrossEncoder(str(base.directory), num_labels=1, max_length=config.max_length, device=device)
@@ -168,7 +173,7 @@ def train(config: TrainConfig) -> TrainResult:
     resume_from = last_complete_checkpoint(checkpoints) if config.resume else None
     outcome = run_trainer(model, examples, dev, config, checkpoints, resume_from)
     summary = {**state, **outcome, "seconds_total_this_session": round(time.perf_counter() - started, 1)}
-    model_dir = finish_model(outcome["model"], out, summary, data)
+    model_dir = finish_model(outcome["model"], out, summary, data, cache_dir=config.cache_dir)
     summary.pop("model", None)
     _write_json(out / "summary.json", summary)
     return TrainResult(model_dir, summary)
