@@ -23,7 +23,6 @@ import pytest
 from crossrank import Reranker
 from crossrank.cli import main
 from crossrank.errors import InvalidInput, ModelError
-from crossrank.evaluate.runner import EvalConfig, run_evaluation
 from crossrank.models.synthetic import build_random_model
 from crossrank.train import TrainConfig, TrainResult, jsonl_to_beir, load_training_data, train
 from crossrank.train.base import prepare_base
@@ -62,17 +61,25 @@ def trained(learnable: Path, tiny_base: Path, tmp_path_factory: pytest.TempPathF
 
 
 def test_training_lifts_bm25_ce_on_held_out_queries(trained: TrainResult, learnable: Path, tiny_base: Path,
-                                                    tmp_path: Path) -> None:
-    ndcg = {}
-    for name, model in (("base", tiny_base), ("trained", trained.model_dir)):
-        outcome = run_evaluation(
-            EvalConfig(str(learnable), tmp_path / name, split="test", depth=10, top_n=10, progress=False),
-            reranker=Reranker(model, cache_dir=tmp_path / "cache"),
-        )
-        ndcg.update({f"{row['stage']}:{name}": row["metrics"]["nDCG@10"] for row in outcome.rows})
-    assert ndcg["bm25:base"] < 0.5  # BM25 ranks the repeated-word hard negatives first
-    assert ndcg["bm25+ce:trained"] - ndcg["bm25+ce:base"] >= LIFT, ndcg
-    assert ndcg["bm25+ce:trained"] >= 0.8, ndcg
+                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``crossrank eval --model BASE --model TRAINED``: both side by side on the held-out test queries."""
+    out = tmp_path / "eval"
+    code = main(["eval", "--data", str(learnable), "--split", "test", "--stages", "bm25,bm25+ce", "--depth", "10",
+                 "--top-n", "10", "--model", str(tiny_base), "--model", str(trained.model_dir), "--out", str(out),
+                 "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    base, tuned = f"bm25+ce@{tiny_base.name}", f"bm25+ce@{trained.model_dir.parent.name}"
+    results = json.loads((out / "results.json").read_text())
+    ndcg = {row["stage"]: row["metrics"]["nDCG@10"] for row in results["stages"]}
+    assert list(ndcg) == ["bm25", base, tuned]
+    assert ndcg["bm25"] < 0.5  # BM25 ranks the repeated-word hard negatives first
+    assert ndcg[tuned] - ndcg[base] >= LIFT, ndcg
+    assert ndcg[tuned] >= 0.8, ndcg
+    for stage in ndcg:  # one table, one run file per model, one report
+        assert stage in printed and (out / "runs" / f"{stage}.trec").is_file()
+    report = (out / "report.html").read_text()
+    assert base in report and tuned in report and f"{tiny_base.name}: " in report
 
 
 def test_the_model_directory_serves_and_tells_what_it_was_trained_on(trained: TrainResult) -> None:

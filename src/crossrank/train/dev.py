@@ -48,7 +48,7 @@ class TorchScorer:
 def _base_evaluator() -> type:
     from sentence_transformers.base.evaluation import BaseEvaluator
 
-    return BaseEvaluator  # type: ignore[no-any-return]
+    return BaseEvaluator
 
 
 class DevEvaluator(_base_evaluator()):  # type: ignore[misc]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from crossrank.errors import InvalidInput
 from crossrank.progress import bar
@@ -23,7 +24,7 @@ from crossrank.train.data import TrainingData
 log = logging.getLogger(__name__)
 
 #: scores (query, texts) -> relevance in 0..1, higher is more relevant
-PairScorer = Callable[[str, Sequence[str]], Sequence[float]]
+PairScorer = Callable[[str, Sequence[str]], Any]
 
 
 @dataclass

@@ -142,7 +142,7 @@ def train(config: TrainConfig) -> TrainResult:
     if not config.progress:
         import transformers
 
-        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     set_seed(config.seed)  # a new head is initialised at random: the same seed gives the same head
     device = config.device
     model = CrossEncoder(str(base.directory), num_labels=1, max_length=config.max_length, device=device)

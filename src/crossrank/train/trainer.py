@@ -34,7 +34,7 @@ def _loss(name: str, model: Any) -> Any:
 def _step_counter() -> Any:
     from transformers import TrainerCallback
 
-    class StepCounter(TrainerCallback):  # type: ignore[misc]
+    class StepCounter(TrainerCallback):
         """Counts the optimizer steps this process runs (a resumed run must not redo finished ones)."""
 
         def __init__(self) -> None:
