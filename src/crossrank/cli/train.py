@@ -45,6 +45,8 @@ def register(sub: Any) -> None:
     mining.add_argument("--first-stage", choices=("bm25", "dense", "hybrid"), default="bm25",
                         help="where negatives come from, and the dev first stage (default: bm25)")
     mining.add_argument("--encoder", help="bi-encoder for dense/hybrid (default: sentence-transformers/all-MiniLM-L6-v2)")
+    mining.add_argument("--index", type=Path, help="an index of the corpus (e.g. the one `crossrank index` or `crossrank "
+                        "eval --index` built) to mine from (default: built at OUT/index)")
     mining.add_argument("--negatives", type=int, default=4, help="negatives per query (default: 4)")
     mining.add_argument("--mine-depth", type=int, default=30, help="first-stage candidates searched per query (default: 30)")
     mining.add_argument("--false-negative-margin", type=float,
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=args.data, base=args.base, out=args.out, dev_data=args.dev_data, train_split=args.train_split,
         dev_split=None if args.dev_split.lower() == "none" else args.dev_split, revision=args.revision,
-        first_stage=args.first_stage, encoder=args.encoder, negatives=args.negatives, mine_depth=args.mine_depth,
+        first_stage=args.first_stage, encoder=args.encoder, index=args.index, negatives=args.negatives, mine_depth=args.mine_depth,
         false_negative_margin=args.false_negative_margin, loss=args.loss, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, max_length=args.max_length,
         patience=args.patience, dev_top_n=args.dev_top_n, dev_depth=max(100, args.dev_top_n), seed=args.seed,

@@ -49,6 +49,7 @@ class TrainConfig:
     revision: str | None = None
     first_stage: str = "bm25"  #: bm25, dense or hybrid: where hard negatives come from
     encoder: str | None = None  #: bi-encoder for dense/hybrid mining
+    index: Path | None = None  #: an index of the corpus to mine from (default: built at OUT/index)
     negatives: int = 4  #: negatives per query
     mine_depth: int = 30  #: first-stage candidates searched per query
     false_negative_margin: float | None = None  #: drop candidates the base scores within this of a positive
@@ -189,8 +190,8 @@ def _retriever(config: TrainConfig, data: TrainingData, out: Path) -> Any:
 
         name = config.encoder or DEFAULT_ENCODER
         encoder = Encoder(name)
-    index, _ = prepare_index(data.dataset, out / "index", encoder=encoder, encoder_name=name,
-                             progress=config.progress)
+    index, _ = prepare_index(data.dataset, Path(config.index) if config.index else out / "index", encoder=encoder,
+                             encoder_name=name, progress=config.progress, managed=config.index is None)
     return index.retriever(config.first_stage, encoder=encoder)
 
 
