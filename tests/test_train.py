@@ -27,7 +27,7 @@ from crossrank.models.synthetic import build_random_model
 from crossrank.train import TrainConfig, TrainResult, jsonl_to_beir, load_training_data, train
 from crossrank.train.base import prepare_base
 from crossrank.train.checkpoints import last_complete_checkpoint
-from crossrank.train.synthetic import write_learnable_beir
+from crossrank.train.synthetic import CONFIRMING, write_learnable_beir
 
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("datasets")
@@ -217,3 +217,41 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(learnable: Path,
     assert (out / "examples.jsonl").read_bytes() == examples  # the very same training data
     assert f"resumed from step {done}" in resumed.stdout
     assert Reranker(out / "model", cache_dir=tmp_path / "cache").score("apple river", ["a", "b"]).shape == (2,)
+
+
+# -- mining -------------------------------------------------------------------------------------------
+def test_mined_negatives_exclude_positives_and_likely_false_negatives(learnable: Path, tmp_path: Path) -> None:
+    from crossrank.evaluate.runner import prepare_index
+    from crossrank.train.mine import mine_negatives
+
+    data = load_training_data(learnable)
+    index, _ = prepare_index(data.dataset, tmp_path / "index", encoder=None, encoder_name=None, progress=False)
+    retriever = index.retriever("bm25")
+    mined = mine_negatives(data, retriever, per_query=3, depth=30, progress=False)
+    for qid, negatives in mined.negatives.items():
+        assert not set(negatives) & set(data.positives(qid))
+        assert {doc for doc, grade in data.train[qid].items() if grade == 0} <= set(negatives)
+        assert len(negatives) == 3  # the judged negative first, then two mined ones
+    assert (mined.judged, mined.mined, mined.dropped_false_negatives) == (40, 80, 0)
+
+    def doubting_is_relevant(query: str, texts: list[str]) -> list[float]:  # a base that loves "rumored"
+        return [1.0 if "rumored" in t.split() else 0.9 if set(t.split()) & set(CONFIRMING) else 0.1 for t in texts]
+
+    filtered = mine_negatives(data, retriever, per_query=3, depth=30, scorer=doubting_is_relevant, margin=0.1,
+                              progress=False)
+    kept = [text for negatives in filtered.negatives.values() for text in negatives.values()]
+    assert filtered.dropped_false_negatives > 0 and filtered.mined > 0
+    judged = {data.texts[d] for docs in data.train.values() for d, g in docs.items() if g == 0}
+    assert not [t for t in kept if "rumored" in t.split() and t not in judged]  # judged negatives stay
+
+
+def test_false_negative_filter_needs_a_trained_head(learnable: Path, tmp_path: Path) -> None:
+    body = build_random_model(tmp_path / "body", num_labels=None, **TINY)
+    with pytest.raises(InvalidInput, match="has no trained head"):
+        train(config(learnable, body, tmp_path / "out", false_negative_margin=0.1))
+
+
+def test_listwise_loss_trains(learnable: Path, tiny_base: Path, tmp_path: Path) -> None:
+    result = train(config(learnable, tiny_base, tmp_path / "out", loss="listnet", epochs=1, dev_split=None))
+    assert result.summary["mining"]["examples"] == 40 and result.summary["mining"]["pairs"] == 160
+    assert result.summary["global_step"] == 3 and (result.model_dir / "onnx" / "model.onnx").is_file()

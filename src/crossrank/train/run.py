@@ -133,8 +133,6 @@ def train(config: TrainConfig) -> TrainResult:
     if config.false_negative_margin is not None and base.new_head:
         raise InvalidInput(f"the false-negative filter scores with the base model, but {config.base} has no trained "
                            "head (its scores would be random): drop --false-negative-margin or start from a cross-encoder")
-    if config.loss != "bce" and config.negatives < 1:
-        raise InvalidInput("listwise losses need negatives")
 
     require("datasets", "train", "Training a cross-encoder")
     from sentence_transformers.cross_encoder import CrossEncoder

@@ -92,10 +92,11 @@ def run_trainer(model: Any, examples: list[Example], dev: Any, config: Any, chec
         for entry in state.log_history if BEST_METRIC in entry
     ]
     losses = [round(float(e["loss"]), 6) for e in state.log_history if "loss" in e]
-    pairs_per_example = sum(len(e["docs"]) if "docs" in e else 1 for e in examples) / max(len(examples), 1)
-    pairs_this_session = counter.steps * config.batch_size * pairs_per_example
+    pairs_per_epoch = sum(len(e["docs"]) if "docs" in e else 1 for e in examples)
     resumed_step = int(resume_from.name.split("-")[-1]) if resume_from is not None else 0
     steps_per_epoch = -(-len(examples) // config.batch_size)
+    # throughput of the whole loop as run here: forward, backward, optimizer, dev evaluation, checkpoints
+    pairs_this_session = counter.steps / steps_per_epoch * pairs_per_epoch
     return {
         "model": trainer.model,
         "device": str(model.device),
@@ -110,7 +111,7 @@ def run_trainer(model: Any, examples: list[Example], dev: Any, config: Any, chec
         "dev_ndcg@10_after": max((e["dev_ndcg@10"] for e in per_epoch), default=None),
         "train_loss_per_epoch": losses,
         "train_seconds_this_session": round(seconds, 2),
-        "pairs_per_second": round(min(pairs_this_session, len(examples) * pairs_per_example * config.epochs) / seconds, 2)
-        if seconds > 0 else None,
+        "pairs_trained_this_session": round(pairs_this_session),
+        "pairs_per_second": round(pairs_this_session / seconds, 2) if seconds > 0 else None,
         "trainer_metrics": {k: v for k, v in output.metrics.items() if isinstance(v, (int, float))},
     }
