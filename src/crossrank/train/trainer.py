@@ -31,6 +31,12 @@ def _loss(name: str, model: Any) -> Any:
     return losses.BinaryCrossEntropyLoss(model)
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _step_counter() -> Any:
     from transformers import TrainerCallback
 
@@ -74,6 +80,7 @@ def run_trainer(model: Any, examples: list[Example], dev: Any, config: Any, chec
         report_to="none",
         use_cpu=config.device == "cpu",
         dataloader_num_workers=0,
+        dataloader_pin_memory=_cuda_available() and config.device != "cpu",
     )
     counter = _step_counter()
     callbacks = [counter]
