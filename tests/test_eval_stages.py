@@ -310,3 +310,22 @@ def test_cli_eval_reports_failed_queries_and_keeps_the_rest(
     assert set(read_run(out / "runs" / "bm25.trec")) == {"q1", "q3"}
     assert results["stages"][0]["failed_queries"] == 1
     assert main([*args, "--strict"]) == 3
+
+
+def test_several_rerankers_side_by_side_on_the_same_candidates(
+    index: Index, queries: dict, bert_reranker: Reranker
+) -> None:
+    runs = run_stages(["bm25+ce"], {"bm25": index.retriever("bm25")}, queries, depth=8, top_n=4, progress=False,
+                      rerankers={"same": OrderPreserving(), "bert": bert_reranker})
+    assert list(runs) == ["bm25", "bm25+ce@same", "bm25+ce@bert"]
+    assert runs["bm25+ce@same"].ranked_ids() == runs["bm25"].ranked_ids()
+    assert runs["bm25+ce@bert"].reranker == bert_reranker.name
+    for qid in queries:  # both reorder the very same candidates
+        assert sorted(runs["bm25+ce@bert"].ranked_ids()[qid]) == sorted(runs["bm25"].ranked_ids()[qid])
+
+
+def test_model_labels_are_short_and_distinct() -> None:
+    from crossrank.cli.eval import model_labels
+
+    assert model_labels(["cross-encoder/ms-marco-MiniLM-L6-v2", "runs/ft/model", "other/ft/model", "x y/"]) == [
+        "ms-marco-MiniLM-L6-v2", "ft", "ft-2", "x_y"]

@@ -16,9 +16,10 @@ from crossrank.cli import serve
 from crossrank.cli import eval as eval_command
 from crossrank.cli import rerank_run
 from crossrank.cli import bench
+from crossrank.cli import train as train_command
 from crossrank.errors import CrossrankError
 
-COMMANDS = (rerank, models, demo, index_command, search_command, serve, eval_command, rerank_run, bench)
+COMMANDS = (rerank, models, demo, index_command, search_command, serve, eval_command, rerank_run, bench, train_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,13 +8,17 @@ from typing import Any
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
 
-def add_reranker_options(parser: argparse.ArgumentParser, *, default_model: str | None = DEFAULT_MODEL) -> None:
+def add_reranker_options(
+    parser: argparse.ArgumentParser, *, default_model: str | None = DEFAULT_MODEL, several: bool = False
+) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
-        default=default_model,
+        action="append" if several else "store",
+        default=None if several else default_model,
         help="hub id, catalogue alias (see `crossrank models`) or local directory "
-        f"(default: {default_model})",
+        + ("; repeat it to compare several models side by side " if several else "")
+        + f"(default: {default_model})",
     )
     group.add_argument("--revision", help="hub branch, tag or commit to pin (default: main)")
     group.add_argument(

@@ -92,7 +92,7 @@ def register(sub: Any) -> None:
         help="exit with status 3 when any query failed; without it a failed query is reported, counted as "
         "retrieving nothing, and the evaluation goes on (the outputs are written either way)",
     )
-    add_reranker_options(parser)
+    add_reranker_options(parser, several=True)
     parser.set_defaults(handler=run)
 
 
@@ -111,13 +111,31 @@ def _encoder(name: str, threads: int | None) -> Any:
         return Encoder(trained_minilm_dir(), threads=threads)
 
 
-def _reranker(args: argparse.Namespace, synthetic: bool) -> tuple[Any, str]:
+def model_labels(models: list[str]) -> list[str]:
+    """Short, distinct labels for the models compared: the last path part, numbered on a clash."""
+    import re
+
+    labels: list[str] = []
+    for model in models:
+        parts = [p for p in re.split(r"[\\/]+", model.rstrip("/\\")) if p]
+        tail = parts[-1] if parts else "model"
+        if tail == "model" and len(parts) > 1:  # crossrank train writes OUT/model: name it by OUT
+            tail = parts[-2]
+        label = re.sub(r"[^A-Za-z0-9._-]+", "_", tail) or "model"
+        candidate, n = label, 2
+        while candidate in labels:
+            candidate, n = f"{label}-{n}", n + 1
+        labels.append(candidate)
+    return labels
+
+
+def _reranker(args: argparse.Namespace, model: str, synthetic: bool) -> tuple[Any, str]:
     from crossrank.rerank import Reranker
 
     try:
-        return Reranker(args.model, **reranker_kwargs(args)), ""
+        return Reranker(model, **reranker_kwargs(args)), ""
     except HubUnavailable as exc:
-        if not (synthetic and args.model == DEFAULT_MODEL):
+        if not (synthetic and model == DEFAULT_MODEL):
             raise
         from crossrank.cli.demo import BANNER, demo_model_dir
 
@@ -150,16 +168,20 @@ def run(args: argparse.Namespace) -> int:
     # the dataset first (a local one is checked, a public one downloaded): models can take minutes
     resolve_dataset(config.dataset, cache_dir=config.cache_dir, base_url=config.beir_url, timeout=config.timeout,
                     progress=config.progress)
-    reranker, label = (None, "")
+    models: list[str] = args.model or [DEFAULT_MODEL]
+    rerankers: dict[str, Any] = {}
+    label = ""
     if any(s.endswith(RERANK_SUFFIX) for s in stages):
-        reranker, label = _reranker(args, args.synthetic)
+        for name, model in zip(model_labels(models), models):
+            rerankers[name], note = _reranker(args, model, args.synthetic)
+            label = label or note
     if label:
         config.notes.append(
             "The cross-encoder is a local demo model with RANDOM WEIGHTS (the Hugging Face hub was "
             "unreachable): the +ce rows show the pipeline working, not what reranking buys."
         )
     encoder = _encoder(args.encoder, args.threads) if needs_dense(stages) else None
-    outcome = run_evaluation(config, reranker=reranker, encoder=encoder)
+    outcome = run_evaluation(config, rerankers=rerankers, encoder=encoder)
     failed = _report_failures(outcome.failures)
     status = 3 if failed and args.strict else 0
     if args.json:
@@ -167,8 +189,12 @@ def run(args: argparse.Namespace) -> int:
         return status
     data = outcome.payload["dataset"]
     print(f"\n{data['name']} ({data['split']}): {data['queries']} queries, {data['documents']} documents")
-    if reranker is not None:
-        print(f"cross-encoder: {reranker.name}{label}, reranking the top {args.top_n}")
+    if len(rerankers) == 1:
+        print(f"cross-encoder: {next(iter(rerankers.values())).name}{label}, reranking the top {args.top_n}")
+    elif rerankers:
+        print(f"cross-encoders side by side, each reranking the top {args.top_n} of the same candidates:")
+        for name, reranker in rerankers.items():
+            print(f"  @{name}: {reranker.name}")
     print()
     print(format_results(outcome.rows))
     print(f"\nresults: {outcome.files['results']}\nreport:  {outcome.files['report']}")

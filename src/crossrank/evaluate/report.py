@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from crossrank.evaluate.metrics import MEASURES, Evaluation
-from crossrank.evaluate.stages import RERANK_SUFFIX, StageRun, first_stage_of
+from crossrank.evaluate.stages import StageRun, first_stage_of, is_reranked
 from crossrank.extras import require
 from crossrank.table import format_table
 
@@ -68,7 +68,7 @@ def per_query_deltas(evaluations: Mapping[str, Evaluation], measure: str = DELTA
     deltas = {}
     for name, evaluation in evaluations.items():
         base = evaluations.get(first_stage_of(name))
-        if name.endswith(RERANK_SUFFIX) and base is not None:
+        if is_reranked(name) and base is not None:
             deltas[name] = [
                 values[measure] - base.per_query[qid][measure] for qid, values in evaluation.per_query.items()
             ]
@@ -187,7 +187,8 @@ def render_html(payload: Mapping[str, Any], runs: Mapping[str, StageRun], evalua
         "stages": ", ".join(r["stage"] for r in rows),
         "first stage depth": config["depth"],
         "reranked candidates (top N)": config["top_n"],
-        "cross-encoder": config.get("reranker") or "-",
+        "cross-encoder": config.get("reranker") or ", ".join(
+            f"{label}: {name}" for label, name in (config.get("rerankers") or {}).items()) or "-",
         "bi-encoder": config.get("encoder") or "-",
         "created": payload.get("created", ""),
     }

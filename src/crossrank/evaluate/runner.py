@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,21 @@ def prepare_index(
 
 
 def run_evaluation(
-    config: EvalConfig, *, reranker: Scorer | None = None, encoder: Encoder | None = None
+    config: EvalConfig, *, reranker: Scorer | None = None, encoder: Encoder | None = None,
+    rerankers: Mapping[str, Scorer] | None = None,
 ) -> EvalOutcome:
-    """Run the configured stages on the dataset and write every output."""
+    """Run the configured stages on the dataset and write every output.
+
+    ``rerankers`` (label -> scorer) compares several cross-encoders side by side: each
+    reranked stage runs once per model (``bm25+ce@LABEL``) on the same candidates.
+    """
+    if rerankers and reranker is not None:
+        raise InvalidInput("pass either one reranker or several rerankers, not both")
+    if rerankers and len(rerankers) == 1:
+        reranker, rerankers = next(iter(rerankers.values())), None
     started = time.perf_counter()
     stages = stages_to_run(config.stages)
-    if any(s.endswith(RERANK_SUFFIX) for s in stages) and reranker is None:
+    if any(s.endswith(RERANK_SUFFIX) for s in stages) and reranker is None and not rerankers:
         raise InvalidInput("the +ce stages need a cross-encoder (reranker)")
     data = resolve_dataset(
         config.dataset, cache_dir=config.cache_dir, base_url=config.beir_url,
@@ -158,7 +168,7 @@ def run_evaluation(
         retrievers[kind] = index.retriever(kind, encoder=encoder if kind != "bm25" else None, rrf_k=config.rrf_k)
 
     runs = run_stages(
-        stages, retrievers, queries, reranker=reranker, depth=config.depth, top_n=config.top_n,
+        stages, retrievers, queries, reranker=reranker, rerankers=rerankers, depth=config.depth, top_n=config.top_n,
         progress=config.progress,
     )
     evaluations = {name: evaluate(qrels, run.ranked_ids()) for name, run in runs.items()}
@@ -179,6 +189,7 @@ def run_evaluation(
         "config": {
             "stages": stages, "depth": config.depth, "top_n": config.top_n,
             "reranker": getattr(reranker, "name", None) if reranker is not None else None,
+            "rerankers": {label: getattr(r, "name", label) for label, r in (rerankers or {}).items()},
             "encoder": encoder_name, "rrf_k": config.rrf_k,
             "bm25": index.manifest.get("lexical"),
         },

@@ -82,7 +82,7 @@ def parse_stages(text: str) -> list[str]:
 
 
 def first_stage_of(stage: str) -> str:
-    return stage.removesuffix(RERANK_SUFFIX)
+    return stage.split(RERANK_SUFFIX)[0]
 
 
 def stages_to_run(selected: Sequence[str]) -> list[str]:
@@ -100,16 +100,22 @@ def run_stages(
     depth: int = 100,
     top_n: int = 100,
     progress: bool = True,
+    rerankers: Mapping[str, Scorer] | None = None,
 ) -> dict[str, StageRun]:
     """Run ``stages`` over ``queries``; each first stage is queried once per query.
 
     ``depth`` candidates are retrieved (and evaluated) per query; a reranked stage reorders
-    the first ``top_n`` of them and keeps the rest below, in first-stage order.
+    the first ``top_n`` of them and keeps the rest below, in first-stage order. Several
+    rerankers (``rerankers``: label -> scorer) compare side by side on the very same
+    candidates: each reranked stage becomes one stage per reranker, ``bm25+ce@LABEL``.
     """
     if depth < 1 or top_n < 1:
         raise InvalidInput("depth and top_n must be positive")
     names = stages_to_run(stages)
-    if any(s.endswith(RERANK_SUFFIX) for s in names) and reranker is None:
+    scorers: dict[str, Scorer] = dict(rerankers or {})
+    if reranker is not None and not scorers:
+        scorers = {reranker.name: reranker}
+    if any(s.endswith(RERANK_SUFFIX) for s in names) and not scorers:
         raise InvalidInput("a +ce stage needs a reranker")
     results: dict[str, StageRun] = {}
     for kind in (s for s in names if not s.endswith(RERANK_SUFFIX)):
@@ -117,43 +123,56 @@ def run_stages(
             raise InvalidInput(f"no {kind} retriever was given")
         retriever = retrievers[kind]
         first = results[kind] = StageRun(kind, retriever.name, None)
-        reranked = None
-        if kind + RERANK_SUFFIX in names and reranker is not None:
-            reranked = results[kind + RERANK_SUFFIX] = StageRun(kind + RERANK_SUFFIX, retriever.name, reranker.name)
-        label = kind if reranked is None else f"{kind} (+ rerank top {top_n})"
+        reranked: list[tuple[StageRun, Scorer]] = []
+        if kind + RERANK_SUFFIX in names:
+            for label, scorer in scorers.items():
+                name = reranked_stage(kind, label if len(scorers) > 1 else None)
+                results[name] = StageRun(name, retriever.name, scorer.name)
+                reranked.append((results[name], scorer))
+        label = kind if not reranked else f"{kind} (+ rerank top {top_n}" + (
+            f" by {len(reranked)} models)" if len(reranked) > 1 else ")")
         progress_bar = bar(len(queries), label, unit=" queries", enabled=progress)
         try:
             for qid, query in queries.items():
-                _run_query(qid, query, retriever, first, reranked, reranker, depth, top_n)
+                _run_query(qid, query, retriever, first, reranked, depth, top_n)
                 progress_bar.update(1)
         finally:
             progress_bar.close()
     return results
 
 
+def reranked_stage(kind: str, label: str | None = None) -> str:
+    """``bm25+ce``, or ``bm25+ce@LABEL`` when several rerankers are compared."""
+    return kind + RERANK_SUFFIX + (f"@{label}" if label else "")
+
+
+def is_reranked(stage: str) -> bool:
+    return RERANK_SUFFIX in stage
+
+
 def _run_query(
-    qid: str, query: str, retriever: Retriever, first: StageRun, reranked: StageRun | None,
-    reranker: Scorer | None, depth: int, top_n: int,
+    qid: str, query: str, retriever: Retriever, first: StageRun, reranked: list[tuple[StageRun, Scorer]],
+    depth: int, top_n: int,
 ) -> None:
     started = time.perf_counter()
     try:
         found = [c for c in retriever.retrieve(query, depth) if c.id != qid]
     except Exception as exc:  # one query's failure is recorded; the other queries' work is kept
         _fail(first, qid, query, exc)
-        if reranked is not None:
-            _fail(reranked, qid, query, exc, f"first stage failed: {describe(exc)}")
+        for stage, _ in reranked:
+            _fail(stage, qid, query, exc, f"first stage failed: {describe(exc)}")
         return
     retrieve_ms = (time.perf_counter() - started) * 1000.0
     first.run[qid] = [(c.id, c.score) for c in found]
     first.latencies_ms[qid] = retrieve_ms
-    if reranked is not None and reranker is not None:
+    for stage, scorer in reranked:
         started = time.perf_counter()
         try:
-            reranked.run[qid] = rerank_top(reranker, query, found, top_n)
+            stage.run[qid] = rerank_top(scorer, query, found, top_n)
         except Exception as exc:
-            _fail(reranked, qid, query, exc)
-            return
-        reranked.latencies_ms[qid] = retrieve_ms + (time.perf_counter() - started) * 1000.0
+            _fail(stage, qid, query, exc)
+            continue
+        stage.latencies_ms[qid] = retrieve_ms + (time.perf_counter() - started) * 1000.0
 
 
 def describe(exc: BaseException) -> str:
