@@ -13,7 +13,7 @@ from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.config import ModelConfig
 from crossrank.models.export import cached_export
-from crossrank.models.head import check_scoring_head
+from crossrank.models.head import Head, read_head
 from crossrank.models.resolve import ModelFiles, resolve_model
 from crossrank.tokenize import load_tokenizer
 
@@ -28,6 +28,7 @@ class LoadedModel:
     onnx_file: Path | None  #: None only when loaded for the torch runtime from weights alone
     config: ModelConfig
     tokenizer: Tokenizer
+    head: Head | None = None  #: None for an ONNX file run as it is, and for bi-encoders
 
     @property
     def onnx_path(self) -> Path:
@@ -77,8 +78,18 @@ def load_model(
     files = resolve_model(model, revision=revision, cache_dir=cache_dir, weights=weights)
     config = ModelConfig.read(files.directory, default_max_length=files.spec.max_length if files.spec else None)
     onnx_path = files.onnx_path
+    head = None
+    export_task: str = task
     if task == "sequence-classification" and (onnx_path is None or weights):
-        check_scoring_head(files.name, files.directory, files.weights_path)
+        head = read_head(files.name, files.directory, files.weights_path)
+        if head.kind == "st-modules":
+            if weights:
+                raise ModelError(
+                    f"{files.name} scores with a sentence-transformers module stack ({head.describe()}); the "
+                    f"torch runtime runs *ForSequenceClassification heads only. Use runtime='onnxruntime' or "
+                    f"'openvino' (the stack is exported to one ONNX graph)."
+                )
+            export_task = "st-modules"
     if onnx_path is None and not weights:
-        onnx_path = cached_export(files, task=task, cache_dir=Path(cache_dir) if cache_dir else None)
-    return LoadedModel(files, onnx_path, config, _tokenizer(files.directory))
+        onnx_path = cached_export(files, task=export_task, cache_dir=Path(cache_dir) if cache_dir else None)
+    return LoadedModel(files, onnx_path, config, _tokenizer(files.directory), head)

@@ -16,8 +16,11 @@ from typing import Any, Literal
 from crossrank.errors import MissingExtra
 from crossrank.extras import require
 
-Architecture = Literal["bert", "xlm-roberta"]
+Architecture = Literal["bert", "xlm-roberta", "modernbert"]
 MINILM_L6 = {"hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536}
+#: a tiny ModernBERT: a local-attention window shorter than test documents, one global and one local layer
+TINY_MODERNBERT = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+                   "global_attn_every_n_layers": 2, "local_attention": 16}
 _BERT_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 _CORPUS = (
@@ -99,6 +102,14 @@ def build_random_model(
                 shutil.copy(source / name, out / name)
         settings: dict[str, Any] = {**MINILM_L6, "vocab_size": 30522, "max_position_embeddings": 512}
         config_cls = transformers.BertConfig
+    elif architecture == "modernbert":  # the BERT uncased tokenizer, as ModernBERT's own is a BPE of 50k
+        source = trained_minilm_dir()
+        for name in _BERT_TOKENIZER_FILES:
+            if (source / name).is_file():
+                shutil.copy(source / name, out / name)
+        settings = {**TINY_MODERNBERT, "vocab_size": 30522, "max_position_embeddings": 512, "pad_token_id": 0,
+                    "cls_token_id": 101, "sep_token_id": 102, "bos_token_id": 101, "eos_token_id": 102}
+        config_cls = transformers.ModernBertConfig
     elif architecture == "xlm-roberta":
         vocab = _unigram_tokenizer(out, 512)
         settings = {
@@ -123,4 +134,36 @@ def build_random_model(
     else:
         model = auto.from_config(config)
     model.eval().save_pretrained(str(out))
+    return out
+
+
+def build_st_cross_encoder(directory: str | Path, *, pooling: str = "cls", seed: int = 0, **config_overrides: Any) -> Path:
+    """An Ettin-style sentence-transformers CrossEncoder over a tiny random ModernBERT, saved by sentence-transformers.
+
+    Transformer → Pooling(``pooling``) → Dense(H, H, GELU, no bias) → LayerNorm(H) → Dense(H, 1) → ``scores``.
+    """
+    torch = require("torch", "export", "Building a random-weight model")
+    st = require("sentence_transformers", "dev", "Building a sentence-transformers CrossEncoder")
+    from sentence_transformers.cross_encoder.modules import Dense, Transformer
+    from sentence_transformers.sentence_transformer.modules import LayerNorm, Pooling
+
+    out = Path(directory)
+    body = build_random_model(out.with_name(out.name + "-body"), architecture="modernbert", num_labels=None,
+                              seed=seed, **config_overrides)
+    torch.manual_seed(seed + 1)
+    transformer = Transformer(str(body))
+    hidden = int(transformer.model.config.hidden_size)
+    modules = [
+        transformer,
+        Pooling(hidden, pooling),
+        Dense(hidden, hidden, bias=False, activation_function=torch.nn.GELU()),
+        LayerNorm(hidden),
+        Dense(hidden, 1, activation_function=torch.nn.Identity(), module_output_name="scores"),
+    ]
+    for module in modules[2:]:  # the default init leaves LayerNorm at 1/0: perturb so every tensor matters
+        with torch.no_grad():
+            for parameter in module.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+    st.CrossEncoder(modules=modules, device="cpu").save(str(out))
+    shutil.rmtree(body, ignore_errors=True)
     return out
