@@ -234,7 +234,8 @@ class Reranker:
             from crossrank.runtime.torch import TorchRuntime
 
             return TorchRuntime(
-                loaded.files.directory, device=self.choice.device, precision=self.choice.precision, threads=threads
+                loaded.files.directory, device=self.choice.device, precision=self.choice.precision, threads=threads,
+                head=loaded.head,
             )
         from crossrank.models.export import default_cache_dir
         from crossrank.models.first_token import first_token_graph

@@ -83,12 +83,6 @@ def load_model(
     if task == "sequence-classification" and (onnx_path is None or weights):
         head = read_head(files.name, files.directory, files.weights_path)
         if head.kind == "st-modules":
-            if weights:
-                raise ModelError(
-                    f"{files.name} scores with a sentence-transformers module stack ({head.describe()}); the "
-                    f"torch runtime runs *ForSequenceClassification heads only. Use runtime='onnxruntime' or "
-                    f"'openvino' (the stack is exported to one ONNX graph)."
-                )
             export_task = "st-modules"
     if onnx_path is None and not weights:
         onnx_path = cached_export(files, task=export_task, cache_dir=Path(cache_dir) if cache_dir else None)
