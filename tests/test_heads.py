@@ -156,11 +156,13 @@ def test_stacks_crossrank_cannot_reproduce_are_refused_naming_files_and_heads(et
         {"idx": 1, "name": "1", "path": "1_LogitScore",
          "type": "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"},
     ]))
+    (llm / "1_LogitScore").mkdir()
+    (llm / "1_LogitScore" / "config.json").write_text(json.dumps({"true_token_id": 5, "false_token_id": 6}))
     _edit(llm / "config.json", architectures=["Qwen3ForCausalLM"])
     with pytest.raises(ModelError) as caught:
         Reranker(llm, cache_dir=cache)
     message = str(caught.value)
-    assert "yes/no" in message and "not supported yet" in message
+    assert "LLM yes/no reranker of model_type 'modernbert'" in message and "qwen3-reranker only" in message
     assert "Files found in" in message and "modules.json stacks Transformer → LogitScore" in message
     assert "Heads crossrank runs: sequence-classification" in message and "st-modules" in message
     assert not cache.exists() or not list(cache.glob("onnx/*/model.onnx"))  # all refused before any export

@@ -35,10 +35,17 @@ def export_onnx(directory: Path, out: Path, task: str) -> None:
     config = ModelConfig.read(directory)
     classify = task in ("sequence-classification", "st-modules")
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if config.uses_token_type_ids else [])
+    stacked = task == "st-modules" or task.startswith("llm-yes-no:")
+    classify = classify or stacked
     if task == "st-modules":  # a sentence-transformers module stack: body and head in one graph
         from crossrank.models.st_torch import build_stack_model
 
         model = build_stack_model(directory, names)
+    elif task.startswith("llm-yes-no:"):  # the last token's hidden state times one head row
+        from crossrank.models.llm_torch import build_yes_no_model
+
+        _, yes, no = task.split(":")
+        model = build_yes_no_model(directory, names, int(yes), None if int(no) < 0 else int(no))
     else:
         model = _load_transformers(torch, transformers, directory, classify)
     sample = {name: torch.ones((2, 8), dtype=torch.long) for name in names}
@@ -52,7 +59,7 @@ def export_onnx(directory: Path, out: Path, task: str) -> None:
             self.model = model
 
         def forward(self, *args: object) -> object:
-            if task == "st-modules":
+            if stacked:
                 return self.model(*args)
             result = self.model(**dict(zip(names, args)))
             return result[0]

@@ -11,8 +11,9 @@ the model's files, never guessed (:func:`read_head` returns a :class:`Head`):
 * ``st-modules``: a sentence-transformers CrossEncoder whose ``modules.json`` stacks a
   Transformer body, Pooling, Dense and LayerNorm modules ending in one ``scores`` logit
   (:mod:`crossrank.models.st_stack` reads each module's config);
-* ``llm-yes-no``: a causal LM scored by its yes/no token logits (``LogitScore``): recognised,
-  not run yet.
+* ``llm-yes-no``: a causal LM scored by its yes/no token logits (``Transformer → LogitScore``
+  in ``modules.json``, token ids from its config) with a known prompt template
+  (:mod:`crossrank.models.llm_head`).
 
 Anything else (a bi-encoder, a base or causal language model, a head not supported yet) is
 refused with a :class:`ModelError` that names the files found and the heads supported.
@@ -31,7 +32,8 @@ from typing import Literal
 
 from crossrank.errors import ModelError
 from crossrank.models.config import read_json
-from crossrank.models.st_stack import StModule, is_cross_encoder_stack, module_types, read_stack
+from crossrank.models.llm_head import YesNoTemplate, template_for
+from crossrank.models.st_stack import StModule, is_cross_encoder_stack, module_types, read_modules, read_stack
 
 #: module names that transformers' sequence-classification heads use for their weights
 HEAD_MODULES = frozenset({"classifier", "score", "classification_head", "logits_proj", "pre_classifier"})
@@ -45,6 +47,8 @@ SUPPORTED_HEADS = {
     "sequence-classification": "config.json architectures *ForSequenceClassification with its classifier weights",
     "st-modules": "a sentence-transformers CrossEncoder modules.json: Transformer → Pooling(cls|mean) → "
     "Dense/LayerNorm → Dense(H, 1) writing 'scores'",
+    "llm-yes-no": "a causal LM with a modules.json Transformer → LogitScore(true/false token ids) and a known "
+    "prompt template (qwen3-reranker)",
 }
 
 
@@ -55,6 +59,16 @@ class Head:
     kind: HeadKind
     architecture: str | None  #: config.json's first architecture, when it names one
     modules: tuple[StModule, ...] = ()  #: st-modules: the modules after the Transformer body
+    template: YesNoTemplate | None = None  #: llm-yes-no: the prompt and scoring tokens
+    yes_id: int | None = None  #: llm-yes-no: the scored token
+    no_id: int | None = None  #: llm-yes-no: the token subtracted (None: the yes logit alone)
+
+    @property
+    def export_task(self) -> str:
+        """What the export child builds: ``sequence-classification``, ``st-modules``, ``llm-yes-no:YES:NO``."""
+        if self.kind == "llm-yes-no":
+            return f"llm-yes-no:{self.yes_id}:{-1 if self.no_id is None else self.no_id}"
+        return self.kind
 
     def describe(self) -> str:
         """``sequence-classification (BertForSequenceClassification)``, ``st-modules (Pooling(cls) → ...)``."""
@@ -63,6 +77,8 @@ class Head:
                      f"Dense({m.settings['in_features']}→{m.settings['out_features']}, {m.settings['activation']})"
                      if m.kind == "dense" else "LayerNorm" for m in self.modules]
             return f"st-modules ({self.architecture or 'Transformer'} → {' → '.join(parts)})"
+        if self.kind == "llm-yes-no" and self.template is not None:
+            return f"llm-yes-no ({self.template.family}, {self.architecture}, tokens {self.yes_id}/{self.no_id})"
         return f"{self.kind} ({self.architecture})" if self.architecture else self.kind
 
 
@@ -153,9 +169,7 @@ def read_head(name: str, directory: Path, weights: Path | None) -> Head:
     if (directory / "modules.json").is_file() and not any(a.endswith(SUPPORTED_HEAD) for a in found):
         if is_cross_encoder_stack(directory):
             if "LogitScore" in module_types(directory):
-                raise refuse(name, directory, f"{name} is an LLM reranker scored by yes/no token logits "
-                             f"(LogitScore over {first or 'a causal LM'}): recognised, but LLM rerankers that "
-                             f"score yes/no tokens are not supported yet.")
+                return _llm_head(name, directory, first)
             return Head("st-modules", first, read_stack(directory))
     if found and not any(a.endswith(SUPPORTED_HEAD) for a in found):
         raise refuse(
@@ -175,6 +189,26 @@ def read_head(name: str, directory: Path, weights: Path | None) -> Head:
             f"cross-encoder such as {EXAMPLES}.",
         )
     return Head("sequence-classification", first)
+
+
+def _llm_head(name: str, directory: Path, architecture: str | None) -> Head:
+    """A ``Transformer → LogitScore`` stack over a causal LM, with its family's template."""
+    entries = read_modules(directory)
+    types = module_types(directory)
+    if types != ["Transformer", "LogitScore"] or not (architecture or "").endswith("ForCausalLM"):
+        raise refuse(name, directory, f"{name} scores with LogitScore, but crossrank runs only a causal LM "
+                     f"(*ForCausalLM) followed by LogitScore, not {' → '.join(types)} over {architecture}.")
+    config = read_json(directory / str(entries[1].get("path", "")) / "config.json")
+    true_id, false_id = config.get("true_token_id"), config.get("false_token_id")
+    if not isinstance(true_id, int) or not (false_id is None or isinstance(false_id, int)):
+        raise refuse(name, directory, f"{name}'s LogitScore config declares no integer true_token_id.")
+    if config.get("module_input_name", "causal_logits") != "causal_logits":
+        raise refuse(name, directory, f"{name}'s LogitScore reads {config['module_input_name']!r}, not causal_logits.")
+    try:
+        template = template_for(directory, true_id, false_id)
+    except ModelError as exc:
+        raise refuse(name, directory, str(exc) + ".") from exc
+    return Head("llm-yes-no", architecture, template=template, yes_id=true_id, no_id=false_id)
 
 
 def check_scoring_head(name: str, directory: Path, weights: Path | None) -> None:

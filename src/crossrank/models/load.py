@@ -14,6 +14,7 @@ from crossrank.extras import require
 from crossrank.models.config import ModelConfig
 from crossrank.models.export import cached_export
 from crossrank.models.head import Head, read_head
+from crossrank.models.llm_head import template_tokenizer
 from crossrank.models.resolve import ModelFiles, resolve_model
 from crossrank.tokenize import load_tokenizer
 
@@ -82,8 +83,16 @@ def load_model(
     export_task: str = task
     if task == "sequence-classification" and (onnx_path is None or weights):
         head = read_head(files.name, files.directory, files.weights_path)
-        if head.kind == "st-modules":
-            export_task = "st-modules"
+        if head.kind != "sequence-classification":
+            export_task = head.export_task
+        if head.kind == "llm-yes-no" and weights:
+            raise ModelError(
+                f"{files.name} is an LLM yes/no reranker ({head.describe()}); the torch runtime does not run "
+                f"these yet. Use runtime='onnxruntime' or 'openvino'."
+            )
     if onnx_path is None and not weights:
         onnx_path = cached_export(files, task=export_task, cache_dir=Path(cache_dir) if cache_dir else None)
-    return LoadedModel(files, onnx_path, config, _tokenizer(files.directory), head)
+    tokenizer = _tokenizer(files.directory)
+    if head is not None and head.template is not None:  # the prompt template around every pair
+        tokenizer = template_tokenizer(tokenizer, head.template)
+    return LoadedModel(files, onnx_path, config, tokenizer, head)
