@@ -107,3 +107,10 @@ def test_logit_score_ids_that_disagree_with_the_template_are_refused(qwen3: Path
     config.write_text(json.dumps(data))
     with pytest.raises(ModelError, match=r"refusing to guess[\s\S]*Heads crossrank runs"):
         Reranker(model, cache_dir=tmp_path / "cache")
+
+
+def test_an_instruction_and_query_that_leave_no_room_are_refused_with_token_counts(qwen3: Path, model_cache: Path) -> None:
+    """The templated query is never cut (that would cut the template): a clear error instead."""
+    reranker = Reranker(qwen3, cache_dir=model_cache, max_length=96)
+    with pytest.raises(InvalidInput, match=r"instruction and query take \d+ tokens[\s\S]*max_length 96 keeps at most \d+"):
+        reranker.score(QUERY, ["short"])

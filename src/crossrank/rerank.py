@@ -223,9 +223,22 @@ class Reranker:
     def _encode(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> EncodedRows:
         if self.template is not None:  # the prompt around each pair; the tokenizer adds prefix and suffix
             pairs = [self.template.format_pair(q, d, self.instruction) for q, d in pairs]
+            self._check_prompt_room([q for q, _ in pairs])
         if (opts.long_documents or self.long_documents) == "window":
             return self.tokenizer.encode_windows(pairs, self.window_stride, opts.max_windows, opts.max_tokens)
         return self.tokenizer.encode(pairs, opts.max_tokens)
+
+    def _check_prompt_room(self, prompts: list[str]) -> None:
+        """A templated query is never cut (it would cut the template): refuse one that leaves no room."""
+        for prompt, cut in dict(zip(prompts, (c for _, c in self.tokenizer.fit_queries(prompts)))).items():
+            if cut:
+                size = self.tokenizer.count_tokens(prompt)
+                raise InvalidInput(
+                    f"the instruction and query take {size} tokens and the prompt template "
+                    f"{self.tokenizer.pair_overhead} more; max_length {self.max_length} keeps at most "
+                    f"{self.tokenizer.query_limit} for them so that the document has room. Shorten the "
+                    f"instruction or the query, or raise max_length."
+                )
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these lengths."""
