@@ -114,3 +114,20 @@ def test_an_instruction_and_query_that_leave_no_room_are_refused_with_token_coun
     reranker = Reranker(qwen3, cache_dir=model_cache, max_length=96)
     with pytest.raises(InvalidInput, match=r"instruction and query take \d+ tokens[\s\S]*max_length 96 keeps at most \d+"):
         reranker.score(QUERY, ["short"])
+
+
+FAST_DOCS = [f"{a} {b}" for a in ("rain boots", "walking shoes", "lemon cake", "beach sandals", "shoe charms", "a wet dog")
+             for b in ("for the city", "on long trails", "with a rubber sole", "in the rain", "for kids")]
+
+
+@pytest.mark.skipif(not __import__("crossrank.runtime.select", fromlist=["x"]).has_native_bf16(),
+                    reason="fast mode needs a CPU with native bf16")
+def test_fast_mode_keeps_the_ranking_of_the_exact_mode(qwen3: Path, model_cache: Path) -> None:
+    from scipy.stats import spearmanr
+
+    exact = Reranker(qwen3, cache_dir=model_cache).score(QUERY, FAST_DOCS, activation="none")
+    fast = Reranker(qwen3, cache_dir=model_cache, mode="fast").score(QUERY, FAST_DOCS, activation="none")
+    overlap = len(set(np.argsort(-exact)[:10]) & set(np.argsort(-fast)[:10]))
+    rho = spearmanr(exact, fast).correlation
+    print(f"qwen3-reranker fast: top-10 {overlap}/10, Spearman {rho:.4f}")
+    assert overlap >= 9 and rho >= 0.99
