@@ -93,6 +93,7 @@ class Reranker:
         mode: Mode = "exact",
         runtime: str | None = None,
         cache: ScoreCache | int | None = None,
+        instruction: str | None = None,
     ) -> None:
         self.batch_size = whole_number(batch_size, "batch_size", 1)
         threads = check_threads(threads)
@@ -106,11 +107,22 @@ class Reranker:
         )
         self.name = loaded.name
         self.config = loaded.config
+        self.template = loaded.head.template if loaded.head is not None else None
+        if instruction is not None and (self.template is None or not isinstance(instruction, str)):
+            raise InvalidInput(
+                f"instruction= needs an instruction-capable head (an LLM yes/no reranker) and a string; "
+                f"{self.name} scores with {loaded.head.describe() if loaded.head else 'its ONNX graph'}"
+            )
+        #: the instruction in the prompt of an LLM reranker (its family's default when not given)
+        self.instruction = (instruction or self.template.default_instruction) if self.template else None
         limit = check_max_length(max_length, loaded.config.max_length, loaded.name)
         self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
+        # a quarter of max_length, or less where a prompt template leaves little room for the document
+        budget = self.max_length - self.tokenizer.pair_overhead
+        default_stride = max(0, min(self.max_length // 4, budget - budget // 2 - 1))
         self.window_stride = check_window_stride(
-            self.max_length // 4 if window_stride is None else window_stride, self.max_length,
+            default_stride if window_stride is None else window_stride, self.max_length,
             self.tokenizer.pair_overhead)
         self.runtime = self._make_runtime(loaded, providers, threads, cache_dir)
         if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
@@ -119,7 +131,7 @@ class Reranker:
             cache if isinstance(cache, ScoreCache) else None
         )
         source = loaded.onnx_file or loaded.files.directory
-        self._cache_key = f"{self.name}|{source}|{self.choice.runtime}-{self.choice.precision}"
+        self._cache_key = f"{self.name}|{source}|{self.choice.runtime}-{self.choice.precision}|{self.instruction}"
         self._lock = threading.Lock()
         self.truncated_pairs = 0  #: pairs whose document did not fit, since this object was made
 
@@ -209,9 +221,24 @@ class Reranker:
         return self._encode(check_pairs(pairs), opts)
 
     def _encode(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> EncodedRows:
+        if self.template is not None:  # the prompt around each pair; the tokenizer adds prefix and suffix
+            pairs = [self.template.format_pair(q, d, self.instruction) for q, d in pairs]
+            self._check_prompt_room([q for q, _ in pairs])
         if (opts.long_documents or self.long_documents) == "window":
             return self.tokenizer.encode_windows(pairs, self.window_stride, opts.max_windows, opts.max_tokens)
         return self.tokenizer.encode(pairs, opts.max_tokens)
+
+    def _check_prompt_room(self, prompts: list[str]) -> None:
+        """A templated query is never cut (it would cut the template): refuse one that leaves no room."""
+        for prompt, cut in dict(zip(prompts, (c for _, c in self.tokenizer.fit_queries(prompts)))).items():
+            if cut:
+                size = self.tokenizer.count_tokens(prompt)
+                raise InvalidInput(
+                    f"the instruction and query take {size} tokens and the prompt template "
+                    f"{self.tokenizer.pair_overhead} more; max_length {self.max_length} keeps at most "
+                    f"{self.tokenizer.query_limit} for them so that the document has room. Shorten the "
+                    f"instruction or the query, or raise max_length."
+                )
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these lengths."""
@@ -234,7 +261,8 @@ class Reranker:
             from crossrank.runtime.torch import TorchRuntime
 
             return TorchRuntime(
-                loaded.files.directory, device=self.choice.device, precision=self.choice.precision, threads=threads
+                loaded.files.directory, device=self.choice.device, precision=self.choice.precision, threads=threads,
+                head=loaded.head,
             )
         from crossrank.models.export import default_cache_dir
         from crossrank.models.first_token import first_token_graph

@@ -163,6 +163,10 @@ class PairTokenizer:
             out.append(_Head(text, blind=head.blind))
         return out
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` alone, without special tokens."""
+        return len(self._tokenizer("raw").encode(text, add_special_tokens=False).ids)
+
     @property
     def query_limit(self) -> int:
         """Most tokens of a query kept next to a document: half the pair's budget."""

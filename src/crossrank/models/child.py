@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     export = commands.add_parser("export")
     export.add_argument("directory", type=Path)
     export.add_argument("out", type=Path)
-    export.add_argument("task", choices=("sequence-classification", "feature-extraction"))
+    export.add_argument("task")  # sequence-classification, feature-extraction, st-modules, llm-yes-no:YES:NO
     export.add_argument("--error-file", type=Path, required=True)
     export.add_argument("--parent", type=int, default=os.getppid())
     prune = commands.add_parser("first-token")

@@ -56,12 +56,32 @@ def export_key(files: ModelFiles, task: str) -> str:
     config = files.directory / "config.json"
     if config.is_file():
         _hash_file(digest, config)
+    for path in _module_files(files.directory):  # a sentence-transformers head is part of the model
+        digest.update(str(path.relative_to(files.directory)).encode())
+        _hash_file(digest, path)
     if weights.name.endswith(".index.json"):
         for shard in sorted(weights.parent.glob(weights.name.split(".")[0] + "-*")):
             _hash_file(digest, shard)
     else:
         _hash_file(digest, weights)
     return digest.hexdigest()[:24]
+
+
+def _module_files(directory: Path) -> list[Path]:
+    """``modules.json`` and its modules' configs and weights (not the body at the root)."""
+    if not (directory / "modules.json").is_file():
+        return []
+    from crossrank.models.st_stack import read_modules
+
+    found = [directory / "modules.json"]
+    for entry in read_modules(directory):
+        path = str(entry.get("path", ""))
+        if path in ("", "."):
+            continue
+        for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+            if (directory / path / name).is_file():
+                found.append(directory / path / name)
+    return found
 
 
 @contextlib.contextmanager

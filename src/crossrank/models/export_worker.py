@@ -13,6 +13,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 from crossrank.errors import CrossrankError, MissingExtra, ModelError
 from crossrank.extras import require
@@ -32,19 +33,21 @@ def export_onnx(directory: Path, out: Path, task: str) -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     config = ModelConfig.read(directory)
-    classify = task == "sequence-classification"
-    auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModel
-    try:
-        # eager attention exports plain MatMul/Softmax nodes that ONNX Runtime can fuse
-        model, info = auto.from_pretrained(str(directory), attn_implementation="eager", output_loading_info=True)
-        # transformers loads a checkpoint in its stored dtype; an fp16 or bf16 checkpoint would
-        # export a half-precision graph, and the exact mode is fp32 (the upcast is lossless)
-        model = model.to(torch.float32).eval()
-    except Exception as exc:
-        raise ModelError(f"could not load the weights in {directory} to export them: {exc}") from exc
-    if classify:  # a freshly initialised head would export random scores
-        refuse_fresh_weights(str(directory), info.get("missing_keys", ()), info.get("mismatched_keys", ()))
+    classify = task in ("sequence-classification", "st-modules")
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if config.uses_token_type_ids else [])
+    stacked = task == "st-modules" or task.startswith("llm-yes-no:")
+    classify = classify or stacked
+    if task == "st-modules":  # a sentence-transformers module stack: body and head in one graph
+        from crossrank.models.st_torch import build_stack_model
+
+        model = build_stack_model(directory, names)
+    elif task.startswith("llm-yes-no:"):  # the last token's hidden state times one head row
+        from crossrank.models.llm_torch import build_yes_no_model
+
+        _, yes, no = task.split(":")
+        model = build_yes_no_model(directory, names, int(yes), None if int(no) < 0 else int(no))
+    else:
+        model = _load_transformers(torch, transformers, directory, classify)
     sample = {name: torch.ones((2, 8), dtype=torch.long) for name in names}
     output = "logits" if classify else "last_hidden_state"
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
@@ -56,6 +59,8 @@ def export_onnx(directory: Path, out: Path, task: str) -> None:
             self.model = model
 
         def forward(self, *args: object) -> object:
+            if stacked:
+                return self.model(*args)
             result = self.model(**dict(zip(names, args)))
             return result[0]
 
@@ -71,6 +76,21 @@ def export_onnx(directory: Path, out: Path, task: str) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
+
+
+def _load_transformers(torch: Any, transformers: Any, directory: Path, classify: bool) -> Any:
+    auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModel
+    try:
+        # eager attention exports plain MatMul/Softmax nodes that ONNX Runtime can fuse
+        model, info = auto.from_pretrained(str(directory), attn_implementation="eager", output_loading_info=True)
+        # transformers loads a checkpoint in its stored dtype; an fp16 or bf16 checkpoint would
+        # export a half-precision graph, and the exact mode is fp32 (the upcast is lossless)
+        model = model.to(torch.float32).eval()
+    except Exception as exc:
+        raise ModelError(f"could not load the weights in {directory} to export them: {exc}") from exc
+    if classify:  # a freshly initialised head would export random scores
+        refuse_fresh_weights(str(directory), info.get("missing_keys", ()), info.get("mismatched_keys", ()))
+    return model
 
 
 def error_record(exc: CrossrankError) -> dict[str, str]:

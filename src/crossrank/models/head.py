@@ -1,18 +1,24 @@
-"""Refuse a model that has no trained scoring head, before anything is exported or run.
+"""The scoring head a model's own files declare, read before anything is exported or run.
 
-A cross-encoder's score is the logit of its trained classifier. Loading a bi-encoder (e.g.
-all-MiniLM-L6-v2, a ``BertModel``), a base language model (``BertForMaskedLM``) or a causal
-LM as ``AutoModelForSequenceClassification`` gives it a freshly initialised, random head:
-scores that mean nothing and change from one export to the next. Such a model is refused
-with what was found and what to use instead, from the model's own files:
+A cross-encoder's score is the logit of its trained head. Which head that is, is read from
+the model's files, never guessed (:func:`read_head` returns a :class:`Head`):
 
-* ``config.json``'s ``architectures`` must name a ``*ForSequenceClassification`` class;
-* the weights must hold the classifier tensors (read from the safetensors header, no torch);
-* when transformers loads the weights (export, torch runtime), no weight may be missing:
-  :func:`refuse_fresh_weights` checks its loading report.
+* ``sequence-classification``: ``config.json``'s ``architectures`` names a
+  ``*ForSequenceClassification`` class (BERT, XLM-RoBERTa, ModernBERT with its
+  ``classifier_pooling``...) and the weights hold its classifier tensors (read from the
+  safetensors header, no torch); when transformers loads the weights (export, torch runtime)
+  no weight may be missing: :func:`refuse_fresh_weights` checks its loading report;
+* ``st-modules``: a sentence-transformers CrossEncoder whose ``modules.json`` stacks a
+  Transformer body, Pooling, Dense and LayerNorm modules ending in one ``scores`` logit
+  (:mod:`crossrank.models.st_stack` reads each module's config);
+* ``llm-yes-no``: a causal LM scored by its yes/no token logits (``Transformer → LogitScore``
+  in ``modules.json``, token ids from its config) with a known prompt template
+  (:mod:`crossrank.models.llm_head`).
 
-Heads other than ``*ForSequenceClassification`` (sentence-transformers module stacks, LLM
-yes/no rerankers) are refused too, never guessed.
+Anything else (a bi-encoder, a base or causal language model, a head not supported yet) is
+refused with a :class:`ModelError` that names the files found and the heads supported.
+Loading such a model as ``AutoModelForSequenceClassification`` would give it a freshly
+initialised, random head: scores that mean nothing.
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from crossrank.errors import ModelError
 from crossrank.models.config import read_json
+from crossrank.models.llm_head import YesNoTemplate, template_for
+from crossrank.models.st_stack import StModule, is_cross_encoder_stack, module_types, read_modules, read_stack
 
 #: module names that transformers' sequence-classification heads use for their weights
 HEAD_MODULES = frozenset({"classifier", "score", "classification_head", "logits_proj", "pre_classifier"})
@@ -31,15 +41,79 @@ SUPPORTED_HEAD = "ForSequenceClassification"
 EXAMPLES = "cross-encoder/ms-marco-MiniLM-L6-v2 or BAAI/bge-reranker-base"
 _HEADER_LIMIT = 100 << 20  # a safetensors header is JSON; larger than this is not one
 
+HeadKind = Literal["sequence-classification", "st-modules", "llm-yes-no"]
+#: the heads crossrank runs, and what each is read from
+SUPPORTED_HEADS = {
+    "sequence-classification": "config.json architectures *ForSequenceClassification with its classifier weights",
+    "st-modules": "a sentence-transformers CrossEncoder modules.json: Transformer → Pooling(cls|mean) → "
+    "Dense/LayerNorm → Dense(H, 1) writing 'scores'",
+    "llm-yes-no": "a causal LM with a modules.json Transformer → LogitScore(true/false token ids) and a known "
+    "prompt template (qwen3-reranker)",
+}
+
+
+@dataclass(frozen=True)
+class Head:
+    """How a model turns tokens into one relevance logit per pair, as its files declare it."""
+
+    kind: HeadKind
+    architecture: str | None  #: config.json's first architecture, when it names one
+    modules: tuple[StModule, ...] = ()  #: st-modules: the modules after the Transformer body
+    template: YesNoTemplate | None = None  #: llm-yes-no: the prompt and scoring tokens
+    yes_id: int | None = None  #: llm-yes-no: the scored token
+    no_id: int | None = None  #: llm-yes-no: the token subtracted (None: the yes logit alone)
+
+    @property
+    def export_task(self) -> str:
+        """What the export child builds: ``sequence-classification``, ``st-modules``, ``llm-yes-no:YES:NO``."""
+        if self.kind == "llm-yes-no":
+            return f"llm-yes-no:{self.yes_id}:{-1 if self.no_id is None else self.no_id}"
+        return self.kind
+
+    def describe(self) -> str:
+        """``sequence-classification (BertForSequenceClassification)``, ``st-modules (Pooling(cls) → ...)``."""
+        if self.kind == "st-modules":
+            parts = [f"Pooling({m.settings['mode']})" if m.kind == "pooling" else
+                     f"Dense({m.settings['in_features']}→{m.settings['out_features']}, {m.settings['activation']})"
+                     if m.kind == "dense" else "LayerNorm" for m in self.modules]
+            return f"st-modules ({self.architecture or 'Transformer'} → {' → '.join(parts)})"
+        if self.kind == "llm-yes-no" and self.template is not None:
+            return f"llm-yes-no ({self.template.family}, {self.architecture}, tokens {self.yes_id}/{self.no_id})"
+        return f"{self.kind} ({self.architecture})" if self.architecture else self.kind
+
+
+def files_found(directory: Path) -> str:
+    """The model's files, for messages: ``config.json, model.safetensors, modules.json (Transformer, Pooling)``."""
+    try:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return "(unreadable)"
+    shown = ", ".join(names[:16]) + (" ..." if len(names) > 16 else "")
+    if (directory / "modules.json").is_file():
+        try:
+            shown += f"; modules.json stacks {' → '.join(module_types(directory))}"
+        except ModelError:
+            shown += "; modules.json unreadable"
+    return shown
+
+
+def _supported() -> str:
+    return "; ".join(f"{kind}: {what}" for kind, what in SUPPORTED_HEADS.items())
+
+
+def refuse(name: str, directory: Path, reason: str) -> ModelError:
+    """A refusal that names what was found and what crossrank runs."""
+    return ModelError(f"{reason} Files found in {directory}: {files_found(directory)}. Heads crossrank runs: {_supported()}.")
+
 
 def _advice(architecture: str, directory: Path) -> str:
     """What to use instead of a model whose architecture has no relevance head."""
     instead = f"Rerank with a trained cross-encoder such as {EXAMPLES}."
     if (directory / "modules.json").is_file() and architecture.endswith("Model"):
         return (
-            "It looks like a sentence-transformers model: a bi-encoder embeds texts (crossrank.Encoder, or "
-            "'type: bi-encoder' in a server config), or a cross-encoder whose scoring head is a module stack "
-            f"(modules.json), which crossrank does not run yet. {instead}"
+            "It looks like a sentence-transformers bi-encoder (its modules.json is not a CrossEncoder stack): "
+            "it embeds texts (crossrank.Encoder, or 'type: bi-encoder' in a server config). "
+            f"{instead}"
         )
     if architecture.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")):
         return f"LLM rerankers that score yes/no tokens are not supported yet. {instead}"
@@ -78,32 +152,68 @@ def _is_head(name: str) -> bool:
     return any(part in HEAD_MODULES for part in name.split("."))
 
 
-def check_scoring_head(name: str, directory: Path, weights: Path | None) -> None:
-    """Raise :class:`ModelError` unless the files declare a trained sequence-classification head.
+def _architectures(config: dict[str, object]) -> list[str]:
+    found = config.get("architectures")
+    return [str(a) for a in found] if isinstance(found, list) else []
 
-    Reads ``config.json`` and (for safetensors weights) the tensor names; imports nothing heavy.
+
+def read_head(name: str, directory: Path, weights: Path | None) -> Head:
+    """The head ``directory``'s files declare, or :class:`ModelError` when none crossrank runs.
+
+    Reads ``config.json``, ``modules.json`` and its modules' configs, and (for safetensors
+    weights) the tensor names; imports nothing heavy.
     """
     config = read_json(directory / "config.json")
-    architectures = config.get("architectures")
-    if isinstance(architectures, list) and architectures:
-        found = [str(a) for a in architectures]
-        if not any(a.endswith(SUPPORTED_HEAD) for a in found):
-            raise ModelError(
-                f"{name} is not a cross-encoder: its config.json declares {', '.join(found)}, which has no "
-                f"trained relevance classifier (crossrank scores with a *{SUPPORTED_HEAD} head), so its scores "
-                f"would come from a randomly initialised head. {_advice(found[0], directory)}"
-            )
+    found = _architectures(config)
+    first = found[0] if found else None
+    if (directory / "modules.json").is_file() and not any(a.endswith(SUPPORTED_HEAD) for a in found):
+        if is_cross_encoder_stack(directory):
+            if "LogitScore" in module_types(directory):
+                return _llm_head(name, directory, first)
+            return Head("st-modules", first, read_stack(directory))
+    if found and not any(a.endswith(SUPPORTED_HEAD) for a in found):
+        raise refuse(
+            name, directory,
+            f"{name} is not a cross-encoder: its config.json declares {', '.join(found)}, which has no "
+            f"trained relevance classifier (crossrank scores with a *{SUPPORTED_HEAD} head), so its scores "
+            f"would come from a randomly initialised head. {_advice(found[0], directory)}",
+        )
     names = safetensors_names(weights) if weights is not None else None
     if names is not None and not any(_is_head(n) for n in names):
-        kind = ", ".join(str(a) for a in architectures) if isinstance(architectures, list) and architectures else (
-            f"model_type {config.get('model_type', 'unknown')!r}"
-        )
-        raise ModelError(
+        kind = ", ".join(found) if found else f"model_type {config.get('model_type', 'unknown')!r}"
+        raise refuse(
+            name, directory,
             f"{name} has no trained classifier weights: {weights.name if weights else 'its weights'} holds no "
             f"{'/'.join(sorted(HEAD_MODULES))} tensors ({kind}), so the relevance head would be randomly "
             f"initialised. Save the fine-tuned model with its head (save_pretrained), or rerank with a trained "
-            f"cross-encoder such as {EXAMPLES}."
+            f"cross-encoder such as {EXAMPLES}.",
         )
+    return Head("sequence-classification", first)
+
+
+def _llm_head(name: str, directory: Path, architecture: str | None) -> Head:
+    """A ``Transformer → LogitScore`` stack over a causal LM, with its family's template."""
+    entries = read_modules(directory)
+    types = module_types(directory)
+    if types != ["Transformer", "LogitScore"] or not (architecture or "").endswith("ForCausalLM"):
+        raise refuse(name, directory, f"{name} scores with LogitScore, but crossrank runs only a causal LM "
+                     f"(*ForCausalLM) followed by LogitScore, not {' → '.join(types)} over {architecture}.")
+    config = read_json(directory / str(entries[1].get("path", "")) / "config.json")
+    true_id, false_id = config.get("true_token_id"), config.get("false_token_id")
+    if not isinstance(true_id, int) or not (false_id is None or isinstance(false_id, int)):
+        raise refuse(name, directory, f"{name}'s LogitScore config declares no integer true_token_id.")
+    if config.get("module_input_name", "causal_logits") != "causal_logits":
+        raise refuse(name, directory, f"{name}'s LogitScore reads {config['module_input_name']!r}, not causal_logits.")
+    try:
+        template = template_for(directory, true_id, false_id)
+    except ModelError as exc:
+        raise refuse(name, directory, str(exc) + ".") from exc
+    return Head("llm-yes-no", architecture, template=template, yes_id=true_id, no_id=false_id)
+
+
+def check_scoring_head(name: str, directory: Path, weights: Path | None) -> None:
+    """Raise :class:`ModelError` unless the files declare a head crossrank runs (see :func:`read_head`)."""
+    read_head(name, directory, weights)
 
 
 def refuse_fresh_weights(name: str, missing: Collection[str], mismatched: Collection[object] = ()) -> None:

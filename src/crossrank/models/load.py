@@ -13,7 +13,8 @@ from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.config import ModelConfig
 from crossrank.models.export import cached_export
-from crossrank.models.head import check_scoring_head
+from crossrank.models.head import Head, read_head
+from crossrank.models.llm_head import template_tokenizer
 from crossrank.models.resolve import ModelFiles, resolve_model
 from crossrank.tokenize import load_tokenizer
 
@@ -28,6 +29,7 @@ class LoadedModel:
     onnx_file: Path | None  #: None only when loaded for the torch runtime from weights alone
     config: ModelConfig
     tokenizer: Tokenizer
+    head: Head | None = None  #: None for an ONNX file run as it is, and for bi-encoders
 
     @property
     def onnx_path(self) -> Path:
@@ -77,8 +79,20 @@ def load_model(
     files = resolve_model(model, revision=revision, cache_dir=cache_dir, weights=weights)
     config = ModelConfig.read(files.directory, default_max_length=files.spec.max_length if files.spec else None)
     onnx_path = files.onnx_path
+    head = None
+    export_task: str = task
     if task == "sequence-classification" and (onnx_path is None or weights):
-        check_scoring_head(files.name, files.directory, files.weights_path)
+        head = read_head(files.name, files.directory, files.weights_path)
+        if head.kind != "sequence-classification":
+            export_task = head.export_task
+        if head.kind == "llm-yes-no" and weights:
+            raise ModelError(
+                f"{files.name} is an LLM yes/no reranker ({head.describe()}); the torch runtime does not run "
+                f"these yet. Use runtime='onnxruntime' or 'openvino'."
+            )
     if onnx_path is None and not weights:
-        onnx_path = cached_export(files, task=task, cache_dir=Path(cache_dir) if cache_dir else None)
-    return LoadedModel(files, onnx_path, config, _tokenizer(files.directory))
+        onnx_path = cached_export(files, task=export_task, cache_dir=Path(cache_dir) if cache_dir else None)
+    tokenizer = _tokenizer(files.directory)
+    if head is not None and head.template is not None:  # the prompt template around every pair
+        tokenizer = template_tokenizer(tokenizer, head.template)
+    return LoadedModel(files, onnx_path, config, tokenizer, head)

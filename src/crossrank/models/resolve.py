@@ -33,6 +33,10 @@ METADATA_PATTERNS = [
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
     "1_Pooling/config.json",
+    # a sentence-transformers CrossEncoder's head modules (2_Dense/, 3_LayerNorm/, ...)
+    "[0-9]*_*/config.json",
+    "[0-9]*_*/model.safetensors",
+    "[0-9]*_*/pytorch_model.bin",
 ]
 
 

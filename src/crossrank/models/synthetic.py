@@ -16,8 +16,11 @@ from typing import Any, Literal
 from crossrank.errors import MissingExtra
 from crossrank.extras import require
 
-Architecture = Literal["bert", "xlm-roberta"]
+Architecture = Literal["bert", "xlm-roberta", "modernbert"]
 MINILM_L6 = {"hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536}
+#: a tiny ModernBERT: a local-attention window shorter than test documents, one global and one local layer
+TINY_MODERNBERT = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+                   "global_attn_every_n_layers": 2, "local_attention": 16}
 _BERT_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 _CORPUS = (
@@ -99,6 +102,14 @@ def build_random_model(
                 shutil.copy(source / name, out / name)
         settings: dict[str, Any] = {**MINILM_L6, "vocab_size": 30522, "max_position_embeddings": 512}
         config_cls = transformers.BertConfig
+    elif architecture == "modernbert":  # the BERT uncased tokenizer, as ModernBERT's own is a BPE of 50k
+        source = trained_minilm_dir()
+        for name in _BERT_TOKENIZER_FILES:
+            if (source / name).is_file():
+                shutil.copy(source / name, out / name)
+        settings = {**TINY_MODERNBERT, "vocab_size": 30522, "max_position_embeddings": 512, "pad_token_id": 0,
+                    "cls_token_id": 101, "sep_token_id": 102, "bos_token_id": 101, "eos_token_id": 102}
+        config_cls = transformers.ModernBertConfig
     elif architecture == "xlm-roberta":
         vocab = _unigram_tokenizer(out, 512)
         settings = {
@@ -123,4 +134,98 @@ def build_random_model(
     else:
         model = auto.from_config(config)
     model.eval().save_pretrained(str(out))
+    return out
+
+
+def build_st_cross_encoder(directory: str | Path, *, pooling: str = "cls", seed: int = 0, **config_overrides: Any) -> Path:
+    """An Ettin-style sentence-transformers CrossEncoder over a tiny random ModernBERT, saved by sentence-transformers.
+
+    Transformer → Pooling(``pooling``) → Dense(H, H, GELU, no bias) → LayerNorm(H) → Dense(H, 1) → ``scores``.
+    """
+    torch = require("torch", "export", "Building a random-weight model")
+    st = require("sentence_transformers", "dev", "Building a sentence-transformers CrossEncoder")
+    from sentence_transformers.cross_encoder.modules import Dense, Transformer
+    from sentence_transformers.sentence_transformer.modules import LayerNorm, Pooling
+
+    out = Path(directory)
+    body = build_random_model(out.with_name(out.name + "-body"), architecture="modernbert", num_labels=None,
+                              seed=seed, **config_overrides)
+    torch.manual_seed(seed + 1)
+    transformer = Transformer(str(body))
+    hidden = int(transformer.model.config.hidden_size)
+    modules = [
+        transformer,
+        Pooling(hidden, pooling),
+        Dense(hidden, hidden, bias=False, activation_function=torch.nn.GELU()),
+        LayerNorm(hidden),
+        Dense(hidden, 1, activation_function=torch.nn.Identity(), module_output_name="scores"),
+    ]
+    for module in modules[2:]:  # the default init leaves LayerNorm at 1/0: perturb so every tensor matters
+        with torch.no_grad():
+            for parameter in module.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+    st.CrossEncoder(modules=modules, device="cpu").save(str(out))
+    shutil.rmtree(body, ignore_errors=True)
+    return out
+
+
+_QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _qwen_tokenizer(directory: Path, prompts: list[str]) -> None:
+    """A small byte-level BPE with Qwen's pre-tokenizer, chat tokens and single ``yes``/``no`` tokens."""
+    tokenizers = require("tokenizers", "export", "Building a test tokenizer")
+    transformers = require("transformers", "export", "Building a test tokenizer")
+    from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = [" ".join(_CORPUS[i:] + _CORPUS[:i]) for i in range(len(_CORPUS))]
+    tok.train_from_iterator(corpus + (prompts + ["yes no"]) * 20, trainer)
+    tok.add_tokens([tokenizers.AddedToken("<think>", normalized=False), tokenizers.AddedToken("</think>", normalized=False)])
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=512
+    )
+    fast.save_pretrained(str(directory))
+
+
+def build_qwen3_reranker(directory: str | Path, *, layers: int = 2, seed: int = 0, **config_overrides: Any) -> Path:
+    """A tiny random Qwen3-Reranker in the sentence-transformers layout: Qwen3ForCausalLM → LogitScore(yes, no)."""
+    import json
+
+    torch = require("torch", "export", "Building a random-weight model")
+    transformers = require("transformers", "export", "Building a random-weight model")
+    from crossrank.models.llm_head import QWEN3_RERANKER as template
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    _qwen_tokenizer(out, [template.prefix, template.query, template.suffix, template.default_instruction])
+    tok = transformers.PreTrainedTokenizerFast.from_pretrained(str(out))
+    torch.manual_seed(seed)
+    settings: dict[str, Any] = {
+        "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": layers,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 512,
+        "tie_word_embeddings": True, "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
+        **config_overrides,
+    }
+    transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**settings)).eval().save_pretrained(str(out))
+    (out / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_LogitScore",
+         "type": "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"},
+    ], indent=2))
+    (out / "1_LogitScore").mkdir(exist_ok=True)
+    (out / "1_LogitScore" / "config.json").write_text(json.dumps({
+        "true_token_id": tok.convert_tokens_to_ids(template.yes),
+        "false_token_id": tok.convert_tokens_to_ids(template.no),
+        "module_input_name": "causal_logits",
+    }, indent=2))
+    (out / "config_sentence_transformers.json").write_text(json.dumps({"model_type": "CrossEncoder"}))
     return out

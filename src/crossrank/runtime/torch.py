@@ -19,7 +19,7 @@ import numpy as np
 
 from crossrank.errors import ModelError
 from crossrank.extras import require
-from crossrank.models.head import refuse_fresh_weights
+from crossrank.models.head import Head, refuse_fresh_weights
 from crossrank.tokenize import plan_batches
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ def cuda_available() -> bool:
 
 
 class TorchRuntime:
-    """A ``transformers`` sequence-classification model; ``run`` is safe from several threads."""
+    """A ``transformers`` sequence-classification model, or a sentence-transformers module stack
+    (``head`` of kind ``st-modules``); ``run`` is safe from several threads."""
 
     name = "torch"
 
@@ -52,6 +53,7 @@ class TorchRuntime:
         device: str = "cpu",
         precision: Precision = "f32",
         threads: int | None = None,
+        head: Head | None = None,
     ) -> None:
         torch = require("torch", "torch", "The torch runtime (GPU path)")
         transformers = require("transformers", "torch", "The torch runtime (GPU path)")
@@ -64,6 +66,19 @@ class TorchRuntime:
         if threads and device == "cpu":
             torch.set_num_threads(int(threads))  # process-wide: torch has one CPU thread pool
         dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[precision]
+        self.stack = head is not None and head.kind == "st-modules"
+        if self.stack:  # a sentence-transformers module stack: the same module the export traces
+            from crossrank.models.config import ModelConfig
+            from crossrank.models.st_torch import build_stack_model
+
+            token_types = ["token_type_ids"] if ModelConfig.read(directory).uses_token_type_ids else []
+            self.input_names = ["input_ids", "attention_mask", *token_types]
+            self.model = build_stack_model(directory, self.input_names).to(device=device, dtype=dtype)
+            self.device = device
+            self.precision = precision
+            self.path = directory
+            self.providers = [f"torch {device} ({precision})"]
+            return
         try:
             model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
                 str(directory), output_loading_info=True
@@ -95,5 +110,8 @@ class TorchRuntime:
                 for name in self.input_names
                 if name in feed
             }
-            logits = self.model(**inputs).logits
+            if self.stack:
+                logits = self.model(*(inputs[name] for name in self.input_names))
+            else:
+                logits = self.model(**inputs).logits
             return np.asarray(logits.float().cpu().numpy())

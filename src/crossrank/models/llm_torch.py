@@ -1,0 +1,51 @@
+"""The torch side of an LLM yes/no reranker (export child only): body, last token, one head row.
+
+The causal LM's body runs on the templated pair; the hidden state of each row's last real
+token (``attention_mask.sum(1) - 1``: crossrank pads on the right) is multiplied by
+``W_lm[yes] − W_lm[no]`` computed in float64 and stored in fp32. The vocabulary projection is
+never part of the graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from crossrank.errors import ModelError
+from crossrank.models.head import refuse_fresh_weights
+
+
+def build_yes_no_model(directory: Path, input_names: list[str], yes: int, no: int | None) -> Any:
+    """A module mapping ``input_names`` tensors to ``(batch, 1)`` logits ``h_last · (W[yes] − W[no])``."""
+    import torch
+    import transformers
+
+    auto: Any = transformers.AutoModelForCausalLM
+    try:
+        lm, info = auto.from_pretrained(
+            str(directory), attn_implementation="eager", output_loading_info=True, dtype=torch.float32
+        )
+    except Exception as exc:
+        raise ModelError(f"could not load the causal LM in {directory}: {exc}") from exc
+    refuse_fresh_weights(str(directory), info.get("missing_keys", ()), info.get("mismatched_keys", ()))
+    weight = lm.get_output_embeddings().weight.detach().to(torch.float64)
+    if yes >= weight.shape[0] or (no is not None and no >= weight.shape[0]):
+        raise ModelError(f"{directory}: token ids {yes}/{no} are outside the vocabulary of {weight.shape[0]}")
+    if getattr(lm.get_output_embeddings(), "bias", None) is not None:
+        raise ModelError(f"{directory}: an LM head with a bias is not supported")
+    row = weight[yes] - (weight[no] if no is not None else 0)
+    body = lm.get_decoder()
+
+    class YesNoModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = body
+            self.row = torch.nn.Parameter(row.to(torch.float32).unsqueeze(1), requires_grad=False)  # (H, 1)
+
+        def forward(self, *args: Any) -> Any:
+            feed = dict(zip(input_names, args))
+            hidden = self.body(**feed, use_cache=False).last_hidden_state
+            last = feed["attention_mask"].sum(dim=1) - 1
+            return hidden[torch.arange(hidden.shape[0]), last] @ self.row
+
+    return YesNoModel().eval()
