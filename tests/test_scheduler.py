@@ -488,6 +488,26 @@ def test_requests_of_one_size_are_served_in_arrival_order(bert_reranker: Reranke
 
 
 # -- one request's bad input fails that request alone -------------------------------------------
+def _one_window_behind_held(
+    gated: Any, scheduler: Any, submit: Callable[[Any], Awaitable[Any]], held: Any, requests: Sequence[Any], queued: int
+) -> list[Any]:
+    """Hold ``held``'s batch at the gate, queue ``requests`` behind it until ``queued`` rows wait
+    (one shared window), release; each request's result or exception, in order."""
+
+    async def main() -> list[Any]:
+        gated.gate.clear()
+        first = asyncio.ensure_future(submit(held))
+        await asyncio.to_thread(gated.entered.wait, 30)
+        tasks = [asyncio.ensure_future(submit(request)) for request in requests]
+        while scheduler.queued < queued:
+            await asyncio.sleep(0.01)
+        gated.gate.set()
+        await first
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    return asyncio.run(main())
+
+
 def test_a_bad_text_fails_its_own_embedding_request_alone(minilm_encoder: Encoder) -> None:
     """A lone surrogate passed the server's check as raw UTF-8 and reached the encoder inside a
     window shared by other requests: 182 of 245 innocent /embed requests failed, with a message
@@ -497,19 +517,8 @@ def test_a_bad_text_fails_its_own_embedding_request_alone(minilm_encoder: Encode
     requests = [[f"secret text of client {i}", "boots"] for i in range(5)]
     requests[2] = ["my own text", "half an emoji \ud800"]
 
-    async def main() -> list[Any]:
-        encoder.gate.clear()
-        held = asyncio.ensure_future(scheduler.embed(["held"]))
-        await asyncio.to_thread(encoder.entered.wait, 30)
-        tasks = [asyncio.ensure_future(scheduler.embed(texts)) for texts in requests]
-        while scheduler.queued < 2 * (len(requests) - 1):  # the good ones queued: one shared window
-            await asyncio.sleep(0.01)
-        encoder.gate.set()
-        await held
-        return list(await asyncio.gather(*tasks, return_exceptions=True))
-
-    try:
-        results = asyncio.run(main())
+    try:  # the good ones queued: one shared window
+        results = _one_window_behind_held(encoder, scheduler, scheduler.embed, ["held"], requests, 2 * 4)
     finally:
         scheduler.close()
     bad = results.pop(2)
@@ -562,19 +571,8 @@ def test_a_failing_shared_batch_fails_only_the_request_at_fault(bert_reranker: R
     requests = [pairs_of(["Crocs Kids' Baya Clog", "boots"]), [poison, ("crocs clog", "sandal")],
                 pairs_of(["leather boots", "sandal"])]
 
-    async def main() -> list[Any]:
-        model.gate.clear()
-        held = asyncio.ensure_future(scheduler.score(pairs_of(DOCS[:1])))
-        await asyncio.to_thread(model.entered.wait, 30)
-        tasks = [asyncio.ensure_future(scheduler.score(p)) for p in requests]
-        while scheduler.queued < 6:  # all three tokenized and queued: one shared window
-            await asyncio.sleep(0.01)
-        model.gate.set()
-        await held
-        return list(await asyncio.gather(*tasks, return_exceptions=True))
-
-    try:
-        results = asyncio.run(main())
+    try:  # all three tokenized and queued: one shared window
+        results = _one_window_behind_held(model, scheduler, scheduler.score, pairs_of(DOCS[:1]), requests, 6)
     finally:
         scheduler.close()
     bad = results.pop(1)
