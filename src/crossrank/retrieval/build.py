@@ -124,6 +124,7 @@ def build_index(
         else:
             description = encoder_description(encoder, encoder_model) if encoder is not None else None
         build = layout.new_build_dir(root)
+        generation: _GenerationWriter | None = None
         try:
             generation = _GenerationWriter(build, previous, description, encoder, heap_mb)
             for batch in batched(records, batch_size):
@@ -132,6 +133,8 @@ def build_index(
                     progress(len(batch))
             total = generation.finish(created=previous_manifest.get("created"))
         except BaseException:
+            if generation is not None:
+                generation.abandon()  # the engine's threads write into the build until stopped
             shutil.rmtree(build, ignore_errors=True)
             raise
         report = BuildReport(path=root, added=generation.added, total=total, duplicates=generation.duplicates,
@@ -194,6 +197,14 @@ class _GenerationWriter:
         if self.vectors is not None and self.encoder is not None:
             self.vectors.add(np.asarray(ords, dtype=np.uint64), self.encoder.embed([r.text for r in fresh]))
         self.added += len(fresh)
+
+    def abandon(self) -> None:
+        """Stop every writer, so that nothing creates files in the build while it is removed."""
+        for stop in (self.writer.rollback, self.writer.wait_merging_threads, self.store.close):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - already failing; the build is removed next
+                log.debug("while abandoning %s", self.build, exc_info=True)
 
     def finish(self, *, created: str | None) -> int:
         """Commit every part and write the manifest; returns the number of documents."""
