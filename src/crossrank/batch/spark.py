@@ -52,7 +52,8 @@ def score_udf(spec: RerankerSpec, *, batch_rows: int = 256) -> Any:
     return functions.predict_batch_udf(make_predict_fn, return_type=types.DoubleType(), batch_size=batch_rows)
 
 
-def score_frame(frame: Any, spec: RerankerSpec, *, keep: tuple[str, ...] = ()) -> Any:
+def score_frame(frame: Any, spec: RerankerSpec, *, keep: tuple[str, ...] = (),
+                scorer: type[PairScorer] = PairScorer) -> Any:
     """``mapInPandas``: the frame's id columns (``qid``, ``docid``, ``id``) and ``keep`` columns
     with ``score`` and ``error`` (the row's ids and what is wrong with it, else null)."""
     from crossrank.batch.scorer import ID_COLUMNS
@@ -60,7 +61,7 @@ def score_frame(frame: Any, spec: RerankerSpec, *, keep: tuple[str, ...] = ()) -
     fields = {f.name: f.dataType.simpleString() for f in frame.schema.fields}
     carried = [c for c in (*ID_COLUMNS, *keep) if c in fields]
     schema = ", ".join([*(f"{c} {fields[c]}" for c in carried), SCORE_SCHEMA])
-    return frame.mapInPandas(PairScorer(spec, keep=keep).map_partitions, schema)
+    return frame.mapInPandas(scorer(spec, keep=keep).map_partitions, schema)
 
 
 def session(master: str | None, workers: int) -> Any:
@@ -78,12 +79,14 @@ def session(master: str | None, workers: int) -> Any:
 
 def rerank_run_spark(
     job: Job, spec: RerankerSpec, *, master: str | None = None, workers: int = 2, spark: Any = None,
-    partitions: int | None = None,
+    partitions: int | None = None, scorer: type[PairScorer] = PairScorer,
 ) -> RerankRunReport:
     """``rerank-run`` with the pairs scored by Spark; the same output as the single-process path."""
     _pyspark()
     name = spec.prepare()  # the export, once, before the executors start
-    own = spark is None
+    sql = require("pyspark.sql", "spark", "Reranking on Spark")
+    spark = spark or sql.SparkSession.getActiveSession()
+    own = spark is None  # a session this call makes, it stops; one it was given or found, it leaves
     spark = spark or session(master, workers)
     try:
         def score_frames(frames: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -91,7 +94,7 @@ def rerank_run_spark(
 
             rows = pd.concat(frames, ignore_index=True)
             frame = spark.createDataFrame(rows).repartition(partitions or 4 * workers)
-            yield score_frame(frame, spec, keep=("pos",)).toPandas()
+            yield score_frame(frame, spec, keep=("pos",), scorer=scorer).toPandas()
 
         return run_on_engine(job, name, score_frames)
     finally:
