@@ -115,7 +115,8 @@ def collect(frames: Sequence[pd.DataFrame] | Iterator[pd.DataFrame]) -> deque[_S
                 errors[str(qid)] = str(error)
     scored: deque[_Scored] = deque()
     for qid, positions in by_query.items():
-        values = np.array([positions[i] for i in range(len(positions))], dtype=np.float64)
+        values = np.full(max(positions) + 1, np.nan, dtype=np.float64)  # a position never returned stays NaN
+        values[list(positions)] = list(positions.values())
         scored.append(_Scored(qid, values, errors.get(qid)))
     return scored
 
@@ -140,9 +141,10 @@ class Precomputed:
             raise ModelError("the engine returned no scores for this query")
         if entry.error is not None:
             raise InvalidInput(f"query {entry.qid}: {entry.error}")
-        if len(entry.scores) != len(documents):
-            raise ModelError(f"query {entry.qid}: the engine returned {len(entry.scores)} scores for "
-                             f"{len(documents)} documents")
+        if len(entry.scores) != len(documents) or bool(np.isnan(entry.scores).any()):
+            returned = int((~np.isnan(entry.scores)).sum())
+            raise ModelError(f"query {entry.qid}: the engine returned {returned} scores for {len(documents)} "
+                             "documents")
         return entry.scores
 
 
