@@ -38,7 +38,7 @@ def here(scorer: PairScorer, spoil: str | None = None, drop: str | None = None):
                 frame.loc[frame.index[frame["qid"] == spoil][0], "text"] = None
             answer = scorer(frame)
             if drop is not None:
-                answer = answer.drop(answer.index[answer["qid"] == drop][0])
+                answer = answer.drop(answer.index[(answer["qid"] == drop) & (answer["pos"] == 1)])  # a middle one
             yield answer
     return score
 
