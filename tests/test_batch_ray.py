@@ -54,6 +54,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Head and a second node process, one CPU and 100 MB of object store each; the address."""
     # the nodes' workers take the environment of this process: the same model cache as the driver,
     # and this directory on the path for the test's own scorers
+    saved = {k: os.environ.get(k) for k in ("HF_HOME", "PYTHONPATH")}
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf-home"))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), *sys.path])
     nodes = cluster_utils.Cluster(initialize_head=True, head_node_args={
@@ -67,6 +68,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         ray.shutdown()
         nodes.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

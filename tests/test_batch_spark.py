@@ -43,15 +43,29 @@ def crash_marker(spec: RerankerSpec) -> Path:
     return Path(spec.options["cache_dir"]).parent / "spark-worker-crashed"
 
 
+def restore(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def spec_of(bert_dir: Path, model_cache: Path) -> RerankerSpec:
     return RerankerSpec(str(bert_dir), {"cache_dir": str(model_cache), "batch_size": 4})
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from huggingface_hub import constants
+
     from crossrank.batch.spark import session
 
-    # Python workers take this environment: the test's own scorers must import there
+    # Python workers take this environment: the test's own scorers must import there, and the
+    # CLI's default model cache is a temporary one, the same for the driver and the workers
+    home, saved = str(tmp_path_factory.mktemp("hf-home")), constants.HF_HOME
+    saved_env = {k: os.environ.get(k) for k in ("HF_HOME", "PYTHONPATH", "PYSPARK_PYTHON")}
+    os.environ["HF_HOME"] = constants.HF_HOME = home
     os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), *sys.path])
     os.environ["PYSPARK_PYTHON"] = sys.executable
     spark = session(None, 2)
@@ -60,6 +74,8 @@ def spark() -> Iterator[Any]:
         yield spark
     finally:
         spark.stop()
+        constants.HF_HOME = saved
+        restore(saved_env)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,23 @@ def replica(config: Path, cache: Path, log: Path, drain: float = 1.5) -> ServerP
                           "--drain-seconds", str(drain), "--graceful-timeout", "30"], log_path=log)
 
 
+def test_readiness_only_between_start_up_and_shutdown(bert_dir: Path, model_cache: Path) -> None:
+    """Models are loaded and warmed before the app exists; it turns ready when it starts serving."""
+    from fastapi.testclient import TestClient
+
+    from crossrank.server import ModelEntry, ServerSettings, create_app, load_served_models
+
+    settings = ServerSettings(cache_dir=str(model_cache))
+    app = create_app(load_served_models([ModelEntry("msmarco", "cross-encoder", f"file://{bert_dir}")], settings),
+                     settings)
+    idle = TestClient(app)  # not started
+    assert idle.get("/.well-known/ready").status_code == 503 and idle.get("/health").status_code == 503
+    assert idle.get("/.well-known/live").status_code == 204
+    with TestClient(app) as running:
+        assert running.get("/.well-known/ready").status_code == 204
+    assert idle.get("/.well-known/ready").status_code == 503  # stopped
+
+
 def test_sigterm_fails_readiness_at_once_and_keeps_serving_through_the_drain(
     config: Path, model_cache: Path, tmp_path: Path
 ) -> None:
