@@ -128,3 +128,18 @@ def test_manifests_agree_with_crossrank() -> None:
     assert trigger["type"] == "prometheus" and re.search(r"\bcrossrank_queue_depth\b", trigger["metadata"]["query"])
     assert float(trigger["metadata"]["threshold"]) > 0
     assert set(docs["Kustomization"]["resources"]) <= {p.name for p in MANIFESTS.glob("*.yaml")}
+
+
+def test_the_shipped_haproxy_configuration_is_current_and_valid() -> None:
+    from crossrank.server.fleet import haproxy_binary, haproxy_config
+
+    shipped = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+    body = "".join(line for line in shipped.splitlines(keepends=True) if not line.startswith("#"))
+    assert body == haproxy_config(["10.0.0.11:8080", "10.0.0.12:8080", "10.0.0.13:8080"], 8080, bind="0.0.0.0",
+                                  check_ms=1000)
+    binary = haproxy_binary()
+    if binary is None:
+        pytest.skip("haproxy is not installed (scripts/ensure-haproxy.sh)")
+    done = subprocess.run([binary, "-c", "-f", str(ROOT / "deploy" / "haproxy" / "haproxy.cfg")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
