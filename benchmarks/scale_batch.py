@@ -36,7 +36,8 @@ from crossrank.evaluate.synthetic import write_synthetic_beir  # noqa: E402
 from crossrank.evaluate.trec import iter_run  # noqa: E402
 from crossrank.retrieval.records import read_records  # noqa: E402
 
-PEAKS = Path(os.environ.get("CROSSRANK_BENCH_PEAKS", tempfile.gettempdir())) / "crossrank-bench-peaks"
+def peaks_dir() -> Path:
+    return Path(os.environ.get("CROSSRANK_BENCH_PEAKS", tempfile.gettempdir())) / "crossrank-bench-peaks"
 
 
 def peak_rss_mb() -> float:
@@ -47,12 +48,13 @@ def peak_rss_mb() -> float:
 
 
 class MeasuredScorer(PairScorer):
-    """Writes its process's peak RSS to PEAKS/<engine>-<pid> after each batch."""
+    """Writes its process's peak RSS to peaks_dir()/<engine>-<pid> after each batch."""
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         answer = super().__call__(batch)
-        PEAKS.mkdir(parents=True, exist_ok=True)
-        (PEAKS / f"{os.environ.get('CROSSRANK_BENCH_ENGINE', 'x')}-{os.getpid()}").write_text(f"{peak_rss_mb():.1f}")
+        directory = peaks_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{os.environ.get('CROSSRANK_BENCH_ENGINE', 'x')}-{os.getpid()}").write_text(f"{peak_rss_mb():.1f}")
         return answer
 
 
@@ -76,7 +78,7 @@ def compare(actual: Path, expected: Path) -> tuple[bool, float, bool]:
 
 
 def peaks(engine: str) -> list[float]:
-    return sorted(float(p.read_text()) for p in PEAKS.glob(f"{engine}-*"))
+    return sorted(float(p.read_text()) for p in peaks_dir().glob(f"{engine}-*"))
 
 
 def main() -> None:
@@ -90,6 +92,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="crossrank-scale-"))
+    os.environ["CROSSRANK_BENCH_PEAKS"] = str(work)  # the workers read it at import: this run's files only
     os.environ["HF_HOME"] = str(work / "hf")  # the workers start after this: one shared export cache
     os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), *sys.path])
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
