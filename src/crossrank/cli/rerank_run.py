@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossrank.cli.common import add_reranker_options, reranker_kwargs
+
+if TYPE_CHECKING:
+    from crossrank.evaluate.rerank_run import RerankRunReport
 
 
 def register(sub: Any) -> None:
@@ -60,6 +63,22 @@ def register(sub: Any) -> None:
         help="exit with status 3 when any query failed; without it failed queries are reported and left out "
         "(run again with the same --out to retry just them)",
     )
+    engine = parser.add_argument_group("engine")
+    engine.add_argument(
+        "--engine", choices=("local", "ray", "spark"), default="local",
+        help="local: this process; ray: a pool of Ray Data actors (pip install 'crossrank[ray]'); "
+        "spark: a Spark job (pip install 'crossrank[spark]', needs Java 17). Same output file (default: local)",
+    )
+    engine.add_argument(
+        "--address",
+        help="ray: the cluster to join (ray://host:10001 or host:6379; default: start a local one); "
+        "spark: the master URL (default: local[WORKERS])",
+    )
+    engine.add_argument(
+        "--workers", type=int, default=2,
+        help="ray: actors, each with one model and --threads (default 1) CPU threads; spark: partitions "
+        "scored at once on a local master (default: 2)",
+    )
     add_reranker_options(parser)
     parser.set_defaults(handler=run)
 
@@ -73,11 +92,14 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput("--top-n must be positive")
     if not args.run.is_file():
         raise InvalidInput(f"run file not found: {args.run}")
-    reranker = Reranker(args.model, **reranker_kwargs(args))
-    report = rerank_run(
-        args.run, args.corpus, args.queries, args.out, reranker, top_n=args.top_n, keep_rest=args.keep_rest,
-        resume=not args.restart, tag=args.tag, corpus_format=args.corpus_format, progress=not args.no_progress,
-    )
+    if args.engine == "local":
+        reranker = Reranker(args.model, **reranker_kwargs(args))
+        report = rerank_run(
+            args.run, args.corpus, args.queries, args.out, reranker, top_n=args.top_n, keep_rest=args.keep_rest,
+            resume=not args.restart, tag=args.tag, corpus_format=args.corpus_format, progress=not args.no_progress,
+        )
+    else:
+        report = _on_engine(args)
     print(
         f"{args.out}: reranked {report.reranked} queries ({report.pairs} pairs) in {report.seconds:.1f}s"
         + (f"; {report.skipped} already done" if report.skipped else ""),
@@ -94,3 +116,23 @@ def run(args: argparse.Namespace) -> int:
         for qid, reason in list(report.failures.items())[:5]:
             print(f"  {qid}: {reason}", file=sys.stderr)
     return 3 if report.failures and args.strict else 0
+
+
+def _on_engine(args: argparse.Namespace) -> RerankRunReport:
+    from crossrank.batch.run import Job
+    from crossrank.batch.scorer import RerankerSpec, model_path
+    from crossrank.errors import InvalidInput
+
+    if args.workers < 1:
+        raise InvalidInput("--workers must be at least 1")
+    job = Job(args.run, args.corpus, args.queries, args.out, top_n=args.top_n, keep_rest=args.keep_rest,
+              resume=not args.restart, tag=args.tag, corpus_format=args.corpus_format)
+    # the ONNX export is made here, before the workers start; they find it in the same cache
+    spec = RerankerSpec(model_path(args.model), reranker_kwargs(args))
+    if args.engine == "ray":
+        from crossrank.batch.ray_data import rerank_run_ray
+
+        return rerank_run_ray(job, spec, address=args.address, workers=args.workers)
+    from crossrank.batch.spark import rerank_run_spark
+
+    return rerank_run_spark(job, spec, master=args.address, workers=args.workers)

@@ -82,6 +82,10 @@ def register(sub: Any) -> None:
                         "(default: 30) [CROSSRANK_DEADLINE]")
     limits.add_argument("--graceful-timeout", type=float, help="seconds SIGTERM waits for in-flight requests "
                         "(default: 30) [CROSSRANK_GRACEFUL_TIMEOUT]")
+    limits.add_argument("--drain-seconds", type=float, help="at SIGTERM, seconds the readiness routes answer 503 "
+                        "while requests are still served, before the graceful shutdown starts: set it longer "
+                        "than your load balancer's health-check interval times its fall count so it stops "
+                        "routing first (default: 0) [CROSSRANK_DRAIN_SECONDS]")
     limits.add_argument("--keep-alive-timeout", type=float, help="seconds an idle keep-alive connection stays "
                         "open. Keep it longer than your clients' and load balancers' idle timeouts (httpx: 5, "
                         "AWS ALB: 60) so they close first: a server that closes first can race a request sent "
@@ -117,6 +121,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "max_inflight_bytes": ("CROSSRANK_MAX_INFLIGHT_BYTES", int),
     "max_documents": ("CROSSRANK_MAX_DOCUMENTS", int), "max_queue": ("CROSSRANK_MAX_QUEUE", int),
     "deadline": ("CROSSRANK_DEADLINE", float), "graceful_timeout": ("CROSSRANK_GRACEFUL_TIMEOUT", float),
+    "drain_seconds": ("CROSSRANK_DRAIN_SECONDS", float),
     "keep_alive_timeout": ("CROSSRANK_KEEP_ALIVE_TIMEOUT", float),
     "client_timeout": ("CROSSRANK_CLIENT_TIMEOUT", float),
     "batch_size": ("CROSSRANK_BATCH_SIZE", int), "max_batch_tokens": ("CROSSRANK_MAX_BATCH_TOKENS", int),
@@ -229,6 +234,7 @@ def _run(args: argparse.Namespace) -> int:
     from crossrank.server.app import create_app
     from crossrank.server.config import ModelEntry, model_entry, read_config
     from crossrank.server.connections import protocol_class, raise_open_files_limit
+    from crossrank.server.drain import DrainingServer
     from crossrank.server.metrics import Metrics
     from crossrank.retrieval.index import Index
     from crossrank.server.state import load_served_models
@@ -250,7 +256,11 @@ def _run(args: argparse.Namespace) -> int:
         entries = [model_entry(name, {"type": "cross-encoder", "model": model, "mode": mode, "device": device})]
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")
-    settings = build_settings(resolve_options(args, os.environ, file_options))
+    options = resolve_options(args, os.environ, file_options)
+    settings = build_settings(options)
+    drain_s = float(options.get("drain_seconds") or 0.0)
+    if drain_s < 0:
+        raise InvalidInput("--drain-seconds must not be negative")
     sock = _claim_address(settings.host, settings.port)
     files = raise_open_files_limit()  # one per client connection
     log.debug("open files limit: %s", files)
@@ -282,9 +292,10 @@ def _run(args: argparse.Namespace) -> int:
     # uvicorn handles SIGTERM (stop accepting, finish in-flight requests), then re-raises it to
     # the handler found at start: make that one a no-op so a graceful shutdown exits 0
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server = uvicorn.Server(uvicorn.Config(
+    server = DrainingServer(uvicorn.Config(
         app, log_level="warning", timeout_graceful_shutdown=settings.graceful_timeout_s,
-        timeout_keep_alive=settings.keep_alive_s, http=protocol_class(settings.client_timeout_s), access_log=False))
+        timeout_keep_alive=settings.keep_alive_s, http=protocol_class(settings.client_timeout_s), access_log=False),
+        app, drain_s)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C, after uvicorn's graceful shutdown

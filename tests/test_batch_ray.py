@@ -1,0 +1,173 @@
+"""Batch reranking on Ray Data, on a real local cluster: a head and a second node process on
+this machine, one CPU each. Equal to the single-process ``rerank-run``; an actor killed mid-job
+is restarted and its batches retried; a bad row is reported with its ids and loses nothing else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch_inputs import assert_same_run, generated_run
+from crossrank import Reranker
+from crossrank.batch.run import Job
+from crossrank.batch.scorer import PairScorer, RerankerSpec
+from crossrank.evaluate.rerank_run import rerank_run
+
+ray = pytest.importorskip("ray", reason="crossrank[ray] is not installed")
+pd = pytest.importorskip("pandas")
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+pytestmark = pytest.mark.timeout(150)
+
+OBJECT_STORE = 100 * 2**20
+
+
+class CrashOnce(PairScorer):
+    """Kills its own actor process on its first batch, once (a marker file beside the model cache
+    remembers: the test's class attributes do not travel to the actors)."""
+
+    def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
+        marker = crash_marker(self.spec)
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return super().__call__(batch)
+
+
+class Loads(PairScorer):
+    """Reports its process and how many models it loaded, per row."""
+
+    def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
+        answer = super().__call__(batch)
+        answer["pid"], answer["loads"] = os.getpid(), self.loads
+        return answer
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Head and a second node process, one CPU and 100 MB of object store each; the address."""
+    # the nodes' workers take the environment of this process: the same model cache as the driver,
+    # and this directory on the path for the test's own scorers
+    saved = {k: os.environ.get(k) for k in ("HF_HOME", "PYTHONPATH")}
+    os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf-home"))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), *sys.path])
+    nodes = cluster_utils.Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "object_store_memory": OBJECT_STORE, "include_dashboard": False})
+    nodes.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
+    nodes.wait_for_nodes()
+    address = nodes.address  # this machine's own address (Ray binds the node's IP, not the loopback)
+    ray.init(address=address, log_to_driver=False)
+    try:
+        yield address
+    finally:
+        ray.shutdown()
+        nodes.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    info, run = generated_run(tmp_path_factory.mktemp("run"), queries=12, candidates=10)
+    return run, info.path / "corpus.jsonl", info.path / "queries.jsonl"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, inputs: tuple[Path, Path, Path], bert_reranker: Reranker
+              ) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "single.trec"
+    rerank_run(*inputs, out, bert_reranker, top_n=8, keep_rest=True, tag="ce", progress=False)
+    return out
+
+
+def crash_marker(spec: RerankerSpec) -> Path:
+    return Path(spec.options["cache_dir"]).parent / "ray-actor-crashed"
+
+
+def spec_of(bert_dir: Path, model_cache: Path) -> RerankerSpec:
+    return RerankerSpec(str(bert_dir), {"cache_dir": str(model_cache), "batch_size": 4})
+
+
+def test_cluster_has_two_nodes(cluster: str) -> None:
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+
+
+def test_equals_single_process_and_loads_once_per_actor(
+    cluster: str, inputs: tuple[Path, Path, Path], reference: Path, bert_dir: Path, model_cache: Path,
+    tmp_path: Path,
+) -> None:
+    from crossrank.batch import ray_data
+
+    out = tmp_path / "ray.trec"
+    report = ray_data.rerank_run_ray(Job(*inputs, out, top_n=8, keep_rest=True, tag="ce"),
+                                     spec_of(bert_dir, model_cache), workers=2, batch_rows=16)
+    assert report.reranked == 12 and report.pairs == 12 * 7 and report.missing_documents == 1 and not report.failures
+    assert_same_run(out, reference)
+
+    rows = pd.DataFrame({"qid": ["q"] * 64, "docid": [f"d{i}" for i in range(64)], "query": ["a b"] * 64,
+                         "text": [f"text {i}" for i in range(64)]})
+    scored = ray_data.score_dataset(ray.data.from_pandas([rows.iloc[i:i + 8] for i in range(0, 64, 8)]),
+                                    spec_of(bert_dir, model_cache), workers=2, batch_rows=8, scorer=Loads).to_pandas()
+    assert len(scored) == 64 and set(scored["loads"]) == {1}  # 8 batches, one model per actor
+    assert 1 <= scored["pid"].nunique() <= 2
+
+
+def test_actor_killed_mid_job_still_gives_the_whole_equal_run(
+    cluster: str, inputs: tuple[Path, Path, Path], reference: Path, bert_dir: Path, model_cache: Path,
+    tmp_path: Path,
+) -> None:
+    from crossrank.batch import ray_data
+
+    spec = spec_of(bert_dir, model_cache)
+    crash_marker(spec).unlink(missing_ok=True)
+    out = tmp_path / "ray.trec"
+    report = ray_data.rerank_run_ray(Job(*inputs, out, top_n=8, keep_rest=True, tag="ce"), spec, workers=2,
+                                     batch_rows=16, scorer=CrashOnce)
+    assert crash_marker(spec).exists(), "no actor was killed"
+    assert report.reranked == 12 and not report.failures
+    assert_same_run(out, reference)
+
+
+def test_bad_rows_are_named_and_the_rest_scored(cluster: str, bert_dir: Path, model_cache: Path,
+                                                bert_reranker: Reranker) -> None:
+    from crossrank.batch import ray_data
+
+    rows = pd.DataFrame({"qid": ["q1", "q1", "q2", "q2"], "docid": ["a", "b", "c", "d"],
+                         "query": ["one query", "one query", "two", "two"],
+                         "text": ["fine text", None, 5, "more fine text"]})
+    scored = ray_data.score_dataset(ray.data.from_pandas(rows), spec_of(bert_dir, model_cache), workers=1
+                                    ).to_pandas().set_index("docid")
+    assert "q1" in scored.loc["b", "error"] and "docid b" in scored.loc["b", "error"]
+    assert "missing" in scored.loc["b", "error"]
+    assert "docid c" in scored.loc["c", "error"] and "must be a string" in scored.loc["c", "error"]
+    assert pd.isna(scored.loc["b", "score"]) and pd.isna(scored.loc["c", "score"])
+    expected = bert_reranker.score_pairs([("one query", "fine text"), ("two", "more fine text")])
+    assert scored.loc[["a", "d"], "score"].to_numpy() == pytest.approx(expected, abs=1e-6)
+    assert pd.isna(scored.loc["a", "error"]) and pd.isna(scored.loc["d", "error"])
+
+
+def test_cli_engine_ray_writes_the_same_file(
+    cluster: str, inputs: tuple[Path, Path, Path], bert_dir: Path, tmp_path: Path
+) -> None:
+    run, corpus, queries = inputs
+    common = ["--run", str(run), "--corpus", str(corpus), "--queries", str(queries), "--top-n", "8",
+              "--model", str(bert_dir), "--tag", "ce", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}  # HF_HOME: the cluster's cache
+    single, on_ray = tmp_path / "single.trec", tmp_path / "ray.trec"
+    subprocess.run([sys.executable, "-m", "crossrank.cli", "rerank-run", *common, "--out", str(single)],
+                   check=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "crossrank.cli", "rerank-run", *common, "--out", str(on_ray),
+                           "--engine", "ray", "--address", cluster, "--workers", "2"],
+                          env=env, timeout=180, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reranked 12 queries (84 pairs)" in done.stderr
+    assert_same_run(on_ray, single)
