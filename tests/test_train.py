@@ -18,12 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from crossrank import Reranker
 from crossrank.cli import main
 from crossrank.errors import InvalidInput, ModelError
 from crossrank.models.synthetic import build_random_model
+from crossrank.server.launch import ServerProcess
 from crossrank.train import TrainConfig, TrainResult, jsonl_to_beir, load_training_data, train
 from crossrank.train.base import prepare_base
 from crossrank.train.checkpoints import last_complete_checkpoint
@@ -82,7 +84,7 @@ def test_training_lifts_bm25_ce_on_held_out_queries(trained: TrainResult, learna
     assert base in report and tuned in report and f"{tiny_base.name}: " in report
 
 
-def test_the_model_directory_serves_and_tells_what_it_was_trained_on(trained: TrainResult) -> None:
+def test_the_model_directory_serves_and_tells_what_it_was_trained_on(trained: TrainResult, tmp_path: Path) -> None:
     model = trained.model_dir
     assert (model / "onnx" / "model.onnx").is_file() and (model / "model.safetensors").is_file()
     assert not (model / "modules.json").exists()  # a plain Hugging Face sequence-classification directory
@@ -95,6 +97,14 @@ def test_the_model_directory_serves_and_tells_what_it_was_trained_on(trained: Tr
     assert summary["dev_ndcg@10_after"] > summary["dev_ndcg@10_before"]
     card = (model / "README.md").read_text()
     assert "| train queries (with a relevant document) | 40 |" in card and "| fine-tuned |" in card
+    pairs = [("is the claim confirmed", "the claim is confirmed"), ("is the claim confirmed", "unrelated")]
+    expected = Reranker(model).score_pairs(pairs)
+    with ServerProcess(["--model", str(model), "--threads", "1"], log_path=tmp_path / "serve.log") as server:
+        answer = httpx.post(f"{server.url}/rerank", json={"query": pairs[0][0], "texts": [d for _, d in pairs]},
+                            timeout=60)
+    assert answer.status_code == 200, answer.text
+    served = sorted(answer.json(), key=lambda item: item["index"])
+    assert [item["score"] for item in served] == pytest.approx(list(expected), abs=1e-6)
 
 
 # -- bad input: refused with counts, before any training ---------------------------------------------
