@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from batch_inputs import generated_run
 from crossrank import Encoder, Reranker
+from crossrank.evaluate.rerank_run import rerank_run
 from crossrank.models.synthetic import build_random_model, trained_minilm_dir
 
 
@@ -69,3 +71,17 @@ def isolated_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     home = tmp_path / "hf-home"
     monkeypatch.setenv("HF_HOME", str(home))
     yield home
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    info, run = generated_run(tmp_path_factory.mktemp("run"), queries=12, candidates=10)
+    return run, info.path / "corpus.jsonl", info.path / "queries.jsonl"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, inputs: tuple[Path, Path, Path], bert_reranker: Reranker
+              ) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "single.trec"
+    rerank_run(*inputs, out, bert_reranker, top_n=8, keep_rest=True, tag="ce", progress=False)
+    return out

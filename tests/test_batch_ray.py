@@ -10,14 +10,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from batch_inputs import assert_same_run, generated_run
+from batch_inputs import assert_same_run
 from crossrank import Reranker
 from crossrank.batch.run import Job
 from crossrank.batch.scorer import PairScorer, RerankerSpec
-from crossrank.evaluate.rerank_run import rerank_run
 
 ray = pytest.importorskip("ray", reason="crossrank[ray] is not installed")
 pd = pytest.importorskip("pandas")
@@ -73,20 +71,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    info, run = generated_run(tmp_path_factory.mktemp("run"), queries=12, candidates=10)
-    return run, info.path / "corpus.jsonl", info.path / "queries.jsonl"
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, inputs: tuple[Path, Path, Path], bert_reranker: Reranker
-              ) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "single.trec"
-    rerank_run(*inputs, out, bert_reranker, top_n=8, keep_rest=True, tag="ce", progress=False)
-    return out
 
 
 def crash_marker(spec: RerankerSpec) -> Path:

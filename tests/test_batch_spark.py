@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from batch_inputs import assert_same_run, generated_run
+from batch_inputs import assert_same_run
 from crossrank import Reranker
 from crossrank.batch.run import Job
 from crossrank.batch.scorer import PairScorer, RerankerSpec
-from crossrank.evaluate.rerank_run import rerank_run
 
 pytest.importorskip("pyspark", reason="crossrank[spark] is not installed")
 pd = pytest.importorskip("pandas")
@@ -76,20 +75,6 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         spark.stop()
         constants.HF_HOME = saved
         restore(saved_env)
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    info, run = generated_run(tmp_path_factory.mktemp("run"), queries=12, candidates=10)
-    return run, info.path / "corpus.jsonl", info.path / "queries.jsonl"
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, inputs: tuple[Path, Path, Path], bert_reranker: Reranker
-              ) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "single.trec"
-    rerank_run(*inputs, out, bert_reranker, top_n=8, keep_rest=True, tag="ce", progress=False)
-    return out
 
 
 def test_equals_single_process(spark: Any, inputs: tuple[Path, Path, Path], reference: Path, bert_dir: Path,
