@@ -20,9 +20,9 @@ demo: $(STAMP)
 	$(BIN)/crossrank demo
 
 test: $(STAMP)
-	@sh scripts/ensure-postgres.sh
-	@sh scripts/ensure-haproxy.sh
-	@sh scripts/ensure-java.sh
+	@sh scripts/ensure-debian-package.sh "initdb /usr/lib/postgresql/*/bin/initdb" postgresql "the PostgreSQL retriever tests"
+	@sh scripts/ensure-debian-package.sh "haproxy /usr/sbin/haproxy" haproxy "the replica failover test"
+	@sh scripts/ensure-debian-package.sh java openjdk-17-jre-headless "the Spark tests"
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -21,7 +21,7 @@ from crossrank.batch.scorer import PairScorer, RerankerSpec
 pytest.importorskip("pyspark", reason="crossrank[spark] is not installed")
 pd = pytest.importorskip("pandas")
 if shutil.which("java") is None:
-    pytest.skip("no Java runtime (scripts/ensure-java.sh installs Debian's openjdk-17-jre-headless)",
+    pytest.skip("no Java runtime (`make test` installs Debian's openjdk-17-jre-headless)",
                 allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(180)

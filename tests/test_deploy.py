@@ -139,7 +139,7 @@ def test_the_shipped_haproxy_configuration_is_current_and_valid() -> None:
                                   check_ms=1000)
     binary = haproxy_binary()
     if binary is None:
-        pytest.skip("haproxy is not installed (scripts/ensure-haproxy.sh)")
+        pytest.skip("haproxy is not installed (`make test` installs Debian's package)")
     done = subprocess.run([binary, "-c", "-f", str(ROOT / "deploy" / "haproxy" / "haproxy.cfg")],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -72,7 +72,7 @@ def postgres_dsn() -> Iterator[str]:
     pytest.importorskip("psycopg")
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries not installed (scripts/ensure-postgres.sh installs them as root)")
+        pytest.skip("PostgreSQL server binaries not installed (`make test` installs Debian's postgresql as root)")
     prefix: list[str] = []
     base = Path(tempfile.mkdtemp(prefix="crossrank-pg-"))
     if os.geteuid() == 0:  # initdb refuses to run as root: run the cluster as the postgres user

@@ -77,7 +77,7 @@ def test_sigterm_fails_readiness_at_once_and_keeps_serving_through_the_drain(
 @pytest.fixture()
 def fleet(config: Path, model_cache: Path, tmp_path: Path) -> Iterator[tuple[list[ServerProcess], Balancer]]:
     if haproxy_binary() is None:
-        pytest.skip("haproxy is not installed and could not be (scripts/ensure-haproxy.sh: Debian's package, "
+        pytest.skip("haproxy is not installed and could not be (`make test` installs Debian's package, "
                     "needs root and apt-get)")
     replicas = [replica(config, model_cache, tmp_path / f"replica{i}.log") for i in range(3)]
     try:

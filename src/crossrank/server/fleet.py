@@ -71,7 +71,7 @@ class Balancer:
     def __init__(self, replicas: Sequence[str], directory: Path, *, check_ms: int = 250) -> None:
         binary = haproxy_binary()
         if binary is None:
-            raise CrossrankError("haproxy is not installed (scripts/ensure-haproxy.sh installs Debian's package)")
+            raise CrossrankError("haproxy is not installed (install Debian's haproxy package; `make test` does)")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = Path(directory) / "haproxy.cfg"
