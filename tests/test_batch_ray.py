@@ -17,6 +17,9 @@ from crossrank import Reranker
 from crossrank.batch.run import Job
 from crossrank.batch.scorer import PairScorer, RerankerSpec
 
+# Ray binds a cluster to this machine's network address unless told that it runs alone: the test
+# cluster listens on the loopback only (read when Ray is imported, and by the node processes)
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="crossrank[ray] is not installed")
 pd = pytest.importorskip("pandas")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -59,7 +62,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "num_cpus": 1, "object_store_memory": OBJECT_STORE, "include_dashboard": False})
     nodes.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
     nodes.wait_for_nodes()
-    address = nodes.address  # this machine's own address (Ray binds the node's IP, not the loopback)
+    address = nodes.address  # 127.0.0.1:PORT
+    assert address.startswith("127.0.0.1:"), address
     ray.init(address=address, log_to_driver=False)
     try:
         yield address
