@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from crossrank.batch.scorer import PairScorer, RerankerSpec
 from crossrank.evaluate.synthetic import SyntheticInfo, write_synthetic_beir
 from crossrank.evaluate.trec import iter_run
 from crossrank.retrieval.records import read_records
@@ -32,3 +35,20 @@ def assert_same_run(actual: Path, expected: Path) -> None:
     for qid in want:
         assert [r.docid for r in got[qid]] == [r.docid for r in want[qid]], qid
         assert [r.score for r in got[qid]] == pytest.approx([r.score for r in want[qid]], abs=1e-6), qid
+
+
+def crash_marker(spec: RerankerSpec) -> Path:
+    """The file that says a :class:`CrashOnce` scorer already killed its worker."""
+    return Path(spec.options["cache_dir"]).parent / "worker-crashed"
+
+
+class CrashOnce(PairScorer):
+    """Kills its own worker process (a Ray actor, a Spark Python worker) on its first batch, once:
+    a marker file beside the model cache remembers, as class attributes do not travel to workers."""
+
+    def __call__(self, batch: Any) -> Any:
+        marker = crash_marker(self.spec)
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)
+        return super().__call__(batch)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_inputs import assert_same_run
+from batch_inputs import CrashOnce, assert_same_run, crash_marker
 from crossrank import Reranker
 from crossrank.batch.run import Job
 from crossrank.batch.scorer import PairScorer, RerankerSpec
@@ -27,18 +27,6 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 pytestmark = pytest.mark.timeout(150)
 
 OBJECT_STORE = 100 * 2**20
-
-
-class CrashOnce(PairScorer):
-    """Kills its own actor process on its first batch, once (a marker file beside the model cache
-    remembers: the test's class attributes do not travel to the actors)."""
-
-    def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
-        marker = crash_marker(self.spec)
-        if not marker.exists():
-            marker.touch()
-            os._exit(1)
-        return super().__call__(batch)
 
 
 class Loads(PairScorer):
@@ -75,10 +63,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def crash_marker(spec: RerankerSpec) -> Path:
-    return Path(spec.options["cache_dir"]).parent / "ray-actor-crashed"
 
 
 def spec_of(bert_dir: Path, model_cache: Path) -> RerankerSpec:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from batch_inputs import assert_same_run
+from batch_inputs import CrashOnce, assert_same_run, crash_marker
 from crossrank import Reranker
 from crossrank.batch.run import Job
-from crossrank.batch.scorer import PairScorer, RerankerSpec
+from crossrank.batch.scorer import RerankerSpec
 
 pytest.importorskip("pyspark", reason="crossrank[spark] is not installed")
 pd = pytest.importorskip("pandas")
@@ -25,21 +25,6 @@ if shutil.which("java") is None:
                 allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class CrashOnce(PairScorer):
-    """Kills its Python worker on its first batch, once (a marker file beside the model cache)."""
-
-    def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
-        marker = crash_marker(self.spec)
-        if not marker.exists():
-            marker.touch()
-            os._exit(1)
-        return super().__call__(batch)
-
-
-def crash_marker(spec: RerankerSpec) -> Path:
-    return Path(spec.options["cache_dir"]).parent / "spark-worker-crashed"
 
 
 def restore(saved: dict[str, str | None]) -> None:

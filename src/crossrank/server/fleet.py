@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 from crossrank.errors import CrossrankError
-from crossrank.server.launch import free_port
+from crossrank.server.launch import free_port, wait_until_answers
 
 HAPROXY_TEMPLATE = """\
 global
@@ -84,17 +81,9 @@ class Balancer:
         subprocess.run([self.args[0], "-c", "-q", "-f", str(self.config)], check=True, capture_output=True)
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise CrossrankError(f"haproxy exited with code {self.process.returncode}; see {self.log}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/.well-known/ready", timeout=2) as answer:
-                    if answer.status == 204:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
+        if wait_until_answers(self.process, f"{self.url}/.well-known/ready", 204, timeout,
+                              what="haproxy", log=self.log, poll_s=0.1):
+            return self
         self.stop()
         raise CrossrankError(f"haproxy did not route to a ready replica within {timeout:.0f} s; see {self.log}")
 

@@ -35,6 +35,25 @@ def _command() -> list[str]:
     return [sys.executable, "-c", "import sys; from crossrank.cli import main; sys.exit(main())"]
 
 
+def wait_until_answers(process: subprocess.Popen[bytes], url: str, status: int, timeout: float, *,
+                       what: str, log: Path | None = None, poll_s: float = 0.2) -> bool:
+    """Poll ``url`` until it answers ``status`` (True) or ``timeout`` passes (False); a
+    :class:`CrossrankError` if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CrossrankError(f"{what} exited with code {process.returncode} during start-up"
+                                 + (f"; see {log}" if log else ""))
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == status:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(poll_s)
+    return False
+
+
 class ServerProcess:
     """``crossrank serve ARGS`` on 127.0.0.1 and a free port, ready when entered.
 
@@ -55,20 +74,11 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise CrossrankError(f"crossrank serve exited with code {self.process.returncode} during start-up"
-                                     + (f"; see {self.log_path}" if self.log_path else ""))
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise CrossrankError(f"crossrank serve did not become ready within {self.startup_timeout:.0f} s")
+        if not wait_until_answers(self.process, f"{self.url}/health", 200, self.startup_timeout,
+                                  what="crossrank serve", log=self.log_path):
+            self.stop()
+            raise CrossrankError(f"crossrank serve did not become ready within {self.startup_timeout:.0f} s")
+        return self
 
     def terminate(self) -> None:
         """Send SIGTERM (graceful shutdown: in-flight requests finish)."""
