@@ -33,6 +33,13 @@ class ModelSpec:
     pooling: str | None = None  # bi-encoders: "mean" or "cls"
     normalize: bool | None = None  # bi-encoders: L2-normalise embeddings
     dim: int | None = None  # bi-encoders: embedding size
+    #: cross-encoders: the scoring head ("sequence-classification", "st-modules", "llm-yes-no")
+    head: str = "sequence-classification"
+    #: llm-yes-no: the prompt-template family, for repos whose files do not declare it
+    #: (no ``modules.json``), e.g. "qwen3-reranker"
+    template: str | None = None
+    #: what running it takes, measured: e.g. "GPU recommended: 3 pairs/s on a 2-core CPU"
+    practical: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
