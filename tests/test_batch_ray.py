@@ -143,3 +143,15 @@ def test_cli_engine_ray_writes_the_same_file(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "reranked 12 queries (84 pairs)" in done.stderr
     assert_same_run(on_ray, single)
+
+
+def test_a_cluster_started_by_crossrank_listens_on_the_loopback_only() -> None:
+    """``--engine ray`` without ``--address`` starts a cluster of this process alone: it must not
+    listen on the machine's network address (Ray's default), where anyone on the network could
+    submit work to it."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    code = ("from crossrank.batch.ray_data import connect\nconnect(None, 1)\nimport ray\n"
+            "print(sorted({n['NodeManagerAddress'] for n in ray.nodes()}))\nray.shutdown()\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['127.0.0.1']"

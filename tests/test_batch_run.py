@@ -10,7 +10,7 @@ import pytest
 
 from batch_inputs import assert_same_run, generated_run
 from crossrank import Reranker
-from crossrank.batch.run import Job, run_on_engine
+from crossrank.batch.run import Job, run_on_engine, spill_pairs
 from crossrank.batch.scorer import PairScorer, RerankerSpec
 from crossrank.evaluate.rerank_run import rerank_run
 
@@ -31,9 +31,9 @@ def scorer(bert_dir: Path, model_cache: Path) -> PairScorer:
 def here(scorer: PairScorer, spoil: str | None = None, drop: str | None = None):  # type: ignore[no-untyped-def]
     """An in-process 'engine': scores the frames in reverse row order (engines do not keep order);
     ``spoil`` makes a row of that query bad, ``drop`` loses a row of that query."""
-    def score(frames: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for frame in frames:
-            frame = frame.iloc[::-1].copy()
+    def score(parts: list[Path]) -> Iterator[pd.DataFrame]:
+        for part in parts:
+            frame = pd.read_parquet(part).iloc[::-1].copy()
             if spoil is not None:
                 frame.loc[frame.index[frame["qid"] == spoil][0], "text"] = None
             answer = scorer(frame)
@@ -76,3 +76,27 @@ def test_a_row_the_engine_lost_fails_its_query_instead_of_a_wrong_ranking(
     report = run_on_engine(Job(*inputs, out, top_n=4, tag="ce"), "m", here(scorer, drop="q1"))
     assert list(report.failures) == ["q1"] and "returned 2 scores for 3 documents" in report.failures["q1"]
     assert report.reranked == 5
+
+
+def test_the_pairs_are_spilled_in_parts_of_whole_queries_and_removed_after(
+    inputs: tuple[Path, Path, Path], scorer: PairScorer, tmp_path: Path
+) -> None:
+    """The driver hands the engine Parquet parts, not frames it holds: a run of millions of pairs
+    never sits in its memory. Parts hold whole queries, in run order; the spill is removed."""
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    job = Job(*inputs, tmp_path / "out.trec", top_n=4, tag="ce", spill_dir=spill)
+    parts, order = spill_pairs(job, tmp_path, rows=5)
+    frames = [pd.read_parquet(p) for p in parts]
+    assert [len(f) for f in frames] == [6, 6, 6]  # 3 pairs per query, cut after whole queries
+    assert order == [f"q{i}" for i in range(6)]
+    assert [q for f in frames for q in dict.fromkeys(f["qid"])] == order  # no query split across parts
+    seen: list[list[Path]] = []
+
+    def engine(parts: list[Path]) -> Iterator[pd.DataFrame]:
+        seen.append(parts)
+        return here(scorer)(parts)
+
+    report = run_on_engine(job, "m", engine)
+    assert report.reranked == 6 and seen and all(p.parent.parent == spill for p in seen[0])
+    assert list(spill.iterdir()) == []

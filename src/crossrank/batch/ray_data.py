@@ -12,7 +12,10 @@ that dies is restarted and its batches are retried (Ray's actor restart and task
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossrank.batch.run import Job, run_on_engine
@@ -50,24 +53,37 @@ def score_dataset(
     )
 
 
-def split(frames: list[pd.DataFrame], workers: int, batch_rows: int) -> list[pd.DataFrame]:
-    """The rows in about four blocks per worker (whole batches), so that every actor gets work."""
+def read_pairs(parts: list[Path], workers: int, batch_rows: int) -> Any:
+    """The spilled pairs, put into Ray's object store one part at a time (this process holds one
+    part; the store spills to disk), in at least four blocks per worker so every actor gets work.
+
+    No read task runs on the workers, so the parts need not be on storage they can read, and
+    a pool of actors that holds every CPU cannot starve the reading."""
     import pandas as pd
 
-    rows = pd.concat(frames, ignore_index=True)
-    size = max(batch_rows, -(-len(rows) // (4 * workers) // batch_rows) * batch_rows)
-    return [rows.iloc[start:start + size] for start in range(0, len(rows), size)]
+    ray = _ray()
+    per_part = -(-4 * workers // max(1, len(parts)))
+    refs = []
+    for part in parts:
+        frame = pd.read_parquet(part)
+        size = max(batch_rows, -(-len(frame) // per_part // batch_rows) * batch_rows)
+        refs += [ray.put(frame.iloc[start:start + size]) for start in range(0, len(frame), size)]
+    return ray.data.from_pandas_refs(refs)
 
 
 def connect(address: str | None, workers: int) -> bool:
     """Join the cluster at ``address`` (or start a local one); True when this call started Ray."""
+    if not address and "ray" not in sys.modules:
+        # a cluster of this process alone listens on the loopback, not on the machine's network
+        # address where anyone could submit work to it (read by Ray at import and by its node processes)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _ray()
     if ray.is_initialized():
         return False
     if address:
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers, log_to_driver=False, include_dashboard=False)
+    else:  # a new cluster, never one found running on this machine (Ray joins that without "local")
+        ray.init(address="local", num_cpus=workers, log_to_driver=False, include_dashboard=False)
     return True
 
 
@@ -76,17 +92,16 @@ def rerank_run_ray(
     scorer: type[PairScorer] = PairScorer,
 ) -> RerankRunReport:
     """``rerank-run`` with the pairs scored on Ray Data; the same output as the single-process path."""
-    ray = _ray()
     name = spec.prepare()  # the export, once, before the actors start
     started = connect(address, workers)
+    ray = _ray()
     try:
-        def score_frames(frames: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-            dataset = ray.data.from_pandas(split(frames, workers, batch_rows))
-            scored = score_dataset(dataset, spec, workers=workers, batch_rows=batch_rows, keep=("pos",),
-                                   scorer=scorer)
+        def score_parts(parts: list[Path]) -> Iterator[pd.DataFrame]:
+            scored = score_dataset(read_pairs(parts, workers, batch_rows), spec, workers=workers, batch_rows=batch_rows,
+                                   keep=("pos",), scorer=scorer)
             yield from scored.iter_batches(batch_format="pandas", batch_size=None)
 
-        return run_on_engine(job, name, score_frames)
+        return run_on_engine(job, name, score_parts)
     finally:
         if started:
             ray.shutdown()

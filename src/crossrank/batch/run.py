@@ -3,11 +3,13 @@ the single-process writer (:func:`crossrank.evaluate.rerank_run.rerank_run`) wri
 from those scores, so both paths share one definition of order, ties, ``--keep-rest``,
 resuming and per-query failures, and give the same file.
 
-Three steps: :func:`pair_frames` reads the run, queries and corpus (the documents of the top N
-only) into pandas frames of (qid, docid, query, text); an engine scores them (Ray Data or Spark,
-see :mod:`crossrank.batch.ray_data` and :mod:`crossrank.batch.spark`); :func:`write_scored`
-replays the run through the writer with :class:`Precomputed` answering each query's scores. A
-query with a bad row is reported as failed with the row's ids, and the rest are written.
+Three steps: :func:`spill_pairs` reads the run, queries and corpus (the documents of the top N
+only) and writes the pairs as Parquet parts of (qid, docid, pos, query, text) into a spill
+directory, so the driver never holds them all; an engine reads and scores them (Ray Data or
+Spark, see :mod:`crossrank.batch.ray_data` and :mod:`crossrank.batch.spark`); :func:`write_scored`
+replays the run through the writer with :class:`Precomputed` answering each query's scores
+(only the scores are kept on the driver). A query with a bad row is reported as failed with the
+row's ids, and the rest are written.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class Job:
     tag: str | None = None
     corpus_format: CorpusFormat = "auto"
     progress: bool = False
+    #: where the pairs are spilled as Parquet for the engine to read (default: beside ``out``); for
+    #: Spark on a cluster of several machines, a directory every executor can read
+    spill_dir: Path | None = None
 
 
 def _done(job: Job) -> set[str]:
@@ -148,14 +153,31 @@ class Precomputed:
         return entry.scores
 
 
+def spill_pairs(job: Job, directory: Path, rows: int = FRAME_ROWS) -> tuple[list[Path], list[str]]:
+    """Write the pairs as Parquet parts of about ``rows`` rows (whole queries) into ``directory``:
+    the parts and the queries in run order."""
+    parts: list[Path] = []
+    order: dict[str, None] = {}
+    for number, frame in enumerate(pair_frames(job, rows)):
+        part = directory / f"pairs-{number:06d}.parquet"
+        frame.to_parquet(part, index=False)
+        parts.append(part)
+        order.update(dict.fromkeys(frame["qid"]))
+    return parts, list(order)
+
+
 def run_on_engine(
-    job: Job, name: str, score_frames: Callable[[list[pd.DataFrame]], Iterator[pd.DataFrame]]
+    job: Job, name: str, score_parts: Callable[[list[Path]], Iterator[pd.DataFrame]]
 ) -> RerankRunReport:
-    """Make the pairs, score them with ``score_frames`` (the engine), write the output."""
+    """Spill the pairs, score them with ``score_parts`` (the engine reads the Parquet parts and
+    yields frames of qid, pos, score, error), write the output."""
     started = time.perf_counter()
-    frames = list(pair_frames(job))
-    order = list(dict.fromkeys(qid for frame in frames for qid in frame["qid"]))
-    scored = {entry.qid: entry for entry in collect(score_frames(frames))} if frames else {}
+    job.out.parent.mkdir(parents=True, exist_ok=True)
+    spill = job.spill_dir or job.out.parent
+    spill.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".crossrank-pairs-", dir=spill) as tmp:
+        parts, order = spill_pairs(job, Path(tmp))
+        scored = {entry.qid: entry for entry in collect(score_parts(parts))} if parts else {}
     report = write_scored(job, name, scored, order)
     report.seconds = time.perf_counter() - started
     return report

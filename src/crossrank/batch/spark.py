@@ -14,6 +14,7 @@ on every Spark version with pandas UDFs. A failed task is retried by Spark
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,14 +90,12 @@ def rerank_run_spark(
     own = spark is None  # a session this call makes, it stops; one it was given or found, it leaves
     spark = spark or session(master, workers)
     try:
-        def score_frames(frames: list[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-            import pandas as pd
+        def score_parts(parts: list[Path]) -> Iterator[pd.DataFrame]:
+            frame = spark.read.parquet(*(str(p) for p in parts))
+            frame = frame.repartition(partitions or max(len(parts), 4 * workers))
+            yield score_frame(frame, spec, keep=("pos",), scorer=scorer).select("qid", "pos", "score", "error").toPandas()
 
-            rows = pd.concat(frames, ignore_index=True)
-            frame = spark.createDataFrame(rows).repartition(partitions or 4 * workers)
-            yield score_frame(frame, spec, keep=("pos",), scorer=scorer).toPandas()
-
-        return run_on_engine(job, name, score_frames)
+        return run_on_engine(job, name, score_parts)
     finally:
         if own:
             spark.stop()

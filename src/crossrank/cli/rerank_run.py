@@ -79,6 +79,12 @@ def register(sub: Any) -> None:
         help="ray: actors, each with one model and --threads (default 1) CPU threads; spark: partitions "
         "scored at once on a local master (default: 2)",
     )
+    engine.add_argument(
+        "--spill-dir", type=Path,
+        help="ray/spark: where the pairs are written as Parquet for the workers to read, so this process "
+        "never holds them all (default: beside --out; removed at the end). With spark on a cluster of several "
+        "machines, give a directory every executor can read (a shared file system)",
+    )
     add_reranker_options(parser)
     parser.set_defaults(handler=run)
 
@@ -126,7 +132,7 @@ def _on_engine(args: argparse.Namespace) -> RerankRunReport:
     if args.workers < 1:
         raise InvalidInput("--workers must be at least 1")
     job = Job(args.run, args.corpus, args.queries, args.out, top_n=args.top_n, keep_rest=args.keep_rest,
-              resume=not args.restart, tag=args.tag, corpus_format=args.corpus_format)
+              resume=not args.restart, tag=args.tag, corpus_format=args.corpus_format, spill_dir=args.spill_dir)
     # the ONNX export is made here, before the workers start; they find it in the same cache
     spec = RerankerSpec(model_path(args.model), reranker_kwargs(args))
     if args.engine == "ray":
