@@ -85,11 +85,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="cross-encoder directory (default: random MiniLM-L6 shape)")
     parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--hidden", type=int, default=384, help="hidden size of the random model (MiniLM: 384); "
+                        "a small one (e.g. 64 with --layers 1) measures what the engines themselves cost")
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--engines", nargs="+", default=["local", "ray1", "ray2", "spark2"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
 
     work = Path(tempfile.mkdtemp(prefix="crossrank-scale-"))
     os.environ["CROSSRANK_BENCH_PEAKS"] = str(work)  # the workers read it at import: this run's files only
@@ -101,7 +104,9 @@ def main() -> None:
     else:
         from crossrank.models.synthetic import build_random_model
 
-        model = str(build_random_model(work / "model", layers=args.layers))
+        shape = {} if args.hidden == 384 else {"hidden_size": args.hidden, "num_attention_heads": max(1, args.hidden // 32),
+                                               "intermediate_size": 4 * args.hidden}
+        model = str(build_random_model(work / "model", layers=args.layers, **shape))
     spec = RerankerSpec(model, {"cache_dir": str(work / "cache"), "batch_size": 32})
     run, corpus, queries = make_inputs(work, args.queries, args.candidates)
     pairs = args.queries * args.candidates
@@ -136,7 +141,9 @@ def main() -> None:
                "worker_peak_rss_mb": [round(p) for p in worker_peaks]}
         results.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n{args.queries} queries x {args.candidates} candidates = {pairs} pairs; {os.cpu_count()} cores\n")
+    shape = args.model or f"random BERT, {args.layers} layers, hidden {args.hidden}"
+    print(f"\n{args.queries} queries x {args.candidates} candidates = {pairs} pairs; {shape}; {os.cpu_count()} cores; "
+          f"load average {load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end\n")
     print("| engine | seconds | pairs/s | equal to single process (1e-6) | byte-equal | peak RSS per worker (MB) |")
     print("|---|---:|---:|---|---|---|")
     for r in results:

@@ -15,6 +15,7 @@ from pathlib import Path
 from crossrank.bench.backends import GPU_PEERS, PEER_FACTORIES, PEERS, Backend, ModelSource, crossrank_backend
 from crossrank.bench.inputs import Workload, make_workload
 from crossrank.bench.runner import BenchResult, Cell, run_bench
+from crossrank.bench.shapes import SHAPES, bench_model
 from crossrank.errors import InvalidInput, MissingExtra
 from crossrank.models.load import load_model
 
@@ -25,7 +26,9 @@ __all__ = [
     "Backend",
     "BenchResult",
     "Cell",
+    "SHAPES",
     "Workload",
+    "bench_model",
     "default_bench_model",
     "make_workload",
     "prepare_backends",
@@ -37,16 +40,9 @@ def default_bench_model(cache_dir: Path | None = None) -> Path:
     """A random-weight model with the exact shape of ms-marco-MiniLM-L6-v2 (built once).
 
     Random weights cost the same compute as trained ones, so it measures speed faithfully
-    without a download; its scores carry no meaning.
+    without a download; its scores carry no meaning. Other shapes: :func:`bench_model`.
     """
-    from crossrank.models.export import default_cache_dir
-    from crossrank.models.synthetic import build_random_model
-
-    target = (cache_dir or default_cache_dir()) / "bench-models" / "ms-marco-MiniLM-L6-v2-shape-random"
-    if not (target / "config.json").is_file():
-        log.warning("building a random-weight ms-marco-MiniLM-L6-v2-shaped model in %s (once)", target)
-        build_random_model(target, layers=6)
-    return target
+    return bench_model("minilm-l6", cache_dir)
 
 
 def prepare_backends(

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from crossrank.bench.shapes import SHAPES
 from crossrank.errors import InvalidInput
 
 
@@ -39,14 +40,24 @@ def register(sub: Any) -> None:
             "the speed-up over sentence-transformers is printed. Writes bench.json and "
             "bench.png to --out.\n\n"
             "Without --model, a random-weight model with the exact shape of "
-            "ms-marco-MiniLM-L6-v2 is built once and used (same compute as the trained one).\n\n"
-            "example: crossrank bench --compare --threads 2"
+            "ms-marco-MiniLM-L6-v2 is built once and used (same compute as the trained one); "
+            "--shape picks another catalogued family's architecture (ettin-17m, gte-modernbert-base, "
+            "bge-reranker-v2-m3, qwen3-reranker-0.6b...).\n\n"
+            "examples:\n  crossrank bench --compare --threads 2\n"
+            "  crossrank bench --shape ettin-17m --compare --peers sentence-transformers\n"
+            "  crossrank bench --shape qwen3-reranker-0.6b --compare --peers sentence-transformers  "
+            "# an LLM: 1 and 4 documents, 3 rounds"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--model",
         help="hub id, alias or local directory (default: a random-weight ms-marco-MiniLM-L6-v2-shaped model)",
+    )
+    parser.add_argument(
+        "--shape", choices=sorted(SHAPES),
+        help="time a random-weight model with this catalogued family's architecture (built once, cached; "
+        "same compute as the trained model) instead of --model (default: minilm-l6)",
     )
     parser.add_argument(
         "--modes", type=_str_list, default=["exact", "fast"],
@@ -60,13 +71,16 @@ def register(sub: Any) -> None:
         "--peers", type=_str_list, default=["sentence-transformers", "fastembed", "flashrank"],
         help="peers for --compare (default: sentence-transformers,fastembed,flashrank; missing ones are skipped)",
     )
-    parser.add_argument("--sizes", type=_int_list, default=[1, 10, 100], help="documents per query (default: 1,10,100)")
+    parser.add_argument(
+        "--sizes", type=_int_list, default=None,
+        help="documents per query (default: 1,10,100; 1,4 for an LLM --shape, seconds per pair on a CPU)",
+    )
     parser.add_argument(
         "--kinds", type=_str_list, default=["titles", "passages"], help="document kinds (default: titles,passages)"
     )
     parser.add_argument(
-        "--repeats", type=int, default=20,
-        help="timed rounds per workload; more rounds steady the median (default: 20)",
+        "--repeats", type=int, default=None,
+        help="timed rounds per workload; more rounds steady the median (default: 20; 3 for an LLM --shape)",
     )
     parser.add_argument(
         "--cell-budget", type=float, default=60.0,
@@ -88,9 +102,14 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossrank.bench import default_bench_model, prepare_backends, run_bench
+    from crossrank.bench import bench_model, prepare_backends, run_bench
     from crossrank.bench.report import detail_table, latency_table, machine, ratio_table, write_chart, write_json
 
+    if args.shape and args.model:
+        raise InvalidInput("give --model or --shape, not both")
+    llm = bool(args.shape) and SHAPES[args.shape].llm
+    args.sizes = args.sizes or ([1, 4] if llm else [1, 10, 100])
+    args.repeats = args.repeats if args.repeats is not None else (3 if llm else 20)
     for mode in args.modes:
         if mode not in ("exact", "fast", "auto"):
             raise InvalidInput(f"--modes: unknown mode {mode!r} (choose from exact, fast, auto)")
@@ -119,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
 
-    model = args.model or default_bench_model()
+    model = args.model or bench_model(args.shape or "minilm-l6")
     with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as work:  # the peers' model copies
         backends = prepare_backends(
             model, modes=args.modes, peers=args.peers if args.compare else [], threads=threads,
