@@ -5,10 +5,11 @@ and clear errors (a missing framework, a server that refuses, fails or does not 
 from __future__ import annotations
 
 import importlib
+import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def test_langchain_compressor_inside_contextual_compression_retriever(
 @pytest.fixture(scope="module")
 def index_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("integrations-index") / "shoes.idx"
-    build_index(path, [Record(m["asin"], t) for t, m in zip(TITLES, META)])
+    build_index(path, [Record(str(m["asin"]), t) for t, m in zip(TITLES, META)])
     return path
 
 
@@ -153,8 +154,7 @@ def test_langchain_retriever_searches_the_index_and_reranks(
     out = CrossrankRetriever(index=Index.open(index_path), **source, candidates=5, top_k=3).invoke(QUERY)
     assert [d.id for d in out] == [h.id for h in want]
     assert [d.page_content for d in out] == [h.text for h in want]
-    np.testing.assert_allclose([d.metadata["relevance_score"] for d in out], [h.rerank_score for h in want],
-                               rtol=1e-5)
+    np.testing.assert_allclose([d.metadata["relevance_score"] for d in out], np.array([h.rerank_score for h in want], dtype=float), rtol=1e-5)
     assert [(d.metadata["rank"], d.metadata["first_stage_rank"]) for d in out] == \
         [(h.rank, h.first_stage_rank) for h in want]
 
@@ -181,7 +181,7 @@ def test_llamaindex_postprocessor_gives_the_rerankers_order_and_keeps_metadata(
     order, scores = expected(bert_reranker, texts, 3)
     out = CrossrankRerank(**source, top_n=3).postprocess_nodes(nodes, query_str=QUERY)
     assert [n.node.node_id for n in out] == [META[i]["asin"] for i in order]
-    np.testing.assert_allclose([n.score for n in out], scores[order], rtol=1e-5)
+    np.testing.assert_allclose(np.array([n.score for n in out], dtype=float), scores[order], rtol=1e-5)
     assert [n.node.metadata for n in out] == [META[i] for i in order]
     assert [n.score for n in nodes] == [0.5] * len(nodes), "the input nodes were changed"
     with pytest.raises(InvalidInput, match="needs the query"):
@@ -219,7 +219,7 @@ def test_server_errors_surface_through_every_integration(server: ServerProcess) 
     from crossrank.integrations.llamaindex import CrossrankRerank as LlamaRerank
 
     wrong_model = {"url": server.url, "model": "no-such-model", "api_key": KEY}
-    calls = [
+    calls: list[Callable[[dict[str, Any]], object]] = [
         lambda kw: CrossrankRerank(**kw).compress_documents(_lc_docs(), QUERY),
         lambda kw: LlamaRerank(**kw).postprocess_nodes([NodeWithScore(node=TextNode(text="a"))], query_str=QUERY),
         lambda kw: CrossrankRanker(**kw).run(query=QUERY, documents=[HaystackDocument(content="a")]),
@@ -252,3 +252,21 @@ def test_unreachable_and_silent_servers_give_a_clear_error() -> None:
         url = "http://127.0.0.1:%d" % silent.getsockname()[1]
         with pytest.raises(ServerError, match="did not answer within 0.5 s"):
             RerankClient(url, timeout=0.5).score(QUERY, ["a"])
+
+
+# -- the documented snippets -----------------------------------------------------------------------
+DOC = Path(__file__).resolve().parents[1] / "docs" / "INTEGRATIONS.md"
+DOC_MODEL = 'Reranker("cross-encoder/ms-marco-MiniLM-L6-v2")'
+
+
+def test_documented_snippets_run(bert_dir: Path, model_cache: Path, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) == 4 and all(DOC_MODEL in block for block in blocks)
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        # the tiny random model instead of the hub's: same code, no download
+        exec(block.replace(DOC_MODEL, f"Reranker({str(bert_dir)!r}, cache_dir={str(model_cache)!r})"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 + 1 + 2 + 2 + 2, printed
+    assert {line.split()[1] for line in printed[:2]} <= {"B01", "B02", "B03"}
