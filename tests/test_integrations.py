@@ -209,6 +209,24 @@ def test_haystack_ranker_gives_the_rerankers_order_in_a_pipeline(
         CrossrankRanker(**source).run(query=QUERY, documents=[Document(content=None, meta={"a": 1})])
 
 
+def test_haystack_ranker_round_trips_a_server_url_and_refuses_to_dump_an_in_process_model(
+        bert_reranker: Reranker) -> None:
+    from haystack import Pipeline as HaystackPipeline
+
+    from crossrank.integrations.haystack import CrossrankRanker
+
+    pipeline = HaystackPipeline()
+    pipeline.add_component("ranker", CrossrankRanker(url="http://127.0.0.1:9", model="ce", api_key=KEY, top_k=3))
+    text = pipeline.dumps()
+    assert KEY not in text
+    loaded: Any = HaystackPipeline.loads(text, allowed_modules=["crossrank.integrations.haystack"]).get_component("ranker")
+    assert (loaded.url, loaded.model, loaded.top_k) == ("http://127.0.0.1:9", "ce", 3)
+    local = HaystackPipeline()
+    local.add_component("ranker", CrossrankRanker(reranker=bert_reranker))
+    with pytest.raises(InvalidInput, match="cannot be serialized"):
+        local.dumps()
+
+
 # -- server errors ---------------------------------------------------------------------------------
 def test_server_errors_surface_through_every_integration(server: ServerProcess) -> None:
     from haystack import Document as HaystackDocument

@@ -13,12 +13,13 @@ cross-encoder's and ``meta`` kept; the input documents are not changed. Add it t
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from crossrank.extras import require
 
 require("haystack", "haystack", "The Haystack integration")
 
-from haystack import Document, component  # noqa: E402
+from haystack import Document, component, default_to_dict  # noqa: E402
 
 from crossrank.errors import InvalidInput  # noqa: E402
 from crossrank.integrations.client import DEFAULT_TIMEOUT_S, scorer_for  # noqa: E402
@@ -38,7 +39,16 @@ class CrossrankRanker:
                  api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S, top_k: int | None = 10) -> None:
         self.top_k = check_top_k(top_k)
         self.url, self.model, self.timeout = url, model, timeout
+        self._in_process = reranker is not None
         self._scorer = scorer_for(reranker, url, model=model, api_key=api_key, timeout=timeout, extra="haystack")
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``Pipeline.dumps`` writes: the server settings (not ``api_key``: pass it again on
+        loading). An in-process reranker cannot be written; save a pipeline that uses ``url=``."""
+        if self._in_process:
+            raise InvalidInput("a CrossrankRanker with an in-process reranker cannot be serialized; "
+                               "build it in code, or use url= of a crossrank server")
+        return default_to_dict(self, url=self.url, model=self.model, timeout=self.timeout, top_k=self.top_k)
 
     @component.output_types(documents=list[Document])
     def run(self, query: str, documents: list[Document], top_k: int | None = None) -> dict[str, list[Document]]:
