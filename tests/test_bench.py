@@ -141,3 +141,41 @@ def test_gpu_comparison_keeps_only_gpu_peers(bert_dir: Path, model_cache: Path, 
         )
     assert [b.name for b in backends] == ["crossrank-exact"]
     assert "skipping fastembed" in caplog.text and "skipping flashrank" in caplog.text
+
+
+def test_caveats_name_a_busy_machine_and_a_random_weight_model() -> None:
+    from crossrank.bench.report import caveats
+
+    assert caveats(0.3, 2, random_weights=False) == []
+    busy, random = caveats(5.0, 2, random_weights=True)
+    assert "busy" in busy and "load average 5.0 on 2 cores" in busy
+    assert "random weights" in random and "--model" in random
+
+
+def test_bench_shape_builds_a_marked_random_model_and_warns(
+    tmp_path: Path, isolated_hf_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--shape`` times a family's architecture with random weights, built once with a marker, and
+    the run says that its fidelity columns and (on a busy machine) its timings mean little."""
+    from crossrank.bench import shapes
+    from crossrank.models.synthetic import build_random_model
+
+    built: list[Path] = []
+
+    def tiny(out: Path) -> None:
+        built.append(out)
+        build_random_model(out, layers=1)
+
+    monkeypatch.setitem(shapes.SHAPES, "tiny", shapes.Shape("tiny", "a one-layer BERT", tiny))
+    monkeypatch.setattr("crossrank.cli.bench.os.getloadavg", lambda: (9.0, 9.0, 9.0))
+    out = tmp_path / "out"
+    argv = ["bench", "--shape", "tiny", "--modes", "exact", "--sizes", "2", "--kinds", "titles", "--repeats", "1",
+            "--threads", "1", "--out", str(out), "--no-chart", "--quiet"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "the model has random weights" in err and "the machine was busy" in err
+    data = json.loads((out / "bench.json").read_text())
+    assert shapes.is_random(data["settings"]["model"]) and len(data["settings"]["warnings"]) == 2
+    assert main(argv) == 0 and len(built) == 1  # built once, then reused
+    assert main(["bench", "--shape", "tiny", "--model", "x", "--no-chart"]) == 2
+    assert "--model or --shape" in capsys.readouterr().err

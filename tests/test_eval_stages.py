@@ -329,3 +329,83 @@ def test_model_labels_are_short_and_distinct() -> None:
 
     assert model_labels(["cross-encoder/ms-marco-MiniLM-L6-v2", "runs/ft/model", "other/ft/model", "x y/"]) == [
         "ms-marco-MiniLM-L6-v2", "ft", "ft-2", "x_y"]
+
+
+# -- honest reporting: candidates actually ranked, per-query table, paired tests ----------------------
+class Finds:
+    """A first stage that finds ``counts[query]`` documents."""
+
+    name = "finds"
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def retrieve(self, query: str, k: int) -> list:
+        from crossrank.retrieval.base import Candidate
+
+        return [Candidate(f"d{i}", f"text {i}", float(-i), i + 1) for i in range(min(k, self.counts[query]))]
+
+
+def test_the_candidates_each_stage_actually_ranked_are_recorded_and_reported() -> None:
+    """A header saying "top 100" while BM25 found 6 documents misleads: the count is per query."""
+    from crossrank.evaluate.report import format_results, stage_summaries
+
+    queries = {"q1": "a", "q2": "b", "q3": "c"}
+    runs = run_stages(["bm25+ce"], {"bm25": Finds({"a": 2, "b": 6, "c": 40})}, queries, reranker=OrderPreserving(),
+                      depth=30, top_n=10, progress=False)
+    assert runs["bm25"].candidates == {"q1": 2, "q2": 6, "q3": 30}
+    assert runs["bm25+ce"].candidates == {"q1": 2, "q2": 6, "q3": 10}
+    evaluations = {name: evaluate({"q1": {"d0": 1}, "q2": {"d1": 1}, "q3": {"d2": 1}}, run.ranked_ids())
+                   for name, run in runs.items()}
+    rows = stage_summaries(runs, evaluations)
+    assert rows[1]["candidates_per_query"] == {"mean": 6.0, "min": 2, "max": 10}
+    table = format_results(rows)
+    assert "candidates/query" in table and "6 (2-10)" in table and "12.67 (2-30)" in table
+
+
+def test_paired_comparisons_count_queries_and_test_the_difference() -> None:
+    from scipy import stats
+
+    from crossrank.evaluate.metrics import Evaluation
+    from crossrank.evaluate.report import comparisons, format_comparisons
+
+    def evaluation(values: list[float]) -> Evaluation:
+        per_query = {f"q{i}": {"nDCG@10": v} for i, v in enumerate(values)}
+        return Evaluation({"nDCG@10": float(np.mean(values))}, per_query, len(values), 0, 0)
+
+    base, a, b = [0.1, 0.5, 0.2, 0.4, 0.3], [0.3, 0.5, 0.6, 0.5, 0.2], [0.3, 0.5, 0.6, 0.5, 0.2]
+    rows = comparisons({"bm25": evaluation(base), "bm25+ce@a": evaluation(a), "bm25+ce@b": evaluation(b),
+                        "dense": evaluation(base)})
+    assert [(r["stage"], r["against"]) for r in rows] == [("bm25+ce@a", "bm25"), ("bm25+ce@b", "bm25"),
+                                                          ("bm25+ce@a", "bm25+ce@b")]
+    first = rows[0]
+    assert (first["better"], first["worse"], first["tied"], first["queries"]) == (3, 1, 1, 5)
+    assert first["mean_delta"] == pytest.approx(0.12)
+    assert first["p_value"] == pytest.approx(stats.ttest_rel(a, base).pvalue, abs=1e-6)
+    assert rows[2]["p_value"] == 1.0 and rows[2]["tied"] == 5  # identical rankings
+    text = format_comparisons(rows)
+    assert "bm25+ce@a vs bm25: nDCG@10 +0.1200 (p = " in text and "3 better, 1 worse, 1 tied" in text
+
+
+def test_the_report_carries_candidates_tests_and_every_query(outcome: EvalOutcome, queries: dict) -> None:
+    from crossrank.evaluate.report import render_html
+
+    results = outcome.payload  # what results.json holds (a later test writes another run to the same place)
+    assert set(results["candidates_per_query"]["bm25+ce"]) == set(queries)
+    assert {(c["stage"], c["against"]) for c in results["comparisons"]} >= {("bm25+ce", "bm25"),
+                                                                           ("hybrid+ce", "hybrid")}
+    page = render_html(outcome.payload, outcome.runs, outcome.evaluations)
+    assert "<h2>Paired tests</h2>" in page and "paired t-test over" in page
+    assert f"Per query ({len(queries)} queries)" in page and all(f"<td>{q}</td>" in page for q in queries)
+
+
+def test_cli_eval_says_when_fewer_candidates_were_reranked_than_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bert_dir: Path, model_cache: Path
+) -> None:
+    data = _words_dataset(tmp_path / "words")
+    args = ["eval", "--data", str(data), "--stages", "bm25,bm25+ce", "--out", str(tmp_path / "out"),
+            "--no-progress", "--model", str(bert_dir), "--cache-dir", str(model_cache), "--top-n", "50"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "note: bm25+ce reranked 1 candidates per query on average (1-1), not the 50 asked for" in printed
+    assert "bm25+ce vs bm25: nDCG@10" in printed and "paired t-test over 3 queries" in printed

@@ -121,6 +121,23 @@ def to_json(result: BenchResult, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def caveats(load_average: float, cores: int, random_weights: bool, busy: float = 0.5) -> list[str]:
+    """What makes this run's figures less than they look: a busy machine, a random-weight model."""
+    notes = []
+    if load_average > busy * cores:
+        notes.append(
+            f"the machine was busy when the run started (load average {load_average:.1f} on {cores} cores): other "
+            "work competes for the CPU, so the timings are noisy and the ratios uncertain; rerun on a quiet machine"
+        )
+    if random_weights:
+        notes.append(
+            "the model has random weights: the speed is the trained model's, but its scores are near-ties, so the "
+            "fidelity columns (max abs diff, top-10 overlap) say little about a trained model's ranking; measure "
+            "fidelity with --model set to the trained model"
+        )
+    return notes
+
+
 def write_json(result: BenchResult, settings: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_json(result, settings), indent=2) + "\n")

@@ -31,6 +31,8 @@ from typing import Any
 from crossrank.errors import InvalidInput
 
 log = logging.getLogger(__name__)
+#: the file that marks a model directory as random-weight (its scores mean nothing)
+RANDOM_WEIGHTS = "RANDOM_WEIGHTS"
 
 
 def _modernbert(layers: int, hidden: int, intermediate: int, heads: int) -> dict[str, Any]:
@@ -95,6 +97,11 @@ SHAPES: dict[str, Shape] = {shape.name: shape for shape in (
 )}
 
 
+def is_random(model: str | Path) -> bool:
+    """Whether ``model`` is a random-weight model built here (a local directory with the marker)."""
+    return (Path(model) / RANDOM_WEIGHTS).is_file()
+
+
 def bench_model(shape: str = "minilm-l6", cache_dir: Path | None = None) -> Path:
     """The random-weight model of ``shape`` (built once under the cache directory)."""
     from crossrank.models.export import default_cache_dir
@@ -102,11 +109,12 @@ def bench_model(shape: str = "minilm-l6", cache_dir: Path | None = None) -> Path
     if shape not in SHAPES:
         raise InvalidInput(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
     target = (cache_dir or default_cache_dir()) / "bench-models" / f"{shape}-shape-random"
-    if not (target / "config.json").is_file():
+    if not (target / RANDOM_WEIGHTS).is_file():
         log.warning("building a random-weight %s-shaped model in %s (once)", shape, target)
         building = target.with_name(target.name + ".building")
         shutil.rmtree(building, ignore_errors=True)
         SHAPES[shape].build(building)
+        (building / RANDOM_WEIGHTS).write_text(f"random weights with the architecture of {SHAPES[shape].stands_for}\n")
         shutil.rmtree(target, ignore_errors=True)
         building.rename(target)
     return target

@@ -103,7 +103,16 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crossrank.bench import bench_model, prepare_backends, run_bench
-    from crossrank.bench.report import detail_table, latency_table, machine, ratio_table, write_chart, write_json
+    from crossrank.bench.report import (
+        caveats,
+        detail_table,
+        latency_table,
+        machine,
+        ratio_table,
+        write_chart,
+        write_json,
+    )
+    from crossrank.bench.shapes import is_random
 
     if args.shape and args.model:
         raise InvalidInput("give --model or --shape, not both")
@@ -131,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 "and a CUDA build of torch); drop --device to benchmark the CPU"
             )
     threads = args.threads or len(os.sched_getaffinity(0))
+    load_at_start = os.getloadavg()[0]  # before this run adds its own
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)  # a bad --out fails now, not after the whole run
 
@@ -168,9 +178,13 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(detail_table(result))
     print(f"\nscores compared with {backends[0].label} (max abs diff of sigmoid scores; top-10 overlap)")
+    notes = caveats(load_at_start, info["cores"], is_random(model))
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     settings = {
         "model": str(model), "threads": threads, "modes": args.modes, "sizes": args.sizes,
         "kinds": args.kinds, "repeats": args.repeats, "cell_budget_s": args.cell_budget, "device": args.device,
+        "warnings": notes,
     }
     write_json(result, settings, out / "bench.json")
     print(f"wrote {out / 'bench.json'}", end="")

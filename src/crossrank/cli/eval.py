@@ -145,7 +145,7 @@ def _reranker(args: argparse.Namespace, model: str, synthetic: bool) -> tuple[An
 
 def run(args: argparse.Namespace) -> int:
     from crossrank.evaluate.beir import BEIR_URL, resolve_dataset
-    from crossrank.evaluate.report import format_results
+    from crossrank.evaluate.report import format_comparisons, format_results
     from crossrank.evaluate.runner import EvalConfig, needs_dense, run_evaluation
     from crossrank.evaluate.stages import RERANK_SUFFIX, parse_stages
     from crossrank.evaluate.synthetic import write_synthetic_beir
@@ -197,6 +197,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  @{name}: {reranker.name}")
     print()
     print(format_results(outcome.rows))
+    for row in outcome.rows:
+        spread = row["candidates_per_query"]
+        if row["reranker"] and spread["mean"] < args.top_n:
+            print(f"note: {row['stage']} reranked {spread['mean']:g} candidates per query on average "
+                  f"({spread['min']}-{spread['max']}), not the {args.top_n} asked for: its first stage found fewer")
+    tests = format_comparisons(outcome.payload["comparisons"])
+    if tests:
+        print(f"\n{tests}")
     print(f"\nresults: {outcome.files['results']}\nreport:  {outcome.files['report']}")
     print(f"runs:    {out / 'runs'}/  ({outcome.payload['seconds']:.1f}s in all)")
     return status

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from crossrank.evaluate.metrics import MEASURES, Evaluation
 from crossrank.evaluate.stages import StageRun, first_stage_of, is_reranked
 from crossrank.extras import require
@@ -24,8 +26,14 @@ DELTA_MEASURE = "nDCG@10"
 _COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
 
 
+def _spread(values: Sequence[int]) -> dict[str, float]:
+    return ({"mean": round(float(np.mean(values)), 2), "min": int(min(values)), "max": int(max(values))}
+            if values else {"mean": 0.0, "min": 0, "max": 0})
+
+
 def stage_summaries(runs: Mapping[str, StageRun], evaluations: Mapping[str, Evaluation]) -> list[dict[str, Any]]:
-    """One JSON-ready row per stage: metrics, latency percentiles and total time."""
+    """One JSON-ready row per stage: metrics, candidates actually ranked per query, latency
+    percentiles and total time."""
     rows = []
     for name, run in runs.items():
         evaluation = evaluations[name]
@@ -34,6 +42,7 @@ def stage_summaries(runs: Mapping[str, StageRun], evaluations: Mapping[str, Eval
                 "stage": name,
                 "retriever": run.retriever,
                 "reranker": run.reranker,
+                "candidates_per_query": _spread(list(run.candidates.values())),
                 "metrics": {k: round(v, 6) for k, v in evaluation.mean.items()},
                 "latency_ms": {
                     "p50": round(run.percentile_ms(50), 3),
@@ -48,12 +57,19 @@ def stage_summaries(runs: Mapping[str, StageRun], evaluations: Mapping[str, Eval
     return rows
 
 
+def _candidates(row: Mapping[str, Any]) -> str:
+    """``6.2 (1-100)``: the mean, min and max candidates a stage ranked per query."""
+    spread = row["candidates_per_query"]
+    return f"{spread['mean']:g} ({spread['min']}-{spread['max']})"
+
+
 def format_results(rows: Sequence[Mapping[str, Any]]) -> str:
-    headers = ["stage", *MEASURES, "p50 ms", "p95 ms", "total s"]
+    headers = ["stage", *MEASURES, "candidates/query", "p50 ms", "p95 ms", "total s"]
     table = [
         [
             row["stage"],
             *(f"{row['metrics'][m]:.4f}" for m in MEASURES),
+            _candidates(row),
             f"{row['latency_ms']['p50']:.2f}",
             f"{row['latency_ms']['p95']:.2f}",
             f"{row['total_seconds']:.2f}",
@@ -73,6 +89,53 @@ def per_query_deltas(evaluations: Mapping[str, Evaluation], measure: str = DELTA
                 values[measure] - base.per_query[qid][measure] for qid, values in evaluation.per_query.items()
             ]
     return deltas
+
+
+def _pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """The stage pairs worth a test: each reranked stage against its first stage, and reranked
+    stages over the same first stage against each other (several models compared)."""
+    pairs = [(name, first_stage_of(name)) for name in names if is_reranked(name) and first_stage_of(name) in names]
+    reranked = [name for name in names if is_reranked(name)]
+    pairs += [(a, b) for i, a in enumerate(reranked) for b in reranked[i + 1:] if first_stage_of(a) == first_stage_of(b)]
+    return pairs
+
+
+def comparisons(evaluations: Mapping[str, Evaluation], measure: str = DELTA_MEASURE) -> list[dict[str, Any]]:
+    """Paired comparisons of ``measure`` over the same queries: the mean change, how many queries
+    got better, worse or stayed, and a two-sided paired t-test's p-value (scipy), the test
+    Sakai (2014) and Urbano et al. (2019) recommend for IR evaluation."""
+    stats = require("scipy.stats", "eval", "The paired significance test")
+    out = []
+    for stage, against in _pairs(list(evaluations)):
+        a, b = evaluations[stage].per_query, evaluations[against].per_query
+        qids = sorted(set(a) & set(b))
+        deltas = np.array([a[q][measure] - b[q][measure] for q in qids], dtype=np.float64)
+        if len(deltas) < 2:
+            p_value = None
+        elif not deltas.any():
+            p_value = 1.0  # identical rankings: no difference to test
+        else:
+            p_value = float(stats.ttest_rel([a[q][measure] for q in qids], [b[q][measure] for q in qids]).pvalue)
+        out.append({
+            "stage": stage, "against": against, "measure": measure, "queries": len(qids),
+            "mean_delta": round(float(deltas.mean()), 6) if len(deltas) else 0.0,
+            "better": int((deltas > 0).sum()), "worse": int((deltas < 0).sum()), "tied": int((deltas == 0).sum()),
+            "p_value": None if p_value is None or np.isnan(p_value) else round(p_value, 6),
+        })
+    return out
+
+
+def format_comparisons(rows: Sequence[Mapping[str, Any]], alpha: float = 0.05) -> str:
+    """One line per compared pair: ``bm25+ce vs bm25: nDCG@10 +0.1234 (p = 0.0012, significant ...)``."""
+    lines = []
+    for row in rows:
+        p = row["p_value"]
+        verdict = ("too few queries to test" if p is None else
+                   f"p = {p:.4f}, {'significant' if p < alpha else 'not significant'} at {alpha}")
+        lines.append(f"{row['stage']} vs {row['against']}: {row['measure']} {row['mean_delta']:+.4f} "
+                     f"({verdict}; paired t-test over {row['queries']} queries: {row['better']} better, "
+                     f"{row['worse']} worse, {row['tied']} tied)")
+    return "\n".join(lines)
 
 
 def write_results_json(path: Path, payload: Mapping[str, Any]) -> None:
@@ -165,6 +228,25 @@ def delta_chart(deltas: Mapping[str, Sequence[float]], measure: str = DELTA_MEAS
 
 
 # -- HTML ---------------------------------------------------------------------------------------
+def _per_query_html(payload: Mapping[str, Any], runs: Mapping[str, StageRun], measure: str = DELTA_MEASURE) -> str:
+    """Every query: ``measure`` and the candidates ranked, per stage (folded; thousands of rows)."""
+    per_query: Mapping[str, Mapping[str, Mapping[str, float]]] = payload.get("per_query", {})
+    stages = list(per_query)
+    if not stages:
+        return ""
+    esc = html.escape
+    head = "".join(f"<th>{esc(s)} {esc(measure)}</th><th>{esc(s)} candidates</th>" for s in stages)
+    qids = sorted({q for values in per_query.values() for q in values})
+    rows = "".join(
+        f"<tr><td>{esc(q)}</td>" + "".join(
+            f"<td>{per_query[s][q][measure]:.4f}</td><td>{runs[s].candidates.get(q, 0) if s in runs else ''}</td>"
+            if q in per_query[s] else "<td></td><td></td>" for s in stages) + "</tr>"
+        for q in qids
+    )
+    return (f"<details><summary>Per query ({len(qids)} queries)</summary>"
+            f"<table><tr><th>query</th>{head}</tr>{rows}</table></details>")
+
+
 def render_html(payload: Mapping[str, Any], runs: Mapping[str, StageRun], evaluations: Mapping[str, Evaluation]) -> str:
     rows = payload["stages"]
     deltas = per_query_deltas(evaluations)
@@ -172,10 +254,11 @@ def render_html(payload: Mapping[str, Any], runs: Mapping[str, StageRun], evalua
     if deltas:
         images.append((f"Per-query {DELTA_MEASURE} change from reranking", delta_chart(deltas)))
     esc = html.escape
-    head = ["stage", *MEASURES, "p50 ms", "p95 ms", "total s"]
+    head = ["stage", *MEASURES, "candidates/query", "p50 ms", "p95 ms", "total s"]
     body_rows = "".join(
         "<tr>" + f"<td>{esc(r['stage'])}</td>"
         + "".join(f"<td>{r['metrics'][m]:.4f}</td>" for m in MEASURES)
+        + f"<td>{esc(_candidates(r))}</td>"
         + f"<td>{r['latency_ms']['p50']:.2f}</td><td>{r['latency_ms']['p95']:.2f}</td>"
         + f"<td>{r['total_seconds']:.2f}</td></tr>"
         for r in rows
@@ -185,13 +268,16 @@ def render_html(payload: Mapping[str, Any], runs: Mapping[str, StageRun], evalua
         "dataset": f"{dataset['name']} ({dataset['split']} split, {dataset['queries']} judged queries, "
         f"{dataset['documents']} documents)",
         "stages": ", ".join(r["stage"] for r in rows),
-        "first stage depth": config["depth"],
-        "reranked candidates (top N)": config["top_n"],
+        "first stage depth / rerank top N asked for": f"{config['depth']} / {config['top_n']} (candidates actually "
+        "ranked per query: the table's candidates/query column)",
         "cross-encoder": config.get("reranker") or ", ".join(
             f"{label}: {name}" for label, name in (config.get("rerankers") or {}).items()) or "-",
         "bi-encoder": config.get("encoder") or "-",
         "created": payload.get("created", ""),
     }
+    tests = format_comparisons(payload.get("comparisons", []))
+    tests_html = f"<h2>Paired tests</h2><pre>{esc(tests)}</pre>" if tests else ""
+    per_query = _per_query_html(payload, runs)
     facts_html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in facts.items())
     notes = "".join(f'<p class="note">{esc(note)}</p>' for note in payload.get("notes", []))
     figures = "".join(
@@ -212,8 +298,10 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #5
 {notes}<table class="facts">{facts_html}</table>
 <h2>Results</h2>
 <table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>{body_rows}</table>
+{tests_html}
 <p>Metrics from ir-measures (trec_eval); every judged query counts, a query without a relevant
 document scores 0. Latency is per query, retrieval plus reranking, on this machine.</p>
 {figures}
+{per_query}
 </body></html>
 """

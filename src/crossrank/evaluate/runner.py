@@ -27,7 +27,7 @@ from crossrank.errors import InvalidInput
 from crossrank.evaluate.beir import BEIR_URL, BeirDataset, resolve_dataset
 from crossrank.evaluate.metrics import Evaluation, evaluate
 from crossrank.progress import bar
-from crossrank.evaluate.report import render_html, stage_summaries, write_results_json
+from crossrank.evaluate.report import comparisons, render_html, stage_summaries, write_results_json
 from crossrank.evaluate.stages import RERANK_SUFFIX, Scorer, StageRun, run_stages, stages_to_run
 from crossrank.evaluate.trec import write_run
 from crossrank.retrieval import Index, build_index, layout
@@ -198,6 +198,8 @@ def run_evaluation(
         "stages": rows,
         "failures": {name: dict(run.failures) for name, run in runs.items() if run.failures},
         "per_query": {name: e.per_query for name, e in evaluations.items()},
+        "candidates_per_query": {name: dict(run.candidates) for name, run in runs.items()},
+        "comparisons": comparisons(evaluations),
         "environment": {
             "crossrank": __version__, "python": platform.python_version(),
             "platform": platform.platform(), "cpus": os.cpu_count(),

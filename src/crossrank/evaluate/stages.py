@@ -57,6 +57,9 @@ class StageRun:
     run: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  #: qid -> (docid, score) best first
     latencies_ms: dict[str, float] = field(default_factory=dict)  #: qid -> time for that query
     failures: dict[str, str] = field(default_factory=dict)  #: qid -> why the query failed (ranked empty)
+    #: qid -> candidates this stage actually ranked: retrieved (first stage) or reranked (+ce), which
+    #: can be far fewer than the depth or top N asked for when the first stage finds few documents
+    candidates: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_seconds(self) -> float:
@@ -165,6 +168,7 @@ def _run_query(
     retrieve_ms = (time.perf_counter() - started) * 1000.0
     first.run[qid] = [(c.id, c.score) for c in found]
     first.latencies_ms[qid] = retrieve_ms
+    first.candidates[qid] = len(found)
     for stage, scorer in reranked:
         started = time.perf_counter()
         try:
@@ -172,6 +176,7 @@ def _run_query(
         except Exception as exc:
             _fail(stage, qid, query, exc)
             continue
+        stage.candidates[qid] = min(top_n, len(found))
         stage.latencies_ms[qid] = retrieve_ms + (time.perf_counter() - started) * 1000.0
 
 
