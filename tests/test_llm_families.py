@@ -290,3 +290,26 @@ def test_bare_llm_rerankers_load_from_the_hub_by_opt_in_and_by_the_catalogue(mod
 
 def test_the_qwen3_template_is_the_one_the_sentence_transformers_layout_uses() -> None:
     assert TEMPLATES["qwen3-reranker"] is QWEN3_RERANKER
+
+
+def test_the_template_option_reaches_the_model_from_a_server_config_and_the_command_line(
+        models: dict[str, Path], model_cache: Path) -> None:
+    import argparse
+
+    from crossrank.cli.common import add_reranker_options, reranker_kwargs
+    from crossrank.server import ServerSettings, load_served_models
+    from crossrank.server.config import model_entry
+
+    raw = {"type": "cross-encoder", "model": f"file://{models['mxbai-qwen2']}", "template": "mxbai-rerank-v2"}
+    served = load_served_models([model_entry("mxbai", raw)], ServerSettings(cache_dir=str(model_cache)))
+    try:
+        assert served.cross["mxbai"].reranker.template is MXBAI_RERANK_V2
+    finally:
+        served.close()
+    with pytest.raises(InvalidInput, match="template must be one of qwen3-reranker"):
+        model_entry("mxbai", {**raw, "template": "mxbai"})
+    parser = argparse.ArgumentParser()
+    add_reranker_options(parser)
+    assert reranker_kwargs(parser.parse_args(["--template", "bge-reranker-v2-gemma"]))["template"] == "bge-reranker-v2-gemma"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--template", "gemma"])

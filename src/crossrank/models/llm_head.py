@@ -89,7 +89,9 @@ class YesNoTemplate:
     def fixed_parts(self, instruction: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """The prefix, separator and suffix pieces, the instruction filled in where the family puts it."""
         slot = self.instruction_text(instruction)
-        return tuple(tuple(p.format(instruction=slot) for p in part) for part in (self.prefix, self.separator, self.suffix))
+        prefix, separator, suffix = (tuple(p.format(instruction=slot) for p in part)
+                                     for part in (self.prefix, self.separator, self.suffix))
+        return prefix, separator, suffix
 
 
 QWEN3_RERANKER = YesNoTemplate(
