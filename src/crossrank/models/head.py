@@ -120,8 +120,8 @@ def _advice(architecture: str, directory: Path) -> str:
         )
     if architecture.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")):
         return (
-            "A causal LM alone is not evidence of a reranker. If it is an LLM yes/no reranker of a family "
-            f"crossrank knows ({', '.join(TEMPLATES)}), name its prompt template: Reranker(..., "
+            "A causal LM alone is not evidence of a reranker. If it is one of the LLM rerankers whose prompt "
+            f"templates crossrank knows ({', '.join(TEMPLATES)}), name its template: Reranker(..., "
             "template='qwen3-reranker'), --template on the command line, or 'template:' in a server config. "
             f"{instead}"
         )

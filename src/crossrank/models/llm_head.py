@@ -35,13 +35,13 @@ Families (:data:`TEMPLATES`, keyed by family name) and where each string comes f
   logit of ``Yes`` alone, no post-processing. Its instruction is that trailing prompt (the
   ``prompt=`` argument of ``compute_score``): a custom instruction replaces it.
 
-Limits differ from the references in one way: crossrank's ``max_length`` counts every token
-of the prompt. mxbai caps (query, separator, document) at its ``max_length`` and adds the
-fixed parts on top; FlagEmbedding caps (BOS, query, separator, document) at its
-``max_length`` plus the trailing separator and prompt, and adds those again. crossrank's
-``max_length`` = the reference's cap + the fixed parts it adds gives the same documents.
-A query side that does not fit is refused rather than cut (the references cut it to 3/4 of
-their limit).
+Limits: crossrank's ``max_length`` counts every token of the prompt, fixed parts included
+(as Qwen3's card does). mxbai caps (query side, separator, document) at its ``max_length`` and
+adds the fixed parts on top; FlagEmbedding cuts ``B: {document}`` to its ``max_length`` tokens
+(the pair part to that plus the trailing parts) and adds BOS, query and the fixed parts on top.
+A crossrank ``max_length`` equal to the total the reference keeps cuts the same document
+tokens. A query side that does not fit is refused rather than cut (the references cut it to
+3/4 of their limit).
 
 A repository in the sentence-transformers layout declares its head (``modules.json``:
 Transformer → LogitScore with token ids); its family follows from the model_type
