@@ -322,3 +322,11 @@ def test_every_catalogue_template_is_a_known_family() -> None:
     for spec in CATALOGUE:
         assert spec.template is None or spec.template in TEMPLATES, spec.name
         assert (spec.template is not None) <= (spec.head == "llm-yes-no"), spec.name
+
+
+def test_an_instruction_in_the_suffix_that_fills_max_length_is_refused_with_its_size(models: dict[str, Path],
+                                                                                      model_cache: Path) -> None:
+    """gemma's instruction is a fixed part: one too long leaves no room at all, said at construction."""
+    with pytest.raises(InvalidInput, match=r"takes \d+ tokens with its instruction, leaving no room in max_length 160"):
+        Reranker(models["bge-gemma"], cache_dir=model_cache, template="bge-reranker-v2-gemma", max_length=160,
+                 instruction="judge the passage " * 100)

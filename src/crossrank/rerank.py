@@ -131,6 +131,12 @@ class Reranker:
             tokenizer = template_tokenizer(tokenizer, self.template, instruction)
         self.tokenizer = PairTokenizer(tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
+        if self.template is not None and self.tokenizer.pair_overhead > self.max_length - 2:
+            raise InvalidInput(
+                f"the prompt template of {self.name} ({self.template.family}) takes {self.tokenizer.pair_overhead} "
+                f"tokens with its instruction, leaving no room in max_length {self.max_length} for the query and "
+                f"the document; shorten the instruction or raise max_length"
+            )
         # a quarter of max_length, or less where a prompt template leaves little room for the document
         budget = self.max_length - self.tokenizer.pair_overhead
         default_stride = max(0, min(self.max_length // 4, budget - budget // 2 - 1))
