@@ -162,7 +162,7 @@ def test_stacks_crossrank_cannot_reproduce_are_refused_naming_files_and_heads(et
     with pytest.raises(ModelError) as caught:
         Reranker(llm, cache_dir=cache)
     message = str(caught.value)
-    assert "LLM yes/no reranker of model_type 'modernbert'" in message and "qwen3-reranker only" in message
+    assert "LLM yes/no reranker of model_type 'modernbert'" in message and "name the family with template=" in message
     assert "Files found in" in message and "modules.json stacks Transformer → LogitScore" in message
     assert "Heads crossrank runs: sequence-classification" in message and "st-modules" in message
     assert not cache.exists() or not list(cache.glob("onnx/*/model.onnx"))  # all refused before any export

@@ -38,8 +38,8 @@ def card_logits(directory: Path, query: str, docs: list[str], instruction: str |
     """Qwen3-Reranker's transformers sample, with the raw log-odds instead of P(yes)."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), padding_side="left")
     model = transformers.AutoModelForCausalLM.from_pretrained(str(directory)).float().eval()
-    prefix = tokenizer.encode(TEMPLATE.prefix, add_special_tokens=False)
-    suffix = tokenizer.encode(TEMPLATE.suffix, add_special_tokens=False)
+    prefix = tokenizer.encode("".join(TEMPLATE.prefix), add_special_tokens=False)
+    suffix = tokenizer.encode("".join(TEMPLATE.suffix), add_special_tokens=False)
     instruction = instruction or TEMPLATE.default_instruction
     bodies = [f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}" for doc in docs]
     inputs = tokenizer(bodies, padding=False, truncation="longest_first", return_attention_mask=False,
@@ -88,8 +88,8 @@ def test_truncation_cuts_only_the_document_and_the_suffix_survives(qwen3: Path, 
     assert list(ours.truncated) == [True, False, False]
     assert np.abs(ours.values - card_logits(qwen3, QUERY, docs, max_length=160)).max() < 1e-4
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(qwen3))
-    suffix = tokenizer.encode(TEMPLATE.suffix, add_special_tokens=False)
-    prefix = tokenizer.encode(TEMPLATE.prefix, add_special_tokens=False)
+    suffix = tokenizer.encode("".join(TEMPLATE.suffix), add_special_tokens=False)
+    prefix = tokenizer.encode("".join(TEMPLATE.prefix), add_special_tokens=False)
     ids = reranker.encode([(QUERY, docs[0])]).ids[0]
     assert len(ids) == 160 and ids[-len(suffix):] == suffix and ids[:len(prefix)] == prefix
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from crossrank.cache import ScoreCache
 from crossrank.errors import InvalidInput
+from crossrank.models.llm_head import TEMPLATES, template_tokenizer
 from crossrank.models.load import LoadedModel, load_model
 from crossrank.options import (
     LongDocuments,
@@ -75,6 +76,11 @@ class Reranker:
     ``runtime`` forces ``"onnxruntime"``, ``"openvino"`` or ``"torch"``.
     ``cache`` (a :class:`ScoreCache` or a maximum entry count) reuses the scores of
     (query, document) pairs seen before.
+
+    LLM yes/no rerankers: ``instruction`` replaces the family's default instruction;
+    ``template`` names the prompt-template family (``"qwen3-reranker"``,
+    ``"mxbai-rerank-v2"``, ``"bge-reranker-v2-gemma"``) of a causal LM whose files do not
+    declare one and that the catalogue does not know (see :mod:`crossrank.models.llm_head`).
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class Reranker:
         runtime: str | None = None,
         cache: ScoreCache | int | None = None,
         instruction: str | None = None,
+        template: str | None = None,
     ) -> None:
         self.batch_size = whole_number(batch_size, "batch_size", 1)
         threads = check_threads(threads)
@@ -101,9 +108,12 @@ class Reranker:
         self.activation = check_activation(activation)
         self.choice = choose_runtime(mode, runtime, providers)
         self.mode = self.choice.mode  #: the mode in effect: "exact" or "fast"
+        if template is not None and (not isinstance(template, str) or template not in TEMPLATES):
+            raise InvalidInput(f"template must be one of {', '.join(TEMPLATES)} (an LLM reranker's prompt "
+                               f"template), not {template!r}")
         loaded = load_model(
             model, task="sequence-classification", revision=revision, cache_dir=cache_dir,
-            weights=self.choice.runtime == "torch",
+            weights=self.choice.runtime == "torch", template=template,
         )
         self.name = loaded.name
         self.config = loaded.config
@@ -116,8 +126,17 @@ class Reranker:
         #: the instruction in the prompt of an LLM reranker (its family's default when not given)
         self.instruction = (instruction or self.template.default_instruction) if self.template else None
         limit = check_max_length(max_length, loaded.config.max_length, loaded.name)
-        self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
+        tokenizer = loaded.tokenizer  # an instruction may sit in the template's fixed parts
+        if self.template is not None and instruction:
+            tokenizer = template_tokenizer(tokenizer, self.template, instruction)
+        self.tokenizer = PairTokenizer(tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
+        if self.template is not None and self.tokenizer.pair_overhead > self.max_length - 2:
+            raise InvalidInput(
+                f"the prompt template of {self.name} ({self.template.family}) takes {self.tokenizer.pair_overhead} "
+                f"tokens with its instruction, leaving no room in max_length {self.max_length} for the query and "
+                f"the document; shorten the instruction or raise max_length"
+            )
         # a quarter of max_length, or less where a prompt template leaves little room for the document
         budget = self.max_length - self.tokenizer.pair_overhead
         default_stride = max(0, min(self.max_length // 4, budget - budget // 2 - 1))

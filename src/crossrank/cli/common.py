@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from crossrank.models.llm_head import TEMPLATES
+
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
 
@@ -43,6 +45,11 @@ def add_reranker_options(
         "falls back to the CPU with a warning when none is usable (default: cpu)",
     )
     group.add_argument(
+        "--template", choices=tuple(TEMPLATES),
+        help="the prompt template of an LLM yes/no reranker whose files do not name one and that the catalogue "
+        "does not know (a bare *ForCausalLM repo); a causal LM is never taken for a reranker without it",
+    )
+    group.add_argument(
         "--raw-scores", action="store_true", help="print raw logits instead of sigmoid scores in 0..1"
     )
     group.add_argument(
@@ -62,4 +69,5 @@ def reranker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "long_documents": args.long_documents,
         "mode": args.mode,
         "providers": ["cuda"] if args.device == "cuda" else None,
+        "template": args.template,
     }

@@ -14,6 +14,7 @@ from typing import Any
 
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
+from crossrank.models.llm_head import TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ def register(sub: Any) -> None:
                         help="for --model: cuda runs it on an NVIDIA GPU (needs 'crossrank[torch]' with a CUDA "
                         "build of torch). In a config file: the per-model key 'device' (default: cpu) "
                         "[CROSSRANK_DEVICE]")
+    models.add_argument("--template", choices=tuple(TEMPLATES),
+                        help="for --model: the prompt template of an LLM yes/no reranker whose files do not name "
+                        "one and that the catalogue does not know. In a config file: the per-model key 'template'")
     models.add_argument("--cache-dir", help="where hub downloads and ONNX exports are cached, for the served "
                         "models and the query encoder of a dense 'search:' index [CROSSRANK_CACHE_DIR]")
     net = parser.add_argument_group("network")
@@ -245,15 +249,17 @@ def _run(args: argparse.Namespace) -> int:
     device = args.device or _env("CROSSRANK_DEVICE") or "cpu"
     if config and model:
         raise InvalidInput("pass either --config or --model, not both")
-    if config and (args.mode or args.device):
-        raise InvalidInput("--mode and --device go with --model; in a config file set 'mode:' and 'device:' per model")
+    if config and (args.mode or args.device or args.template):
+        raise InvalidInput("--mode, --device and --template go with --model; in a config file set 'mode:', "
+                           "'device:' and 'template:' per model")
     entries: list[ModelEntry]
     file_options: dict[str, Any] = {}
     if config:
         entries, file_options = read_config(config)
     elif model:
         name = args.name or _env("CROSSRANK_MODEL_NAME") or DEFAULT_NAME
-        entries = [model_entry(name, {"type": "cross-encoder", "model": model, "mode": mode, "device": device})]
+        entry = {"type": "cross-encoder", "model": model, "mode": mode, "device": device, "template": args.template}
+        entries = [model_entry(name, entry)]
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")
     options = resolve_options(args, os.environ, file_options)

@@ -11,9 +11,12 @@ the model's files, never guessed (:func:`read_head` returns a :class:`Head`):
 * ``st-modules``: a sentence-transformers CrossEncoder whose ``modules.json`` stacks a
   Transformer body, Pooling, Dense and LayerNorm modules ending in one ``scores`` logit
   (:mod:`crossrank.models.st_stack` reads each module's config);
-* ``llm-yes-no``: a causal LM scored by its yes/no token logits (``Transformer → LogitScore``
-  in ``modules.json``, token ids from its config) with a known prompt template
-  (:mod:`crossrank.models.llm_head`).
+* ``llm-yes-no``: a causal LM scored by its yes/no token logits with a known prompt template
+  (:mod:`crossrank.models.llm_head`): either ``Transformer → LogitScore`` in ``modules.json``
+  (token ids from its config), or a bare ``*ForCausalLM`` (the original hub layout of
+  Qwen3-Reranker, mxbai-rerank-v2, bge-reranker-v2-gemma) whose template family the catalogue
+  or the user names (``template=``), token ids from its tokenizer. A causal LM alone is no
+  evidence of a reranker: without a named family it is refused.
 
 Anything else (a bi-encoder, a base or causal language model, a head not supported yet) is
 refused with a :class:`ModelError` that names the files found and the heads supported.
@@ -32,7 +35,7 @@ from typing import Literal
 
 from crossrank.errors import ModelError
 from crossrank.models.config import read_json
-from crossrank.models.llm_head import YesNoTemplate, template_for
+from crossrank.models.llm_head import TEMPLATES, YesNoTemplate, template_for, template_named, token_ids
 from crossrank.models.st_stack import StModule, is_cross_encoder_stack, module_types, read_modules, read_stack
 
 #: module names that transformers' sequence-classification heads use for their weights
@@ -47,8 +50,8 @@ SUPPORTED_HEADS = {
     "sequence-classification": "config.json architectures *ForSequenceClassification with its classifier weights",
     "st-modules": "a sentence-transformers CrossEncoder modules.json: Transformer → Pooling(cls|mean) → "
     "Dense/LayerNorm → Dense(H, 1) writing 'scores'",
-    "llm-yes-no": "a causal LM with a modules.json Transformer → LogitScore(true/false token ids) and a known "
-    "prompt template (qwen3-reranker)",
+    "llm-yes-no": "a causal LM with a modules.json Transformer → LogitScore(true/false token ids), or a bare "
+    f"*ForCausalLM with a named prompt template (template=: {', '.join(TEMPLATES)})",
 }
 
 
@@ -116,7 +119,12 @@ def _advice(architecture: str, directory: Path) -> str:
             f"{instead}"
         )
     if architecture.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")):
-        return f"LLM rerankers that score yes/no tokens are not supported yet. {instead}"
+        return (
+            "A causal LM alone is not evidence of a reranker. If it is one of the LLM rerankers whose prompt "
+            f"templates crossrank knows ({', '.join(TEMPLATES)}), name its template: Reranker(..., "
+            "template='qwen3-reranker'), --template on the command line, or 'template:' in a server config. "
+            f"{instead}"
+        )
     if architecture.endswith(("ForMaskedLM", "ForPreTraining")):
         return f"It is a pre-trained language model, not fine-tuned for relevance. {instead}"
     return f"Embed with it through crossrank.Encoder if it is a bi-encoder. {instead}"
@@ -157,9 +165,11 @@ def _architectures(config: dict[str, object]) -> list[str]:
     return [str(a) for a in found] if isinstance(found, list) else []
 
 
-def read_head(name: str, directory: Path, weights: Path | None) -> Head:
+def read_head(name: str, directory: Path, weights: Path | None, template: str | None = None) -> Head:
     """The head ``directory``'s files declare, or :class:`ModelError` when none crossrank runs.
 
+    ``template`` names an LLM reranker's prompt-template family (the catalogue's or the
+    user's): it lets a bare causal LM be scored, and picks the family of a LogitScore stack.
     Reads ``config.json``, ``modules.json`` and its modules' configs, and (for safetensors
     weights) the tensor names; imports nothing heavy.
     """
@@ -169,8 +179,11 @@ def read_head(name: str, directory: Path, weights: Path | None) -> Head:
     if (directory / "modules.json").is_file() and not any(a.endswith(SUPPORTED_HEAD) for a in found):
         if is_cross_encoder_stack(directory):
             if "LogitScore" in module_types(directory):
-                return _llm_head(name, directory, first)
-            return Head("st-modules", first, read_stack(directory))
+                return _llm_head(name, directory, first, template)
+            head = Head("st-modules", first, read_stack(directory))
+            return _no_template(name, head, template)
+    if template is not None and found and all(a.endswith("ForCausalLM") for a in found):
+        return _bare_llm_head(name, directory, found[0], template)
     if found and not any(a.endswith(SUPPORTED_HEAD) for a in found):
         raise refuse(
             name, directory,
@@ -188,10 +201,30 @@ def read_head(name: str, directory: Path, weights: Path | None) -> Head:
             f"initialised. Save the fine-tuned model with its head (save_pretrained), or rerank with a trained "
             f"cross-encoder such as {EXAMPLES}.",
         )
-    return Head("sequence-classification", first)
+    return _no_template(name, Head("sequence-classification", first), template)
 
 
-def _llm_head(name: str, directory: Path, architecture: str | None) -> Head:
+def _no_template(name: str, head: Head, template: str | None) -> Head:
+    """``head``, unless a prompt template was named for a model that is not a causal LM."""
+    if template is not None:
+        raise ModelError(f"template={template!r} names an LLM reranker's prompt template, but {name} is not a causal "
+                         f"LM: it scores with {head.describe()}. Drop the template option for this model.")
+    return head
+
+
+def _bare_llm_head(name: str, directory: Path, architecture: str, family: str) -> Head:
+    """A causal LM without ``modules.json`` whose family was named: token ids from its tokenizer."""
+    from crossrank.tokenize import load_tokenizer
+
+    try:
+        template = template_named(family)
+        yes_id, no_id = token_ids(load_tokenizer(directory), template)
+    except ModelError as exc:
+        raise refuse(name, directory, f"{name} ({architecture}) with the {family!r} template: {exc}.") from exc
+    return Head("llm-yes-no", architecture, template=template, yes_id=yes_id, no_id=no_id)
+
+
+def _llm_head(name: str, directory: Path, architecture: str | None, family: str | None = None) -> Head:
     """A ``Transformer → LogitScore`` stack over a causal LM, with its family's template."""
     entries = read_modules(directory)
     types = module_types(directory)
@@ -205,7 +238,7 @@ def _llm_head(name: str, directory: Path, architecture: str | None) -> Head:
     if config.get("module_input_name", "causal_logits") != "causal_logits":
         raise refuse(name, directory, f"{name}'s LogitScore reads {config['module_input_name']!r}, not causal_logits.")
     try:
-        template = template_for(directory, true_id, false_id)
+        template = template_for(directory, true_id, false_id, family)
     except ModelError as exc:
         raise refuse(name, directory, str(exc) + ".") from exc
     return Head("llm-yes-no", architecture, template=template, yes_id=true_id, no_id=false_id)

@@ -2,8 +2,11 @@
 
 The causal LM's body runs on the templated pair; the hidden state of each row's last real
 token (``attention_mask.sum(1) - 1``: crossrank pads on the right) is multiplied by
-``W_lm[yes] − W_lm[no]`` computed in float64 and stored in fp32. The vocabulary projection is
-never part of the graph.
+``W_lm[yes] − W_lm[no]`` computed in float64 and stored in fp32 (the ``yes`` row alone when
+the family scores one token). A model whose config caps its final logits
+(``final_logit_softcapping``, Gemma 2: ``cap · tanh(logit / cap)``) keeps the rows apart and
+caps each token's logit before the difference, as its LM head does. The vocabulary projection
+is never part of the graph.
 """
 
 from __future__ import annotations
@@ -33,19 +36,27 @@ def build_yes_no_model(directory: Path, input_names: list[str], yes: int, no: in
         raise ModelError(f"{directory}: token ids {yes}/{no} are outside the vocabulary of {weight.shape[0]}")
     if getattr(lm.get_output_embeddings(), "bias", None) is not None:
         raise ModelError(f"{directory}: an LM head with a bias is not supported")
-    row = weight[yes] - (weight[no] if no is not None else 0)
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    if cap:  # (H, 1 or 2): each token's logit is capped before the difference
+        rows = torch.stack([weight[yes]] + ([weight[no]] if no is not None else []), dim=1)
+    else:  # (H, 1): the difference row, computed in float64
+        rows = (weight[yes] - (weight[no] if no is not None else 0)).unsqueeze(1)
     body = lm.get_decoder()
 
     class YesNoModel(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.body = body
-            self.row = torch.nn.Parameter(row.to(torch.float32).unsqueeze(1), requires_grad=False)  # (H, 1)
+            self.rows = torch.nn.Parameter(rows.to(torch.float32), requires_grad=False)
 
         def forward(self, *args: Any) -> Any:
             feed = dict(zip(input_names, args))
             hidden = self.body(**feed, use_cache=False).last_hidden_state
             last = feed["attention_mask"].sum(dim=1) - 1
-            return hidden[torch.arange(hidden.shape[0]), last] @ self.row
+            logits = hidden[torch.arange(hidden.shape[0]), last] @ self.rows
+            if not cap:
+                return logits
+            capped = torch.tanh(logits / cap) * cap
+            return capped[:, :1] - capped[:, 1:] if capped.shape[1] == 2 else capped
 
     return YesNoModel().eval()

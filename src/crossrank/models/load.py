@@ -68,13 +68,15 @@ def load_model(
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     weights: bool = False,
+    template: str | None = None,
 ) -> LoadedModel:
     """Resolve, download and (if the model has no ONNX file) export ``model``.
 
     With ``weights=True`` (the torch runtime) the Hugging Face weights are fetched instead
     and nothing is exported. A cross-encoder that would run from its weights must declare a
     trained classifier (see :mod:`crossrank.models.head`); an ONNX file in the repository is
-    run as it is.
+    run as it is. ``template`` names an LLM reranker's prompt-template family (else the
+    catalogue's, if any; see :mod:`crossrank.models.llm_head`).
     """
     files = resolve_model(model, revision=revision, cache_dir=cache_dir, weights=weights)
     config = ModelConfig.read(files.directory, default_max_length=files.spec.max_length if files.spec else None)
@@ -82,7 +84,8 @@ def load_model(
     head = None
     export_task: str = task
     if task == "sequence-classification" and (onnx_path is None or weights):
-        head = read_head(files.name, files.directory, files.weights_path)
+        family = template or (files.spec.template if files.spec else None)
+        head = read_head(files.name, files.directory, files.weights_path, family)
         if head.kind != "sequence-classification":
             export_task = head.export_task
         if head.kind == "llm-yes-no" and weights:
@@ -90,6 +93,9 @@ def load_model(
                 f"{files.name} is an LLM yes/no reranker ({head.describe()}); the torch runtime does not run "
                 f"these yet. Use runtime='onnxruntime' or 'openvino'."
             )
+    elif template is not None:
+        raise ModelError(f"template={template!r} applies to an LLM reranker run from its weights; {files.name} ships "
+                         f"an ONNX file ({onnx_path}) that is run as it is. Drop the template option for it.")
     if onnx_path is None and not weights:
         onnx_path = cached_export(files, task=export_task, cache_dir=Path(cache_dir) if cache_dir else None)
     tokenizer = _tokenizer(files.directory)

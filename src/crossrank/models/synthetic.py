@@ -173,8 +173,8 @@ _QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
                r"\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
-def _qwen_tokenizer(directory: Path, prompts: list[str]) -> None:
-    """A small byte-level BPE with Qwen's pre-tokenizer, chat tokens and single ``yes``/``no`` tokens."""
+def _qwen_tokenizer(directory: Path, prompts: list[str], scoring: tuple[str, ...] = ("yes", "no")) -> None:
+    """A small byte-level BPE with Qwen's pre-tokenizer, chat tokens and the ``scoring`` words as single tokens."""
     tokenizers = require("tokenizers", "export", "Building a test tokenizer")
     transformers = require("transformers", "export", "Building a test tokenizer")
     from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
@@ -188,7 +188,7 @@ def _qwen_tokenizer(directory: Path, prompts: list[str]) -> None:
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     corpus = [" ".join(_CORPUS[i:] + _CORPUS[:i]) for i in range(len(_CORPUS))]
-    tok.train_from_iterator(corpus + (prompts + ["yes no"]) * 20, trainer)
+    tok.train_from_iterator(corpus + (prompts + [" ".join(scoring)]) * 20, trainer)
     tok.add_tokens([tokenizers.AddedToken("<think>", normalized=False), tokenizers.AddedToken("</think>", normalized=False)])
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=512
@@ -196,36 +196,109 @@ def _qwen_tokenizer(directory: Path, prompts: list[str]) -> None:
     fast.save_pretrained(str(directory))
 
 
-def build_qwen3_reranker(directory: str | Path, *, layers: int = 2, seed: int = 0, **config_overrides: Any) -> Path:
-    """A tiny random Qwen3-Reranker in the sentence-transformers layout: Qwen3ForCausalLM → LogitScore(yes, no)."""
+def _gemma_tokenizer(directory: Path, prompts: list[str], scoring: tuple[str, ...]) -> None:
+    """A small BPE shaped like Gemma's: spaces normalised to ``▁``, no pre-tokenizer, byte fallback,
+    ``<pad>``/``<eos>``/``<bos>``/``<unk>`` as ids 0-3 and a post-processor that adds BOS."""
+    import json
+
+    tokenizers = require("tokenizers", "export", "Building a test tokenizer")
+    transformers = require("transformers", "export", "Building a test tokenizer")
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    # words are split only to train (Gemma's merges stay inside words); the saved tokenizer has no pre-tokenizer
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"])
+    corpus = [" ".join(_CORPUS[i:] + _CORPUS[:i]) for i in range(len(_CORPUS))]
+    tok.train_from_iterator(corpus + (prompts + [" ".join(scoring)]) * 20, trainer)
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    for byte in range(256):  # byte fallback: any character outside the vocabulary becomes its UTF-8 bytes
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    data["model"]["byte_fallback"] = True
+    data["pre_tokenizer"] = None
+    tok = tokenizers.Tokenizer.from_str(json.dumps(data))
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)])
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        model_max_length=512,
+    )
+    fast.save_pretrained(str(directory))
+
+
+LlmFamily = Literal["qwen3-reranker", "mxbai-rerank-v2", "bge-reranker-v2-gemma"]
+#: the causal LM class of each family's tiny model (bge-reranker-v2-gemma also takes "gemma2")
+_LLM_BODIES = {"qwen3-reranker": "qwen3", "mxbai-rerank-v2": "qwen2", "bge-reranker-v2-gemma": "gemma"}
+_LLM_CLASSES = {"qwen3": ("Qwen3Config", "Qwen3ForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+                "gemma": ("GemmaConfig", "GemmaForCausalLM"), "gemma2": ("Gemma2Config", "Gemma2ForCausalLM")}
+
+
+def build_llm_reranker(
+    directory: str | Path,
+    family: LlmFamily,
+    *,
+    layout: Literal["modules", "bare"] = "bare",
+    body: str | None = None,
+    layers: int = 2,
+    seed: int = 0,
+    **config_overrides: Any,
+) -> Path:
+    """A tiny random LLM yes/no reranker of ``family`` from the real configuration class.
+
+    ``layout="bare"`` is the original hub layout (config.json with ``*ForCausalLM`` and the
+    tokenizer); ``"modules"`` adds the sentence-transformers ``Transformer → LogitScore``
+    stack with the family's token ids. ``body`` picks the causal LM (``qwen3``, ``qwen2``,
+    ``gemma``, ``gemma2``; default: the family's own).
+    """
     import json
 
     torch = require("torch", "export", "Building a random-weight model")
     transformers = require("transformers", "export", "Building a random-weight model")
-    from crossrank.models.llm_head import QWEN3_RERANKER as template
+    from crossrank.models.llm_head import TEMPLATES
 
+    template = TEMPLATES[family]
+    body = body or _LLM_BODIES[family]
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    _qwen_tokenizer(out, [template.prefix, template.query, template.suffix, template.default_instruction])
+    prompts = [*template.prefix, template.query, *template.separator, template.document, *template.suffix,
+               template.default_instruction or ""]
+    scoring = (template.yes,) + ((template.no,) if template.no else ())
+    if body.startswith("gemma"):
+        _gemma_tokenizer(out, prompts, scoring)
+    else:
+        _qwen_tokenizer(out, prompts, scoring)
     tok = transformers.PreTrainedTokenizerFast.from_pretrained(str(out))
     torch.manual_seed(seed)
     settings: dict[str, Any] = {
         "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": layers,
         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 512,
         "tie_word_embeddings": True, "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
-        **config_overrides,
     }
-    transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**settings)).eval().save_pretrained(str(out))
-    (out / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_LogitScore",
-         "type": "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"},
-    ], indent=2))
-    (out / "1_LogitScore").mkdir(exist_ok=True)
-    (out / "1_LogitScore" / "config.json").write_text(json.dumps({
-        "true_token_id": tok.convert_tokens_to_ids(template.yes),
-        "false_token_id": tok.convert_tokens_to_ids(template.no),
-        "module_input_name": "causal_logits",
-    }, indent=2))
-    (out / "config_sentence_transformers.json").write_text(json.dumps({"model_type": "CrossEncoder"}))
+    if body.startswith("gemma"):
+        settings["bos_token_id"] = tok.bos_token_id
+    config_name, model_name = _LLM_CLASSES[body]
+    config = getattr(transformers, config_name)(**{**settings, **config_overrides})
+    getattr(transformers, model_name)(config).eval().save_pretrained(str(out))
+    if layout == "modules":
+        (out / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_LogitScore",
+             "type": "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"},
+        ], indent=2))
+        (out / "1_LogitScore").mkdir(exist_ok=True)
+        (out / "1_LogitScore" / "config.json").write_text(json.dumps({
+            "true_token_id": tok.convert_tokens_to_ids(template.yes),
+            "false_token_id": tok.convert_tokens_to_ids(template.no) if template.no else None,
+            "module_input_name": "causal_logits",
+        }, indent=2))
+        (out / "config_sentence_transformers.json").write_text(json.dumps({"model_type": "CrossEncoder"}))
     return out
+
+
+def build_qwen3_reranker(directory: str | Path, *, layers: int = 2, seed: int = 0, **config_overrides: Any) -> Path:
+    """A tiny random Qwen3-Reranker in the sentence-transformers layout: Qwen3ForCausalLM → LogitScore(yes, no)."""
+    return build_llm_reranker(directory, "qwen3-reranker", layout="modules", layers=layers, seed=seed,
+                              **config_overrides)

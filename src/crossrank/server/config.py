@@ -13,7 +13,8 @@ inference:
 
 Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
 ``activation`` (sigmoid|none), ``mode`` (exact|fast|auto, cross-encoders; see
-:mod:`crossrank.runtime.select`) and ``device`` (cpu|cuda). An optional top-level ``server:`` mapping holds
+:mod:`crossrank.runtime.select`), ``device`` (cpu|cuda) and ``template`` (the prompt template of an LLM
+yes/no reranker whose files do not name one: qwen3-reranker|mxbai-rerank-v2|bge-reranker-v2-gemma). An optional top-level ``server:`` mapping holds
 ``crossrank serve``'s flags, spelt with underscores (``max_documents: 500``); flags and environment
 variables win over it, and an unknown key is refused.
 """
@@ -27,6 +28,7 @@ from typing import Any
 
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
+from crossrank.models.llm_head import TEMPLATES
 from crossrank.runtime.select import MODES, check_threads
 from crossrank.scheduler import BatchSettings
 
@@ -48,6 +50,7 @@ class ModelEntry:
     activation: str = "sigmoid"
     mode: str = "exact"
     device: str = "cpu"
+    template: str | None = None  #: an LLM reranker's prompt template (see crossrank.models.llm_head)
 
     @property
     def providers(self) -> list[str] | None:
@@ -111,6 +114,9 @@ def model_entry(name: str, raw: Any) -> ModelEntry:
     for key, allowed in (("mode", MODES), ("device", DEVICES)):
         if key in raw and raw[key] not in allowed:
             raise InvalidInput(f"inference.{name}.{key} must be one of {allowed}, not {raw[key]!r}")
+    if raw.get("template") is not None and (kind != "cross-encoder" or raw["template"] not in TEMPLATES):
+        raise InvalidInput(f"inference.{name}.template must be one of {', '.join(TEMPLATES)} on a cross-encoder, "
+                           f"not {raw['template']!r}")
     if kind == "bi-encoder" and raw.get("mode", "exact") != "exact":
         raise InvalidInput(f"inference.{name}.mode: bi-encoders run in exact mode only")
     return ModelEntry(name=str(name), **{**raw, "type": kind})

@@ -113,6 +113,7 @@ def load_served_models(
                     threads=settings.threads, long_documents=entry.long_documents,  # type: ignore[arg-type]
                     revision=entry.revision, cache_dir=settings.cache_dir,
                     mode=entry.mode, providers=entry.providers,  # type: ignore[arg-type]
+                    template=entry.template,
                 )
                 reranker.score("warm up", ["warm up the model before serving"])
                 scheduler = CrossScheduler(entry.name, reranker, settings.batch, observer=obs,
