@@ -323,3 +323,46 @@ def test_cuda_provider_falls_back_to_cpu(bert_dir: Path, model_cache: Path, bert
     assert reranker.mode == "exact"  # a GPU request keeps ONNX Runtime, even in auto mode
     work = make_workload("passages", 3)
     np.testing.assert_allclose(reranker.score(work.query, work.documents), bert_reranker.score(work.query, work.documents))
+
+
+@needs_openvino
+def test_auto_mode_keeps_the_runtime_that_measured_faster_here_and_remembers_it(
+    bert_dir: Path, tmp_path: Path, bert_reranker: Reranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPU flags say bf16 is native, not that fast is faster for this model on this machine:
+    ``auto`` times both once, keeps the faster, and caches the verdict per model and machine."""
+    from crossrank.runtime import auto
+
+    monkeypatch.setattr("crossrank.runtime.select.has_native_bf16", lambda flags=None: True)
+    timed: list[str] = []
+    fake = {"openvino": 0.050, "onnxruntime": 0.020}  # here fast (OpenVINO) is the slower one
+
+    def median(run: Any, feed: dict, rounds: int = 3) -> float:
+        runtime = run.__self__.name
+        timed.append(runtime)
+        run(feed)  # the probe must run on both graphs
+        return fake[runtime]
+
+    monkeypatch.setattr(auto, "median_seconds", median)
+    reranker = Reranker(bert_dir, cache_dir=tmp_path, mode="auto", batch_size=4)
+    assert sorted(timed) == ["onnxruntime", "openvino"]
+    assert (reranker.mode, reranker.runtime.name) == ("exact", "onnxruntime")
+    assert "measured here: fast 50.0 ms, exact 20.0 ms" in reranker.choice.reason
+    work = make_workload("titles", 5)
+    np.testing.assert_allclose(reranker.score(work.query, work.documents), bert_reranker.score(work.query, work.documents))
+    verdicts = list(auto.ChoiceCache(tmp_path / "auto-choice.json")._read().values())
+    assert [v["mode"] for v in verdicts] == ["exact"]
+    again = Reranker(bert_dir, cache_dir=tmp_path, mode="auto", batch_size=4)
+    assert len(timed) == 2 and again.mode == "exact"  # remembered: not measured again
+    fake.update(openvino=0.010)
+    assert Reranker(bert_dir, cache_dir=tmp_path, mode="auto", threads=1).mode == "fast"  # another key: measured
+    assert len(timed) == 4
+
+
+def test_the_auto_probe_is_a_fixed_batch_inside_the_vocabulary() -> None:
+    from crossrank.runtime.auto import probe_feed
+
+    feed = probe_feed(600, pad_id=0)
+    assert feed["input_ids"].shape == (16, 128) and feed["attention_mask"].all()
+    assert 0 < feed["input_ids"].min() and feed["input_ids"].max() < 600
+    np.testing.assert_array_equal(feed["input_ids"], probe_feed(600, pad_id=0)["input_ids"])

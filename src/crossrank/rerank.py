@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from crossrank.options import (
     check_window_stride,
     whole_number,
 )
-from crossrank.runtime.select import Mode, check_threads, choose_runtime
+from crossrank.runtime.select import Choice, Mode, check_threads, choose_runtime
 from crossrank.scores import Activation, activate, check_activation, max_per_owner, ranked_order, relevance_logit
 from crossrank.texts import check_documents, check_pairs, check_text
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
@@ -144,6 +144,8 @@ class Reranker:
             default_stride if window_stride is None else window_stride, self.max_length,
             self.tokenizer.pair_overhead)
         self.runtime = self._make_runtime(loaded, providers, threads, cache_dir)
+        if mode == "auto" and runtime is None and self.choice.runtime == "openvino":
+            self._measure_auto(loaded, providers, threads, cache_dir)
         if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
             raise InvalidInput("cache must be a ScoreCache, a maximum number of entries, or None")
         self.cache = ScoreCache(cache) if isinstance(cache, int) and cache > 0 else (
@@ -273,14 +275,41 @@ class Reranker:
             out[batch] = relevance_logit(self.runtime.run(feed))
         return out
 
-    def _make_runtime(
+    def _measure_auto(
         self, loaded: LoadedModel, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None
+    ) -> None:
+        """``mode="auto"``: keep fast only where it measured faster than exact here (cached verdict)."""
+        from crossrank.models.export import default_cache_dir
+        from crossrank.runtime.auto import ChoiceCache, choice_key, measured_mode
+
+        exact = Choice("exact", "onnxruntime", "f32", "")
+        made: list[Any] = []
+
+        def make_exact() -> Any:
+            made.append(self._make_runtime(loaded, providers, threads, cache_dir, exact))
+            return made[0].run
+
+        cache = ChoiceCache((Path(cache_dir) if cache_dir else default_cache_dir()) / "auto-choice.json")
+        verdict = measured_mode(choice_key(loaded.onnx_path, threads), cache, self.runtime.run, make_exact,
+                                loaded.tokenizer.get_vocab_size(), self.tokenizer.pad_id)
+        why = f"mode='auto' measured here: fast {verdict['fast_ms']} ms, exact {verdict['exact_ms']} ms on the probe"
+        if verdict["mode"] == "exact":
+            self.runtime = made[0] if made else self._make_runtime(loaded, providers, threads, cache_dir, exact)
+            self.choice = replace(exact, reason=why)
+        else:
+            self.choice = replace(self.choice, reason=why)
+        self.mode = self.choice.mode
+
+    def _make_runtime(
+        self, loaded: LoadedModel, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None,
+        choice: Choice | None = None,
     ) -> Any:
-        if self.choice.runtime == "torch":
+        choice = choice or self.choice
+        if choice.runtime == "torch":
             from crossrank.runtime.torch import TorchRuntime
 
             return TorchRuntime(
-                loaded.files.directory, device=self.choice.device, precision=self.choice.precision, threads=threads,
+                loaded.files.directory, device=choice.device, precision=choice.precision, threads=threads,
                 head=loaded.head,
             )
         from crossrank.models.export import default_cache_dir
@@ -288,12 +317,12 @@ class Reranker:
 
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         path = first_token_graph(loaded.onnx_path, root / "first-token")  # same scores, less work
-        if self.choice.runtime == "openvino":
+        if choice.runtime == "openvino":
             from crossrank.runtime.openvino import OpenVinoRuntime
 
             return OpenVinoRuntime(
                 path,
-                precision="bf16" if self.choice.precision == "bf16" else "f32",
+                precision="bf16" if choice.precision == "bf16" else "f32",
                 threads=threads,
                 pad_id=self.tokenizer.pad_id,
                 max_width=self.max_length,

@@ -4,7 +4,7 @@ On the CPU, ``exact`` runs fp32 ONNX Runtime and gives the scores of the origina
 (within 1e-4 of ``transformers``); ``fast`` runs the same ONNX graph with OpenVINO in
 bfloat16 on CPUs with native bf16 instructions (AMX or AVX-512 BF16), several times faster
 and ranking-preserving; elsewhere it falls back to ``exact`` with a message. ``auto`` is
-``fast`` where that is available, else ``exact``.
+``fast`` or ``exact``, whichever measured faster here (:mod:`crossrank.runtime.auto`) where fast is available, else ``exact``.
 
 With ``providers=["cuda"]`` the GPU is used: ``fast`` (and ``auto``) run the model in fp16
 with PyTorch on CUDA; ``exact`` runs fp32, on ONNX Runtime's CUDA provider when that build
