@@ -74,7 +74,10 @@ class Reranker:
     build of torch, or onnxruntime-gpu for exact); without a GPU it falls back to the CPU.
     ``runtime`` forces ``"onnxruntime"``, ``"openvino"`` or ``"torch"``.
     ``cache`` (a :class:`ScoreCache` or a maximum entry count) reuses the scores of
-    (query, document) pairs seen before.
+    (query, document) pairs seen before. ``trust_remote_code=True`` lets a model whose repository
+    ships its own modelling code (``auto_map`` in its config) run that Python code on this machine,
+    to export or load it; without it such a model is refused (its ONNX file, where the repository
+    ships one, runs without it).
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Reranker:
         runtime: str | None = None,
         cache: ScoreCache | int | None = None,
         instruction: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         self.batch_size = whole_number(batch_size, "batch_size", 1)
         threads = check_threads(threads)
@@ -103,7 +107,7 @@ class Reranker:
         self.mode = self.choice.mode  #: the mode in effect: "exact" or "fast"
         loaded = load_model(
             model, task="sequence-classification", revision=revision, cache_dir=cache_dir,
-            weights=self.choice.runtime == "torch",
+            weights=self.choice.runtime == "torch", trust_remote_code=trust_remote_code,
         )
         self.name = loaded.name
         self.config = loaded.config
@@ -262,7 +266,7 @@ class Reranker:
 
             return TorchRuntime(
                 loaded.files.directory, device=self.choice.device, precision=self.choice.precision, threads=threads,
-                head=loaded.head,
+                head=loaded.head, trust_remote_code=loaded.trust_remote_code,
             )
         from crossrank.models.export import default_cache_dir
         from crossrank.models.first_token import first_token_graph

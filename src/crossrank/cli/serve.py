@@ -14,6 +14,7 @@ from typing import Any
 
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
+from crossrank.models.remote_code import MEANING
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ def register(sub: Any) -> None:
                         help="for --model: cuda runs it on an NVIDIA GPU (needs 'crossrank[torch]' with a CUDA "
                         "build of torch). In a config file: the per-model key 'device' (default: cpu) "
                         "[CROSSRANK_DEVICE]")
+    models.add_argument("--trust-remote-code", action="store_true",
+                        help=f"for --model: allow a model whose repository ships its own modelling code: this "
+                        f"{MEANING}. In a config file: the per-model key 'trust_remote_code: true' (default: "
+                        "such models are refused; a repository's ONNX file never needs it)")
     models.add_argument("--cache-dir", help="where hub downloads and ONNX exports are cached, for the served "
                         "models and the query encoder of a dense 'search:' index [CROSSRANK_CACHE_DIR]")
     net = parser.add_argument_group("network")
@@ -245,15 +250,17 @@ def _run(args: argparse.Namespace) -> int:
     device = args.device or _env("CROSSRANK_DEVICE") or "cpu"
     if config and model:
         raise InvalidInput("pass either --config or --model, not both")
-    if config and (args.mode or args.device):
-        raise InvalidInput("--mode and --device go with --model; in a config file set 'mode:' and 'device:' per model")
+    if config and (args.mode or args.device or args.trust_remote_code):
+        raise InvalidInput("--mode, --device and --trust-remote-code go with --model; in a config file set "
+                           "'mode:', 'device:' and 'trust_remote_code:' per model")
     entries: list[ModelEntry]
     file_options: dict[str, Any] = {}
     if config:
         entries, file_options = read_config(config)
     elif model:
         name = args.name or _env("CROSSRANK_MODEL_NAME") or DEFAULT_NAME
-        entries = [model_entry(name, {"type": "cross-encoder", "model": model, "mode": mode, "device": device})]
+        entries = [model_entry(name, {"type": "cross-encoder", "model": model, "mode": mode, "device": device,
+                                      "trust_remote_code": bool(args.trust_remote_code)})]
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")
     options = resolve_options(args, os.environ, file_options)

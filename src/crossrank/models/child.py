@@ -89,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("out", type=Path)
     export.add_argument("task")  # sequence-classification, feature-extraction, st-modules, llm-yes-no:YES:NO
     export.add_argument("--error-file", type=Path, required=True)
+    export.add_argument("--trust-remote-code", action="store_true")  # the user's opt-in, checked by the parent
     export.add_argument("--parent", type=int, default=os.getppid())
     prune = commands.add_parser("first-token")
     prune.add_argument("source", type=Path)
@@ -102,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export":
         from crossrank.models.export_worker import run_export_command
 
-        return run_export_command(args.directory, args.out, args.task, args.error_file)
+        return run_export_command(
+            args.directory, args.out, args.task, args.error_file, trust_remote_code=args.trust_remote_code
+        )
     from crossrank.models.first_token import prune_into
 
     try:

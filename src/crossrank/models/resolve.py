@@ -26,6 +26,7 @@ WEIGHT_PATTERNS = [
     "model-*-of-*.safetensors",
     "pytorch_model.bin.index.json",
     "pytorch_model-*-of-*.bin",
+    "*.py",  # a custom-code model's modelling code: run only with trust_remote_code (remote_code.py)
 ]
 METADATA_PATTERNS = [
     "config.json",

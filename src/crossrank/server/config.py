@@ -13,7 +13,9 @@ inference:
 
 Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
 ``activation`` (sigmoid|none), ``mode`` (exact|fast|auto, cross-encoders; see
-:mod:`crossrank.runtime.select`) and ``device`` (cpu|cuda). An optional top-level ``server:`` mapping holds
+:mod:`crossrank.runtime.select`), ``device`` (cpu|cuda) and ``trust_remote_code`` (true lets a
+model repository's own Python code run on this machine to load it; see
+:mod:`crossrank.models.remote_code`). An optional top-level ``server:`` mapping holds
 ``crossrank serve``'s flags, spelt with underscores (``max_documents: 500``); flags and environment
 variables win over it, and an unknown key is refused.
 """
@@ -48,6 +50,8 @@ class ModelEntry:
     activation: str = "sigmoid"
     mode: str = "exact"
     device: str = "cpu"
+    #: run the model repository's own Python code (auto_map) to load it; see crossrank.models.remote_code
+    trust_remote_code: bool = False
 
     @property
     def providers(self) -> list[str] | None:
@@ -111,6 +115,8 @@ def model_entry(name: str, raw: Any) -> ModelEntry:
     for key, allowed in (("mode", MODES), ("device", DEVICES)):
         if key in raw and raw[key] not in allowed:
             raise InvalidInput(f"inference.{name}.{key} must be one of {allowed}, not {raw[key]!r}")
+    if not isinstance(raw.get("trust_remote_code", False), bool):
+        raise InvalidInput(f"inference.{name}.trust_remote_code must be true or false")
     if kind == "bi-encoder" and raw.get("mode", "exact") != "exact":
         raise InvalidInput(f"inference.{name}.mode: bi-encoders run in exact mode only")
     return ModelEntry(name=str(name), **{**raw, "type": kind})
