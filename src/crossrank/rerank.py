@@ -12,7 +12,7 @@ import numpy as np
 
 from crossrank.cache import ScoreCache
 from crossrank.errors import InvalidInput
-from crossrank.models.load import LoadedModel, load_model
+from crossrank.models.load import LoadedModel, check_score_output, load_model
 from crossrank.options import (
     LongDocuments,
     ScoreOptions,
@@ -129,6 +129,8 @@ class Reranker:
             default_stride if window_stride is None else window_stride, self.max_length,
             self.tokenizer.pair_overhead)
         self.runtime = self._make_runtime(loaded, providers, threads, cache_dir)
+        if hasattr(self.runtime, "output_shape"):  # an ONNX graph: refused now if it outputs no scores
+            check_score_output(self.name, self.runtime.output, self.runtime.output_shape)
         if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
             raise InvalidInput("cache must be a ScoreCache, a maximum number of entries, or None")
         self.cache = ScoreCache(cache) if isinstance(cache, int) and cache > 0 else (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -63,6 +64,27 @@ def _tokenizer(directory: Path, trust_remote_code: bool) -> Tokenizer:
     except Exception as exc:
         raise ModelError(f"could not load a tokenizer from {directory}: {exc}") from exc
     return Tokenizer.from_str(fast.backend_tokenizer.to_str())
+
+
+def check_score_output(name: str, output: str, shape: Sequence[int | str | None]) -> None:
+    """Refuse a graph whose output is not one or two logits per pair, before anything is scored.
+
+    ``shape`` is the output's declared shape (a runtime's session metadata; nothing is run). A
+    repository's ONNX file that outputs ``last_hidden_state`` ``[batch, sequence, hidden]`` or a
+    ``sentence_embedding`` ``[batch, hidden]`` is a bi-encoder's (or a bare encoder's) graph.
+    """
+    rank = len(shape)
+    last = shape[-1] if shape else None
+    if rank == 1 or (rank == 2 and (not isinstance(last, int) or last in (1, 2))):
+        return
+    described = "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+    kind = "token embeddings" if rank == 3 else "embeddings" if rank == 2 else "not scores"
+    raise ModelError(
+        f"{name}'s ONNX graph outputs {output!r} of shape {described} ({kind}): a bi-encoder or a bare encoder, "
+        f"not a reranker, which outputs one or two logits per (query, document) pair. Embed with it through "
+        f"crossrank.Encoder (or 'type: bi-encoder' in a server config), or rerank with a cross-encoder such as "
+        f"cross-encoder/ms-marco-MiniLM-L6-v2."
+    )
 
 
 def load_model(
