@@ -100,13 +100,16 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def cached_export(
-    files: ModelFiles, *, task: str, cache_dir: Path | None = None, trust_remote_code: bool = False
+    files: ModelFiles, *, task: str, cache_dir: Path | None = None, trust_remote_code: bool = False,
+    external_data_bytes: int | None = None,
 ) -> Path:
     """Return the ONNX file for ``files``, exporting it on first use.
 
     ``task`` is ``"sequence-classification"`` (cross-encoders) or ``"feature-extraction"``
     (bi-encoders). The export runs in a child process (see :func:`run_export`). A model that
     declares custom code is refused unless ``trust_remote_code`` (:mod:`crossrank.models.remote_code`).
+    A graph over 2 GiB (or ``external_data_bytes``) keeps its weights in ``model.onnx_data`` beside
+    ``model.onnx`` (:mod:`crossrank.models.external_data`).
     """
     check_remote_code(files.name, files.directory, trust_remote_code)
     root = (cache_dir or default_cache_dir()) / "onnx"
@@ -124,7 +127,8 @@ def cached_export(
         try:
             out = staging / "export"
             out.mkdir()
-            run_export(files.directory, out / "model.onnx", task, work=staging, trust_remote_code=trust_remote_code)
+            run_export(files.directory, out / "model.onnx", task, work=staging, trust_remote_code=trust_remote_code,
+                       external_data_bytes=external_data_bytes)
             target.parent.mkdir(parents=True, exist_ok=True)
             # the graph last: whoever sees model.onnx finds its external data beside it
             for item in sorted(out.iterdir(), key=lambda p: p.name == "model.onnx"):
@@ -157,7 +161,10 @@ def _check_extras() -> None:
             raise MissingExtra(module, "export", "Exporting a model without an ONNX file to ONNX")
 
 
-def run_export(directory: Path, out: Path, task: str, *, work: Path, trust_remote_code: bool = False) -> None:
+def run_export(
+    directory: Path, out: Path, task: str, *, work: Path, trust_remote_code: bool = False,
+    external_data_bytes: int | None = None,
+) -> None:
     """Export in a child process, so that torch and transformers never load into this one.
 
     The child's errors come back as the same exceptions (``MissingExtra``, ``ModelError``);
@@ -167,7 +174,11 @@ def run_export(directory: Path, out: Path, task: str, *, work: Path, trust_remot
     _check_extras()
     error_file = work / "error.json"
     args = [str(directory), str(out), task, "--error-file", str(error_file)]
-    code, output = run_child("export", args + (["--trust-remote-code"] if trust_remote_code else []))
+    if trust_remote_code:
+        args.append("--trust-remote-code")
+    if external_data_bytes is not None:
+        args += ["--external-data-bytes", str(int(external_data_bytes))]
+    code, output = run_child("export", args)
     if code == 0 and out.is_file():
         return
     if output:

@@ -18,6 +18,7 @@ from typing import Any
 from crossrank.errors import CrossrankError, MissingExtra, ModelError
 from crossrank.extras import require
 from crossrank.models.config import ModelConfig
+from crossrank.models.external_data import THRESHOLD, consolidate
 from crossrank.models.head import refuse_fresh_weights
 from crossrank.models.remote_code import from_pretrained
 
@@ -26,8 +27,13 @@ log = logging.getLogger(__name__)
 OPSET = 17
 
 
-def export_onnx(directory: Path, out: Path, task: str, *, trust_remote_code: bool = False) -> None:
+def export_onnx(
+    directory: Path, out: Path, task: str, *, trust_remote_code: bool = False, external_data_bytes: int = THRESHOLD
+) -> None:
     """Write ``out`` (model.onnx) from the Hugging Face weights in ``directory``.
+
+    A graph over ``external_data_bytes`` (protobuf's 2 GiB limit, less headroom) keeps its weights
+    in ``model.onnx_data`` beside it (:func:`crossrank.models.external_data.consolidate`).
 
     ``trust_remote_code`` lets transformers run the repository's own modelling code (see
     :mod:`crossrank.models.remote_code`); without it a model that declares such code is refused.
@@ -83,6 +89,8 @@ def export_onnx(directory: Path, out: Path, task: str, *, trust_remote_code: boo
             opset_version=OPSET,
             dynamo=False,
         )
+    del model  # the weights are on disk now: free them before the tensors are gathered into one file
+    consolidate(out, threshold=external_data_bytes)
 
 
 def _load_transformers(torch: Any, transformers: Any, directory: Path, classify: bool, trust_remote_code: bool) -> Any:
@@ -120,10 +128,13 @@ def error_from_record(record: dict[str, str]) -> CrossrankError:
     return ModelError(record.get("message", "the ONNX export failed"))
 
 
-def run_export_command(directory: Path, out: Path, task: str, error_file: Path, *, trust_remote_code: bool = False) -> int:
+def run_export_command(
+    directory: Path, out: Path, task: str, error_file: Path, *, trust_remote_code: bool = False,
+    external_data_bytes: int = THRESHOLD,
+) -> int:
     """The child's side of an export: 0 when ``out`` is written, 3 with ``error_file`` for a crossrank error."""
     try:
-        export_onnx(directory, out, task, trust_remote_code=trust_remote_code)
+        export_onnx(directory, out, task, trust_remote_code=trust_remote_code, external_data_bytes=external_data_bytes)
     except CrossrankError as exc:
         error_file.write_text(json.dumps(error_record(exc)), encoding="utf-8")
         return 3

@@ -1,0 +1,130 @@
+"""ONNX graphs with external data (over 2 GiB in real life; forced here on a tiny model).
+
+Exports write ``model.onnx`` + ``model.onnx_data``; repositories that ship ``model.onnx_data`` or
+``model.onnx.data`` load from a directory and through the hub; the first-token cut links the
+original's data file instead of copying it. Scores equal the single-file graph's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fakehub import FakeHub
+
+from crossrank import Reranker
+from crossrank.models.export import cached_export
+from crossrank.models.external_data import consolidate, data_path
+from crossrank.models.resolve import resolve_model
+
+DOCS = ["Crocs Kids' Baya Clog", "Crocs Specialist Vent Work", "lemon cake", ""]
+TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+@pytest.fixture(scope="module")
+def single_file(bert_dir: Path, model_cache: Path) -> Path:
+    return cached_export(resolve_model(bert_dir), task="sequence-classification", cache_dir=model_cache)
+
+
+@pytest.fixture(scope="module")
+def expected(bert_dir: Path, model_cache: Path) -> np.ndarray:
+    return Reranker(bert_dir, cache_dir=model_cache).score("crocs", DOCS)
+
+
+def _repo(source: Path, target: Path) -> Path:
+    (target / "onnx").mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, target / name)
+    return target
+
+
+def _ship_external(bert_dir: Path, single_file: Path, target: Path, location: str) -> Path:
+    """A repository whose onnx/model.onnx keeps every tensor in ``onnx/<location>``."""
+    repo = _repo(bert_dir, target)
+    model = onnx.load(str(single_file))
+    onnx.save(model, str(repo / "onnx" / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=location, size_threshold=0)
+    assert (repo / "onnx" / location).stat().st_size > (repo / "onnx" / "model.onnx").stat().st_size
+    return repo
+
+
+def test_an_export_over_the_threshold_keeps_its_weights_in_one_data_file(
+    bert_dir: Path, single_file: Path, expected: np.ndarray, tmp_path: Path
+) -> None:
+    graph = cached_export(resolve_model(bert_dir), task="sequence-classification", cache_dir=tmp_path / "cache",
+                          external_data_bytes=0)
+    data = data_path(graph)
+    assert sorted(p.name for p in graph.parent.iterdir()) == ["model.onnx", "model.onnx_data"]
+    assert graph.stat().st_size < single_file.stat().st_size / 10 < data.stat().st_size
+    repo = _repo(bert_dir, tmp_path / "repo")
+    shutil.copy(graph, repo / "onnx" / "model.onnx")
+    shutil.copy(data, repo / "onnx" / "model.onnx_data")
+    scores = Reranker(repo, cache_dir=tmp_path / "cache").score("crocs", DOCS)
+    assert np.allclose(scores, expected, atol=1e-6)
+
+
+def test_consolidate_gathers_per_tensor_files_and_removes_them(single_file: Path, tmp_path: Path) -> None:
+    """torch writes one file per tensor for a model over 2 GiB: they become one aligned data file."""
+    graph = tmp_path / "model.onnx"
+    onnx.save(onnx.load(str(single_file)), str(graph), save_as_external_data=True, all_tensors_to_one_file=False,
+              size_threshold=0)
+    scattered = [p.name for p in tmp_path.iterdir() if p.name != "model.onnx"]
+    assert len(scattered) > 10
+    assert consolidate(graph)  # not over the threshold, but already external
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx_data"]
+    left = onnx.load(str(graph), load_external_data=False)
+    offsets = [int(e.value) for t in left.graph.initializer for e in t.external_data if e.key == "offset"]
+    assert offsets and all(o % 4096 == 0 for o in offsets)
+    assert not consolidate(single_file)  # a small single-file graph stays as it is
+
+
+@pytest.mark.parametrize("location", ["model.onnx_data", "model.onnx.data"])
+def test_a_directory_shipping_external_data_loads_and_the_cut_links_it(
+    bert_dir: Path, single_file: Path, expected: np.ndarray, tmp_path: Path, location: str
+) -> None:
+    repo = _ship_external(bert_dir, single_file, tmp_path / "repo", location)
+    reranker = Reranker(repo, cache_dir=tmp_path / "cache")
+    assert np.allclose(reranker.score("crocs", DOCS), expected, atol=1e-6)
+    cut = Path(reranker.runtime.path)
+    assert cut != repo / "onnx" / "model.onnx"  # the first-token cut is in use
+    linked = cut.parent / location
+    shipped = repo / "onnx" / location
+    # the cut reuses the shipped data file (same inode, or a link to it), never a second copy
+    assert linked.resolve() == shipped.resolve() or os.stat(linked).st_ino == os.stat(shipped).st_ino
+
+
+@pytest.fixture(scope="module")
+def hub(bert_dir: Path, single_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    root = tmp_path_factory.mktemp("external-hub")
+    repos = {
+        "org/onnx-data": {"main": _ship_external(bert_dir, single_file, root / "a", "model.onnx_data")},
+        "org/onnx-dot-data": {"main": _ship_external(bert_dir, single_file, root / "b", "model.onnx.data")},
+    }
+    with FakeHub(repos) as server:
+        yield server
+
+
+@pytest.mark.parametrize(("repo", "location"), [("org/onnx-data", "model.onnx_data"), ("org/onnx-dot-data", "model.onnx.data")])
+def test_the_hub_download_fetches_the_data_file(
+    hub: FakeHub, expected: np.ndarray, tmp_path: Path, repo: str, location: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1")
+    code = (
+        "import json\nfrom crossrank import Reranker\n"
+        f"print(json.dumps(Reranker({repo!r}).score('crocs', {DOCS!r}).tolist()))\n"
+    )
+    hub.downloads.clear()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"onnx/{location}" in hub.downloads and not any(f.endswith(".safetensors") for f in hub.downloads)
+    assert np.allclose(json.loads(out.stdout.strip().splitlines()[-1]), expected, atol=1e-6)
