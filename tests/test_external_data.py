@@ -128,3 +128,14 @@ def test_the_hub_download_fetches_the_data_file(
     assert out.returncode == 0, out.stderr
     assert f"onnx/{location}" in hub.downloads and not any(f.endswith(".safetensors") for f in hub.downloads)
     assert np.allclose(json.loads(out.stdout.strip().splitlines()[-1]), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_openvino_reads_the_external_data_from_the_path(
+    bert_dir: Path, single_file: Path, expected: np.ndarray, tmp_path: Path, mode: str
+) -> None:
+    pytest.importorskip("openvino")
+    repo = _ship_external(bert_dir, single_file, tmp_path / "repo", "model.onnx_data")
+    reranker = Reranker(repo, cache_dir=tmp_path / "cache", runtime="openvino", mode=mode)  # type: ignore[arg-type]
+    tolerance = 1e-4 if reranker.runtime.precision == "f32" else 5e-2  # bf16 keeps the ranking, not the digits
+    assert np.allclose(reranker.score("crocs", DOCS), expected, atol=tolerance)
