@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from fakehub import FakeHub
 
 from crossrank import Reranker
 from crossrank.models.export import cached_export
-from crossrank.models.external_data import consolidate, data_path
+from crossrank.models.external_data import all_tensors, consolidate, data_path
 from crossrank.models.resolve import resolve_model
 
 DOCS = ["Crocs Kids' Baya Clog", "Crocs Specialist Vent Work", "lemon cake", ""]
@@ -47,13 +48,26 @@ def _repo(source: Path, target: Path) -> Path:
     return target
 
 
-def _ship_external(bert_dir: Path, single_file: Path, target: Path, location: str) -> Path:
-    """A repository whose onnx/model.onnx keeps every tensor in ``onnx/<location>``."""
+def _ship_external(bert_dir: Path, single_file: Path, target: Path, location: str | None) -> Path:
+    """A repository whose onnx/model.onnx keeps every tensor in ``onnx/<location>``.
+
+    ``None``: one file per tensor, ``Constant`` node values included, as torch's exporter writes a
+    model over 2 GiB.
+    """
     repo = _repo(bert_dir, target)
     model = onnx.load(str(single_file))
-    onnx.save(model, str(repo / "onnx" / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=location, size_threshold=0)
-    assert (repo / "onnx" / location).stat().st_size > (repo / "onnx" / "model.onnx").stat().st_size
+    if location is None:  # torch also moves a large Constant's value (the position ids) to a file of its own
+        node = next(n for n in model.graph.node if n.op_type == "Constant" and len(n.attribute[0].t.raw_data) > 1024)
+        value = node.attribute[0].t
+        (repo / "onnx" / f"{node.name}_attr__value").write_bytes(value.raw_data)
+        value.ClearField("raw_data")
+        entry = value.external_data.add()
+        entry.key, entry.value = "location", f"{node.name}_attr__value"
+        value.data_location = onnx.TensorProto.EXTERNAL
+    onnx.save(model, str(repo / "onnx" / "model.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=location is not None, location=location, size_threshold=0)
+    if location is not None:
+        assert (repo / "onnx" / location).stat().st_size > (repo / "onnx" / "model.onnx").stat().st_size
     return repo
 
 
@@ -76,18 +90,22 @@ def test_consolidate_gathers_per_tensor_files_and_removes_them(single_file: Path
     """torch writes one file per tensor for a model over 2 GiB: they become one aligned data file."""
     graph = tmp_path / "model.onnx"
     onnx.save(onnx.load(str(single_file)), str(graph), save_as_external_data=True, all_tensors_to_one_file=False,
-              size_threshold=0)
+              size_threshold=0, convert_attribute=True)  # node attributes too, as torch writes large Constants
     scattered = [p.name for p in tmp_path.iterdir() if p.name != "model.onnx"]
     assert len(scattered) > 10
     assert consolidate(graph)  # not over the threshold, but already external
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx_data"]
     left = onnx.load(str(graph), load_external_data=False)
-    offsets = [int(e.value) for t in left.graph.initializer for e in t.external_data if e.key == "offset"]
+    offsets = [int(e.value) for t in all_tensors(left.graph) for e in t.external_data if e.key == "offset"]
     assert offsets and all(o % 4096 == 0 for o in offsets)
+    inline = [t for t in all_tensors(left.graph) if t.data_location != onnx.TensorProto.EXTERNAL]
+    assert len(inline) > len([t for t in left.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL])
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])  # and the graph still loads
+    assert session.get_outputs()[0].name == "logits"
     assert not consolidate(single_file)  # a small single-file graph stays as it is
 
 
-@pytest.mark.parametrize("location", ["model.onnx_data", "model.onnx.data"])
+@pytest.mark.parametrize("location", ["model.onnx_data", "model.onnx.data", None])
 def test_a_directory_shipping_external_data_loads_and_the_cut_links_it(
     bert_dir: Path, single_file: Path, expected: np.ndarray, tmp_path: Path, location: str
 ) -> None:
@@ -96,10 +114,11 @@ def test_a_directory_shipping_external_data_loads_and_the_cut_links_it(
     assert np.allclose(reranker.score("crocs", DOCS), expected, atol=1e-6)
     cut = Path(reranker.runtime.path)
     assert cut != repo / "onnx" / "model.onnx"  # the first-token cut is in use
-    linked = cut.parent / location
-    shipped = repo / "onnx" / location
-    # the cut reuses the shipped data file (same inode, or a link to it), never a second copy
-    assert linked.resolve() == shipped.resolve() or os.stat(linked).st_ino == os.stat(shipped).st_ino
+    data = [p.name for p in cut.parent.iterdir() if p.name != "model.onnx"]
+    assert data  # the word embeddings at least stay outside the cut graph
+    for name in data:  # the cut reuses the shipped data files (same inode, or a link), never a second copy
+        linked, shipped = cut.parent / name, repo / "onnx" / name
+        assert linked.resolve() == shipped.resolve() or os.stat(linked).st_ino == os.stat(shipped).st_ino
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ PROTOBUF_LIMIT = 2**31
 THRESHOLD = PROTOBUF_LIMIT - (64 << 20)
 #: tensors smaller than this stay inside the graph (shapes, indices, scalars)
 MIN_EXTERNAL_BYTES = 1024
+#: node attributes (``Constant``, ``ConstantOfShape`` values) below this stay inside the graph: ONNX Runtime's
+#: shape inference cannot read some of them from external data
+ATTRIBUTE_INLINE_BYTES = 64 << 20
 #: data offsets are aligned to pages, so that a runtime can map the tensors instead of copying them
 ALIGNMENT = 4096
 
@@ -38,10 +42,27 @@ def data_path(graph: Path) -> Path:
     return graph.with_name(graph.name + "_data")
 
 
+def all_tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of ``graph``: initializers and node attributes (``Constant`` values), subgraphs included.
+
+    torch's exporter moves large ``Constant`` values out of the graph too, not only initializers.
+    """
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from all_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from all_tensors(subgraph)
+
+
 def uses_external_data(model: Any) -> bool:
     from onnx.external_data_helper import uses_external_data as external
 
-    return any(external(t) for t in model.graph.initializer)
+    return any(external(t) for t in all_tensors(model.graph))
 
 
 def consolidate(graph: Path, *, threshold: int = THRESHOLD) -> bool:
@@ -62,7 +83,8 @@ def consolidate(graph: Path, *, threshold: int = THRESHOLD) -> bool:
     staging = target.with_name(target.name + ".partial")
     sources: set[Path] = set()
     with staging.open("wb") as out:
-        for tensor in model.graph.initializer:
+        initializers = len(model.graph.initializer)  # all_tensors yields them first
+        for index, tensor in enumerate(all_tensors(model.graph)):
             if external(tensor):
                 info = ExternalDataInfo(tensor)
                 source = graph.parent / info.location
@@ -70,7 +92,12 @@ def consolidate(graph: Path, *, threshold: int = THRESHOLD) -> bool:
                 with source.open("rb") as handle:
                     handle.seek(info.offset or 0)
                     blob = handle.read(info.length) if info.length else handle.read()
-            elif tensor.HasField("raw_data") and len(tensor.raw_data) >= MIN_EXTERNAL_BYTES:
+                if index >= initializers and len(blob) < ATTRIBUTE_INLINE_BYTES:  # a node attribute: back inline
+                    tensor.raw_data = blob
+                    del tensor.external_data[:]
+                    tensor.data_location = onnx.TensorProto.DEFAULT
+                    continue
+            elif index < initializers and tensor.HasField("raw_data") and len(tensor.raw_data) >= MIN_EXTERNAL_BYTES:
                 blob = tensor.raw_data
                 tensor.ClearField("raw_data")
             else:
@@ -106,7 +133,7 @@ def reference_data(model: Any, source_dir: Path, target_dir: Path, *, inline_bel
     from onnx.external_data_helper import uses_external_data as external
 
     locations: set[str] = set()
-    for tensor in model.graph.initializer:
+    for tensor in all_tensors(model.graph):
         if not external(tensor):
             continue
         info = ExternalDataInfo(tensor)
