@@ -121,12 +121,26 @@ def test_a_directory_shipping_external_data_loads_and_the_cut_links_it(
         assert linked.resolve() == shipped.resolve() or os.stat(linked).st_ino == os.stat(shipped).st_ino
 
 
+def _sharded(bert_dir: Path, target: Path) -> Path:
+    """bert_dir's weights saved in shards with an index, as large models (Qwen3-Reranker-4B) are."""
+    import transformers
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(bert_dir))
+    model.save_pretrained(str(target), max_shard_size="20MB")
+    for name in TOKENIZER_FILES[1:]:
+        if (bert_dir / name).is_file():
+            shutil.copy(bert_dir / name, target / name)
+    assert (target / "model.safetensors.index.json").is_file() and not (target / "model.safetensors").exists()
+    return target
+
+
 @pytest.fixture(scope="module")
 def hub(bert_dir: Path, single_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
     root = tmp_path_factory.mktemp("external-hub")
     repos = {
         "org/onnx-data": {"main": _ship_external(bert_dir, single_file, root / "a", "model.onnx_data")},
         "org/onnx-dot-data": {"main": _ship_external(bert_dir, single_file, root / "b", "model.onnx.data")},
+        "org/sharded": {"main": _sharded(bert_dir, root / "sharded")},
     }
     with FakeHub(repos) as server:
         yield server
@@ -158,3 +172,18 @@ def test_openvino_reads_the_external_data_from_the_path(
     reranker = Reranker(repo, cache_dir=tmp_path / "cache", runtime="openvino", mode=mode)  # type: ignore[arg-type]
     tolerance = 1e-4 if reranker.runtime.precision == "f32" else 5e-2  # bf16 keeps the ranking, not the digits
     assert np.allclose(reranker.score("crocs", DOCS), expected, atol=tolerance)
+
+
+def test_a_sharded_repository_is_fetched_whole_and_exported(hub: FakeHub, expected: np.ndarray, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1")
+    code = (
+        "import json\nfrom crossrank import Reranker\n"
+        f"print(json.dumps(Reranker('org/sharded').score('crocs', {DOCS!r}).tolist()))\n"
+    )
+    hub.downloads.clear()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "model.safetensors.index.json" in hub.downloads
+    assert len([f for f in hub.downloads if f.startswith("model-") and f.endswith(".safetensors")]) > 1
+    assert np.allclose(json.loads(out.stdout.strip().splitlines()[-1]), expected, atol=1e-5)
