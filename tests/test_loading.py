@@ -171,6 +171,40 @@ def test_a_bi_encoder_is_refused_naming_its_architecture(minilm_dir: Path, tmp_p
     assert not (tmp_path / "cache" / "onnx").exists()  # refused before any export
 
 
+def _openvino_runtimes() -> list[str]:
+    import importlib.util
+
+    return ["openvino"] if importlib.util.find_spec("openvino") is not None else []
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", *_openvino_runtimes()])
+def test_a_repository_shipping_a_bi_encoder_onnx_graph_is_refused_at_load(
+    minilm_dir: Path, model_cache: Path, tmp_path: Path, runtime: str
+) -> None:
+    repo = tmp_path / "bi-onnx"
+    (repo / "onnx").mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (minilm_dir / name).is_file():
+            shutil.copy(minilm_dir / name, repo / name)
+    embeddings = cached_export(resolve_model(minilm_dir), task="feature-extraction", cache_dir=model_cache)
+    shutil.copy(embeddings, repo / "onnx" / "model.onnx")  # last_hidden_state [batch, sequence, 384]
+    with pytest.raises(ModelError) as caught:  # at load, not at the first score
+        Reranker(repo, cache_dir=tmp_path / "cache", runtime=runtime)
+    message = str(caught.value)
+    assert "last_hidden_state" in message and "384]" in message and "bi-encoder" in message
+    assert "crossrank.Encoder" in message
+
+
+def test_score_output_shapes() -> None:
+    from crossrank.models.load import check_score_output
+
+    for fine in (["batch", 1], ["batch", 2], ["batch"], [None, None], ["batch", "labels"]):
+        check_score_output("m", "logits", fine)
+    for embeddings in (["batch", 384], ["batch", "sequence", 384], [None, None, None]):
+        with pytest.raises(ModelError, match="not a reranker"):
+            check_score_output("m", "sentence_embedding", embeddings)
+
+
 def test_a_causal_lm_is_refused(bert_dir: Path, tmp_path: Path) -> None:
     model = _copy_model(bert_dir, tmp_path / "causal")
     _edit_config(model, architectures=["Qwen2ForCausalLM"])

@@ -62,12 +62,15 @@ class Encoder:
         threads: int | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         if pooling is not None and pooling not in POOLINGS:
             raise InvalidInput(f"pooling must be one of {POOLINGS}")
         batch_size = whole_number(batch_size, "batch_size", 1)
         threads = check_threads(threads)
-        loaded = load_model(model, task="feature-extraction", revision=revision, cache_dir=cache_dir)
+        loaded = load_model(
+            model, task="feature-extraction", revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code
+        )
         self.name = loaded.name
         file_pooling, file_normalize = _pooling_from_files(loaded.files.directory)
         spec = loaded.files.spec

@@ -13,7 +13,7 @@ import numpy as np
 from crossrank.cache import ScoreCache
 from crossrank.errors import InvalidInput
 from crossrank.models.llm_head import TEMPLATES, template_tokenizer
-from crossrank.models.load import LoadedModel, load_model
+from crossrank.models.load import LoadedModel, check_score_output, load_model
 from crossrank.options import (
     LongDocuments,
     ScoreOptions,
@@ -81,6 +81,10 @@ class Reranker:
     ``template`` names the prompt-template family (``"qwen3-reranker"``,
     ``"mxbai-rerank-v2"``, ``"bge-reranker-v2-gemma"``) of a causal LM whose files do not
     declare one and that the catalogue does not know (see :mod:`crossrank.models.llm_head`).
+    ``trust_remote_code=True`` lets a model whose repository
+    ships its own modelling code (``auto_map`` in its config) run that Python code on this machine,
+    to export or load it; without it such a model is refused (its ONNX file, where the repository
+    ships one, runs without it).
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class Reranker:
         cache: ScoreCache | int | None = None,
         instruction: str | None = None,
         template: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         self.batch_size = whole_number(batch_size, "batch_size", 1)
         threads = check_threads(threads)
@@ -113,7 +118,7 @@ class Reranker:
                                f"template), not {template!r}")
         loaded = load_model(
             model, task="sequence-classification", revision=revision, cache_dir=cache_dir,
-            weights=self.choice.runtime == "torch", template=template,
+            weights=self.choice.runtime == "torch", template=template, trust_remote_code=trust_remote_code,
         )
         self.name = loaded.name
         self.config = loaded.config
@@ -144,6 +149,8 @@ class Reranker:
             default_stride if window_stride is None else window_stride, self.max_length,
             self.tokenizer.pair_overhead)
         self.runtime = self._make_runtime(loaded, providers, threads, cache_dir)
+        if hasattr(self.runtime, "output_shape"):  # an ONNX graph: refused now if it outputs no scores
+            check_score_output(self.name, self.runtime.output, self.runtime.output_shape)
         if mode == "auto" and runtime is None and self.choice.runtime == "openvino":
             self._measure_auto(loaded, providers, threads, cache_dir)
         if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
@@ -310,7 +317,7 @@ class Reranker:
 
             return TorchRuntime(
                 loaded.files.directory, device=choice.device, precision=choice.precision, threads=threads,
-                head=loaded.head,
+                head=loaded.head, trust_remote_code=loaded.trust_remote_code,
             )
         from crossrank.models.export import default_cache_dir
         from crossrank.models.first_token import first_token_graph

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from crossrank.models.llm_head import TEMPLATES
+from crossrank.models.remote_code import MEANING
 
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
@@ -44,6 +45,7 @@ def add_reranker_options(
         help="cuda: run on an NVIDIA GPU (needs a CUDA build of torch: pip install 'crossrank[torch]'); "
         "falls back to the CPU with a warning when none is usable (default: cpu)",
     )
+    add_trust_remote_code(group)
     group.add_argument(
         "--template", choices=tuple(TEMPLATES),
         help="the prompt template of an LLM yes/no reranker whose files do not name one and that the catalogue "
@@ -59,8 +61,18 @@ def add_reranker_options(
     )
 
 
+def add_trust_remote_code(group: Any) -> None:
+    """``--trust-remote-code``: the one opt-in to a model repository's own Python code."""
+    group.add_argument(
+        "--trust-remote-code", action="store_true",
+        help=f"allow a model whose repository ships its own modelling code: this {MEANING} "
+        "(default: such models are refused; a repository's ONNX file never needs it)",
+    )
+
+
 def reranker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
+        "trust_remote_code": bool(getattr(args, "trust_remote_code", False)),
         "revision": args.revision,
         "max_length": args.max_length,
         "batch_size": args.batch_size,

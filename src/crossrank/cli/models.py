@@ -21,16 +21,24 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def _head(model: dict[str, Any]) -> str:
+    """``st-modules``, ``llm-yes-no (qwen3-reranker)``; ``-`` for bi-encoders."""
+    if model["kind"] != "cross-encoder":
+        return "-"
+    return f"{model['head']} ({model['template']})" if model["template"] else str(model["head"])
+
+
 def run(args: argparse.Namespace) -> int:
     models = list_supported_models(args.kind)
     if args.json:
         print(json.dumps(models, indent=2))
         return 0
     rows = [
-        [m["name"], m["kind"], f"{m['size_gb']:.2f}", m["license"], m["max_length"], shorten(m["description"], 60)]
+        [m["name"], m["kind"], _head(m), f"{m['size_gb']:.2f}", m["license"], m["max_length"],
+         shorten(m["practical"] or "-", 40), shorten(m["description"], 60)]
         for m in models
     ]
-    print(format_table(["name", "kind", "GB", "license", "max len", "description"], rows, "<<><><"))
+    print(format_table(["name", "kind", "head", "GB", "license", "max len", "practical", "description"], rows, "<<<><><<"))
     aliases = [(m["name"], a) for m in models for a in m["aliases"]]
     if aliases:
         print("\naliases: " + "; ".join(f"{a} -> {n}" for n, a in aliases))

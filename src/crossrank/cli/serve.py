@@ -15,6 +15,7 @@ from typing import Any
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
 from crossrank.models.llm_head import TEMPLATES
+from crossrank.models.remote_code import MEANING
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ def register(sub: Any) -> None:
     models.add_argument("--template", choices=tuple(TEMPLATES),
                         help="for --model: the prompt template of an LLM yes/no reranker whose files do not name "
                         "one and that the catalogue does not know. In a config file: the per-model key 'template'")
+    models.add_argument("--trust-remote-code", action="store_true",
+                        help=f"for --model: allow a model whose repository ships its own modelling code: this "
+                        f"{MEANING}. In a config file: the per-model key 'trust_remote_code: true' (default: "
+                        "such models are refused; a repository's ONNX file never needs it)")
     models.add_argument("--cache-dir", help="where hub downloads and ONNX exports are cached, for the served "
                         "models and the query encoder of a dense 'search:' index [CROSSRANK_CACHE_DIR]")
     net = parser.add_argument_group("network")
@@ -249,16 +254,17 @@ def _run(args: argparse.Namespace) -> int:
     device = args.device or _env("CROSSRANK_DEVICE") or "cpu"
     if config and model:
         raise InvalidInput("pass either --config or --model, not both")
-    if config and (args.mode or args.device or args.template):
-        raise InvalidInput("--mode, --device and --template go with --model; in a config file set 'mode:', "
-                           "'device:' and 'template:' per model")
+    if config and (args.mode or args.device or args.template or args.trust_remote_code):
+        raise InvalidInput("--mode, --device, --template and --trust-remote-code go with --model; in a config file "
+                           "set 'mode:', 'device:', 'template:' and 'trust_remote_code:' per model")
     entries: list[ModelEntry]
     file_options: dict[str, Any] = {}
     if config:
         entries, file_options = read_config(config)
     elif model:
         name = args.name or _env("CROSSRANK_MODEL_NAME") or DEFAULT_NAME
-        entry = {"type": "cross-encoder", "model": model, "mode": mode, "device": device, "template": args.template}
+        entry = {"type": "cross-encoder", "model": model, "mode": mode, "device": device, "template": args.template,
+                 "trust_remote_code": bool(args.trust_remote_code)}
         entries = [model_entry(name, entry)]
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")

@@ -3,6 +3,10 @@
 Models outside the catalogue still load (any sequence-classification model with one or two
 labels, any encoder for the bi-encoder side); the catalogue only adds metadata, aliases and
 the name of the ONNX file to fetch.
+
+Each entry's hub id, licence, parameter count and maximum length were read from the model's own
+hub page or files (model card, ``config.json``); ``size_gb`` is the fp32 size of the weights, what
+an ONNX file of the model holds (above 2 GB it is written with external data).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ class ModelSpec:
     size_gb: float
     license: str
     sources: tuple[str, ...]
-    model_file: str
+    #: the ONNX file in the repository to fetch, or None: the repository has none crossrank runs
+    #: as it is, so the weights are fetched and exported once
+    model_file: str | None
     max_length: int
     description: str
     aliases: tuple[str, ...] = ()
@@ -40,6 +46,8 @@ class ModelSpec:
     template: str | None = None
     #: what running it takes, measured: e.g. "GPU recommended: 3 pairs/s on a 2-core CPU"
     practical: str | None = None
+    #: llm-yes-no: the instruction in the prompt when the caller gives none (None: the family has none)
+    instruction: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -48,6 +56,17 @@ class ModelSpec:
         data["aliases"] = list(self.aliases)
         return data
 
+
+#: the scoring heads a cross-encoder entry may declare (see crossrank.models.head)
+HEAD_KINDS = ("sequence-classification", "st-modules", "llm-yes-no")
+#: the prompt-template families of the llm-yes-no entries
+TEMPLATE_FAMILIES = ("qwen3-reranker", "mxbai-rerank-v2", "bge-reranker-v2-gemma")
+#: the default instructions, as the model cards' samples write them
+_QWEN3_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+_GEMMA_INSTRUCTION = (
+    "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
+    "providing a prediction of either 'Yes' or 'No'."
+)
 
 _CE = ModelKind.CROSS_ENCODER
 _BI = ModelKind.BI_ENCODER
@@ -118,6 +137,182 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         model_file="onnx/model.onnx",
         max_length=1024,
         description="XLM-RoBERTa-based multilingual reranker (100+ languages); non-commercial licence.",
+    ),
+    ModelSpec(
+        name="Alibaba-NLP/gte-reranker-modernbert-base",
+        aliases=("gte-reranker-modernbert-base",),
+        kind=_CE,
+        size_gb=0.60,
+        license="apache-2.0",
+        sources=("Alibaba-NLP/gte-reranker-modernbert-base",),
+        model_file="onnx/model.onnx",
+        max_length=8192,
+        description="ModernBERT-base reranker (149M); English; inputs up to 8k tokens.",
+    ),
+    ModelSpec(
+        name="cross-encoder/ettin-reranker-17m-v1",
+        aliases=("ettin-reranker-17m",),
+        kind=_CE,
+        size_gb=0.07,
+        license="apache-2.0",
+        sources=("cross-encoder/ettin-reranker-17m-v1",),
+        model_file=None,
+        max_length=7999,
+        description="Ettin ModernBERT reranker (16.8M); English; 7999 tokens; beats MiniLM-L12.",
+        head="st-modules",
+    ),
+    ModelSpec(
+        name="cross-encoder/ettin-reranker-32m-v1",
+        aliases=("ettin-reranker-32m",),
+        kind=_CE,
+        size_gb=0.13,
+        license="apache-2.0",
+        sources=("cross-encoder/ettin-reranker-32m-v1",),
+        model_file=None,
+        max_length=7999,
+        description="Ettin ModernBERT reranker (31.9M); English; 7999 tokens.",
+        head="st-modules",
+    ),
+    ModelSpec(
+        name="cross-encoder/ettin-reranker-68m-v1",
+        aliases=("ettin-reranker-68m",),
+        kind=_CE,
+        size_gb=0.27,
+        license="apache-2.0",
+        sources=("cross-encoder/ettin-reranker-68m-v1",),
+        model_file=None,
+        max_length=7999,
+        description="Ettin ModernBERT reranker (68.1M); English; 7999 tokens.",
+        head="st-modules",
+    ),
+    ModelSpec(
+        name="cross-encoder/ettin-reranker-150m-v1",
+        aliases=("ettin-reranker-150m",),
+        kind=_CE,
+        size_gb=0.6,
+        license="apache-2.0",
+        sources=("cross-encoder/ettin-reranker-150m-v1",),
+        model_file=None,
+        max_length=7999,
+        description="Ettin ModernBERT reranker (about 150M); English; 7999 tokens; best under 600M.",
+        head="st-modules",
+    ),
+    ModelSpec(
+        name="cross-encoder/ettin-reranker-400m-v1",
+        aliases=("ettin-reranker-400m",),
+        kind=_CE,
+        size_gb=1.6,
+        license="apache-2.0",
+        sources=("cross-encoder/ettin-reranker-400m-v1",),
+        model_file=None,
+        max_length=7999,
+        description="Ettin ModernBERT reranker (about 400M); English; 7999 tokens.",
+        head="st-modules",
+    ),
+    ModelSpec(
+        name="cross-encoder/ettin-reranker-1b-v1",
+        aliases=("ettin-reranker-1b",),
+        kind=_CE,
+        size_gb=4.0,
+        license="apache-2.0",
+        sources=("cross-encoder/ettin-reranker-1b-v1",),
+        model_file=None,
+        max_length=7999,
+        description="Ettin ModernBERT reranker (about 1B); English; 7999 tokens; near mxbai-large-v2.",
+        head="st-modules",
+    ),
+    ModelSpec(
+        name="BAAI/bge-reranker-v2-m3",
+        aliases=("bge-reranker-v2-m3",),
+        kind=_CE,
+        size_gb=2.27,
+        license="apache-2.0",
+        sources=("BAAI/bge-reranker-v2-m3",),
+        model_file=None,
+        max_length=8192,
+        description="XLM-RoBERTa-large reranker (568M) from bge-m3; multilingual; trained at 1024 tokens.",
+    ),
+    ModelSpec(
+        name="Qwen/Qwen3-Reranker-0.6B",
+        aliases=("qwen3-reranker-0.6b",),
+        kind=_CE,
+        size_gb=2.4,
+        license="apache-2.0",
+        sources=("Qwen/Qwen3-Reranker-0.6B",),
+        model_file=None,
+        max_length=32768,
+        description="Qwen3 0.6B LLM reranker, logit(yes) - logit(no); 100+ languages; instruction-aware.",
+        head="llm-yes-no",
+        template="qwen3-reranker",
+        instruction=_QWEN3_INSTRUCTION,
+    ),
+    ModelSpec(
+        name="Qwen/Qwen3-Reranker-4B",
+        aliases=("qwen3-reranker-4b",),
+        kind=_CE,
+        size_gb=16.1,
+        license="apache-2.0",
+        sources=("Qwen/Qwen3-Reranker-4B",),
+        model_file=None,
+        max_length=32768,
+        description="Qwen3 4B LLM reranker, logit(yes) - logit(no); 100+ languages; instruction-aware.",
+        head="llm-yes-no",
+        template="qwen3-reranker",
+        instruction=_QWEN3_INSTRUCTION,
+    ),
+    ModelSpec(
+        name="Qwen/Qwen3-Reranker-8B",
+        aliases=("qwen3-reranker-8b",),
+        kind=_CE,
+        size_gb=32.8,
+        license="apache-2.0",
+        sources=("Qwen/Qwen3-Reranker-8B",),
+        model_file=None,
+        max_length=32768,
+        description="Qwen3 8B LLM reranker, logit(yes) - logit(no); 100+ languages; instruction-aware.",
+        head="llm-yes-no",
+        template="qwen3-reranker",
+        instruction=_QWEN3_INSTRUCTION,
+    ),
+    ModelSpec(
+        name="mixedbread-ai/mxbai-rerank-base-v2",
+        aliases=("mxbai-rerank-base-v2",),
+        kind=_CE,
+        size_gb=1.98,
+        license="apache-2.0",
+        sources=("mixedbread-ai/mxbai-rerank-base-v2",),
+        model_file=None,
+        max_length=8192,
+        description="Qwen2 0.5B LLM reranker (tokens 1/0); 100+ languages and code; 8k context.",
+        head="llm-yes-no",
+        template="mxbai-rerank-v2",
+    ),
+    ModelSpec(
+        name="mixedbread-ai/mxbai-rerank-large-v2",
+        aliases=("mxbai-rerank-large-v2",),
+        kind=_CE,
+        size_gb=6.17,
+        license="apache-2.0",
+        sources=("mixedbread-ai/mxbai-rerank-large-v2",),
+        model_file=None,
+        max_length=8192,
+        description="Qwen2 1.5B LLM reranker (tokens 1/0); 100+ languages and code; 8k context.",
+        head="llm-yes-no",
+        template="mxbai-rerank-v2",
+    ),
+    ModelSpec(
+        name="BAAI/bge-reranker-v2-gemma",
+        aliases=("bge-reranker-v2-gemma",),
+        kind=_CE,
+        size_gb=10.0,
+        license="apache-2.0",
+        sources=("BAAI/bge-reranker-v2-gemma",),
+        model_file=None,
+        max_length=8192,
+        description="Gemma 2B LLM reranker, the logit of 'Yes'; multilingual; its card's samples use 1024 tokens.",
+        head="llm-yes-no",
+        template="bge-reranker-v2-gemma",
+        instruction=_GEMMA_INSTRUCTION,
     ),
     ModelSpec(
         name="sentence-transformers/all-MiniLM-L6-v2",

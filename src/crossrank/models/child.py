@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("out", type=Path)
     export.add_argument("task")  # sequence-classification, feature-extraction, st-modules, llm-yes-no:YES:NO
     export.add_argument("--error-file", type=Path, required=True)
+    export.add_argument("--trust-remote-code", action="store_true")  # the user's opt-in, checked by the parent
+    export.add_argument("--external-data-bytes", type=int)  # graphs larger than this keep weights in a side file
     export.add_argument("--parent", type=int, default=os.getppid())
     prune = commands.add_parser("first-token")
     prune.add_argument("source", type=Path)
@@ -102,7 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export":
         from crossrank.models.export_worker import run_export_command
 
-        return run_export_command(args.directory, args.out, args.task, args.error_file)
+        from crossrank.models.external_data import THRESHOLD
+
+        return run_export_command(
+            args.directory, args.out, args.task, args.error_file, trust_remote_code=args.trust_remote_code,
+            external_data_bytes=THRESHOLD if args.external_data_bytes is None else args.external_data_bytes,
+        )
     from crossrank.models.first_token import prune_into
 
     try:

@@ -24,6 +24,7 @@ from crossrank.errors import MissingExtra, ModelError
 from crossrank.models.child import describe_exit, run_child
 from crossrank.models.derived import make_staging, remove_stale_staging
 from crossrank.models.export_worker import error_from_record
+from crossrank.models.remote_code import check_remote_code
 from crossrank.models.resolve import ModelFiles
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ def export_key(files: ModelFiles, task: str) -> str:
     config = files.directory / "config.json"
     if config.is_file():
         _hash_file(digest, config)
+    for path in sorted(files.directory.glob("*.py")):  # a custom-code model's own modelling code
+        digest.update(path.name.encode())
+        _hash_file(digest, path)
     for path in _module_files(files.directory):  # a sentence-transformers head is part of the model
         digest.update(str(path.relative_to(files.directory)).encode())
         _hash_file(digest, path)
@@ -95,12 +99,19 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def cached_export(files: ModelFiles, *, task: str, cache_dir: Path | None = None) -> Path:
+def cached_export(
+    files: ModelFiles, *, task: str, cache_dir: Path | None = None, trust_remote_code: bool = False,
+    external_data_bytes: int | None = None,
+) -> Path:
     """Return the ONNX file for ``files``, exporting it on first use.
 
     ``task`` is ``"sequence-classification"`` (cross-encoders) or ``"feature-extraction"``
-    (bi-encoders). The export runs in a child process (see :func:`run_export`).
+    (bi-encoders). The export runs in a child process (see :func:`run_export`). A model that
+    declares custom code is refused unless ``trust_remote_code`` (:mod:`crossrank.models.remote_code`).
+    A graph over 2 GiB (or ``external_data_bytes``) keeps its weights in ``model.onnx_data`` beside
+    ``model.onnx`` (:mod:`crossrank.models.external_data`).
     """
+    check_remote_code(files.name, files.directory, trust_remote_code)
     root = (cache_dir or default_cache_dir()) / "onnx"
     key = export_key(files, task)
     target = root / key / "model.onnx"
@@ -116,7 +127,8 @@ def cached_export(files: ModelFiles, *, task: str, cache_dir: Path | None = None
         try:
             out = staging / "export"
             out.mkdir()
-            run_export(files.directory, out / "model.onnx", task, work=staging)
+            run_export(files.directory, out / "model.onnx", task, work=staging, trust_remote_code=trust_remote_code,
+                       external_data_bytes=external_data_bytes)
             target.parent.mkdir(parents=True, exist_ok=True)
             # the graph last: whoever sees model.onnx finds its external data beside it
             for item in sorted(out.iterdir(), key=lambda p: p.name == "model.onnx"):
@@ -149,7 +161,10 @@ def _check_extras() -> None:
             raise MissingExtra(module, "export", "Exporting a model without an ONNX file to ONNX")
 
 
-def run_export(directory: Path, out: Path, task: str, *, work: Path) -> None:
+def run_export(
+    directory: Path, out: Path, task: str, *, work: Path, trust_remote_code: bool = False,
+    external_data_bytes: int | None = None,
+) -> None:
     """Export in a child process, so that torch and transformers never load into this one.
 
     The child's errors come back as the same exceptions (``MissingExtra``, ``ModelError``);
@@ -158,7 +173,12 @@ def run_export(directory: Path, out: Path, task: str, *, work: Path) -> None:
     """
     _check_extras()
     error_file = work / "error.json"
-    code, output = run_child("export", [str(directory), str(out), task, "--error-file", str(error_file)])
+    args = [str(directory), str(out), task, "--error-file", str(error_file)]
+    if trust_remote_code:
+        args.append("--trust-remote-code")
+    if external_data_bytes is not None:
+        args += ["--external-data-bytes", str(int(external_data_bytes))]
+    code, output = run_child("export", args)
     if code == 0 and out.is_file():
         return
     if output:

@@ -18,15 +18,26 @@ from typing import Any
 from crossrank.errors import CrossrankError, MissingExtra, ModelError
 from crossrank.extras import require
 from crossrank.models.config import ModelConfig
+from crossrank.models.external_data import THRESHOLD, consolidate
 from crossrank.models.head import refuse_fresh_weights
+from crossrank.models.remote_code import from_pretrained
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
 
 
-def export_onnx(directory: Path, out: Path, task: str) -> None:
-    """Write ``out`` (model.onnx) from the Hugging Face weights in ``directory``."""
+def export_onnx(
+    directory: Path, out: Path, task: str, *, trust_remote_code: bool = False, external_data_bytes: int = THRESHOLD
+) -> None:
+    """Write ``out`` (model.onnx) from the Hugging Face weights in ``directory``.
+
+    A graph over ``external_data_bytes`` (protobuf's 2 GiB limit, less headroom) keeps its weights
+    in ``model.onnx_data`` beside it (:func:`crossrank.models.external_data.consolidate`).
+
+    ``trust_remote_code`` lets transformers run the repository's own modelling code (see
+    :mod:`crossrank.models.remote_code`); without it a model that declares such code is refused.
+    """
     purpose = "Exporting a model without an ONNX file to ONNX"
     torch = require("torch", "export", purpose)
     transformers = require("transformers", "export", purpose)
@@ -40,14 +51,16 @@ def export_onnx(directory: Path, out: Path, task: str) -> None:
     if task == "st-modules":  # a sentence-transformers module stack: body and head in one graph
         from crossrank.models.st_torch import build_stack_model
 
-        model = build_stack_model(directory, names)
+        model = build_stack_model(directory, names, trust_remote_code=trust_remote_code)
     elif task.startswith("llm-yes-no:"):  # the last token's hidden state times one head row
         from crossrank.models.llm_torch import build_yes_no_model
 
         _, yes, no = task.split(":")
-        model = build_yes_no_model(directory, names, int(yes), None if int(no) < 0 else int(no))
+        model = build_yes_no_model(
+            directory, names, int(yes), None if int(no) < 0 else int(no), trust_remote_code=trust_remote_code
+        )
     else:
-        model = _load_transformers(torch, transformers, directory, classify)
+        model = _load_transformers(torch, transformers, directory, classify, trust_remote_code)
     sample = {name: torch.ones((2, 8), dtype=torch.long) for name in names}
     output = "logits" if classify else "last_hidden_state"
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
@@ -76,16 +89,22 @@ def export_onnx(directory: Path, out: Path, task: str) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
+    del model  # the weights are on disk now: free them before the tensors are gathered into one file
+    consolidate(out, threshold=external_data_bytes)
 
 
-def _load_transformers(torch: Any, transformers: Any, directory: Path, classify: bool) -> Any:
+def _load_transformers(torch: Any, transformers: Any, directory: Path, classify: bool, trust_remote_code: bool) -> Any:
     auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModel
     try:
         # eager attention exports plain MatMul/Softmax nodes that ONNX Runtime can fuse
-        model, info = auto.from_pretrained(str(directory), attn_implementation="eager", output_loading_info=True)
+        model, info = from_pretrained(
+            auto, directory, trust_remote_code, attn_implementation="eager", output_loading_info=True
+        )
         # transformers loads a checkpoint in its stored dtype; an fp16 or bf16 checkpoint would
         # export a half-precision graph, and the exact mode is fp32 (the upcast is lossless)
         model = model.to(torch.float32).eval()
+    except CrossrankError:
+        raise
     except Exception as exc:
         raise ModelError(f"could not load the weights in {directory} to export them: {exc}") from exc
     if classify:  # a freshly initialised head would export random scores
@@ -109,10 +128,13 @@ def error_from_record(record: dict[str, str]) -> CrossrankError:
     return ModelError(record.get("message", "the ONNX export failed"))
 
 
-def run_export_command(directory: Path, out: Path, task: str, error_file: Path) -> int:
+def run_export_command(
+    directory: Path, out: Path, task: str, error_file: Path, *, trust_remote_code: bool = False,
+    external_data_bytes: int = THRESHOLD,
+) -> int:
     """The child's side of an export: 0 when ``out`` is written, 3 with ``error_file`` for a crossrank error."""
     try:
-        export_onnx(directory, out, task)
+        export_onnx(directory, out, task, trust_remote_code=trust_remote_code, external_data_bytes=external_data_bytes)
     except CrossrankError as exc:
         error_file.write_text(json.dumps(error_record(exc)), encoding="utf-8")
         return 3

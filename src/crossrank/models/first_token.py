@@ -101,16 +101,17 @@ def prune_into(onnx: Path, staging: Path) -> None:
 
 def _prune_file(source: Path, out: Path) -> None:
     import onnx
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    from crossrank.models.external_data import reference_data, uses_external_data
 
     model = onnx.load(str(source), load_external_data=False)
-    external = any(uses_external_data(t) for t in model.graph.initializer)
-    if external:  # over protobuf's 2 GiB limit: the copy keeps its weights in a side file too
-        load_external_data_for_model(model, str(source.parent))
+    external = uses_external_data(model)
+    if external:  # over protobuf's 2 GiB limit: the cut graph links the original's data file, no copy
+        reference_data(model, source.parent, out.parent)
     prune_first_token(model)
     vocabulary = _vocabulary(model)
     if external:
-        onnx.save(model, str(out), save_as_external_data=True, location="model.onnx_data")
+        onnx.save(model, str(out))
         _check_same_outputs(source, str(out), vocabulary)
     else:
         data = model.SerializeToString()
@@ -245,19 +246,40 @@ def _small_constants(node: Any, constants: dict[str, Any], *, skip_first: bool) 
 
 
 def _check_same_outputs(source: Path, pruned: str | bytes, vocabulary: int) -> None:
-    """Run both graphs on sample inputs (one row padded); the outputs must agree."""
+    """Run both graphs on sample inputs (one row padded); the outputs must agree.
+
+    One graph is loaded at a time, so a large model's weights are never held twice.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    full = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    feeds = _sample_feeds(full, vocabulary)
+    expected = [full.run(None, feed) for feed in feeds]
+    del full
     try:
-        full = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         cut = ort.InferenceSession(pruned, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # an invalid pruned graph is a reason to keep the original
         raise _NotApplicable(f"the pruned graph does not load ({str(exc).strip()[:200]})") from exc
+    for feed, want in zip(feeds, expected):
+        try:
+            got = cut.run(None, feed)
+        except Exception as exc:
+            raise _NotApplicable(f"the pruned graph fails on sample inputs ({str(exc).strip()[:200]})") from exc
+        for a, b in zip(want, got):
+            a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+            scale = max(1.0, float(np.abs(a).max(initial=0.0)))
+            if a.shape != b.shape or float(np.abs(a - b).max(initial=0.0)) > _SAMPLE_TOLERANCE * scale:
+                raise _NotApplicable("the pruned graph's outputs differ from the original's on sample inputs")
+
+
+def _sample_feeds(full: Any, vocabulary: int) -> list[dict[str, np.ndarray]]:
+    """Two sample batches (one row half padded) for the inputs ``full`` declares."""
     rng = np.random.default_rng(0)
+    feeds = []
     for batch, length in ((2, 13), (3, 24)):
         feed = {}
         for item in full.get_inputs():
@@ -270,16 +292,8 @@ def _check_same_outputs(source: Path, pruned: str | bytes, vocabulary: int) -> N
             else:
                 value = np.zeros((batch, length), dtype=dtype)
             feed[item.name] = value
-        try:
-            expected = full.run(None, feed)
-            got = cut.run(None, feed)
-        except Exception as exc:
-            raise _NotApplicable(f"the pruned graph fails on sample inputs ({str(exc).strip()[:200]})") from exc
-        for a, b in zip(expected, got):
-            a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-            scale = max(1.0, float(np.abs(a).max(initial=0.0)))
-            if a.shape != b.shape or float(np.abs(a - b).max(initial=0.0)) > _SAMPLE_TOLERANCE * scale:
-                raise _NotApplicable("the pruned graph's outputs differ from the original's on sample inputs")
+        feeds.append(feed)
+    return feeds
 
 
 def _vocabulary(model: Any) -> int:

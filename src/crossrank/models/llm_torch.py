@@ -16,18 +16,24 @@ from typing import Any
 
 from crossrank.errors import ModelError
 from crossrank.models.head import refuse_fresh_weights
+from crossrank.models.remote_code import from_pretrained
 
 
-def build_yes_no_model(directory: Path, input_names: list[str], yes: int, no: int | None) -> Any:
+def build_yes_no_model(
+    directory: Path, input_names: list[str], yes: int, no: int | None, *, trust_remote_code: bool = False
+) -> Any:
     """A module mapping ``input_names`` tensors to ``(batch, 1)`` logits ``h_last · (W[yes] − W[no])``."""
     import torch
     import transformers
 
     auto: Any = transformers.AutoModelForCausalLM
     try:
-        lm, info = auto.from_pretrained(
-            str(directory), attn_implementation="eager", output_loading_info=True, dtype=torch.float32
+        lm, info = from_pretrained(
+            auto, directory, trust_remote_code, attn_implementation="eager", output_loading_info=True,
+            dtype=torch.float32,
         )
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(f"could not load the causal LM in {directory}: {exc}") from exc
     refuse_fresh_weights(str(directory), info.get("missing_keys", ()), info.get("mismatched_keys", ()))

@@ -19,6 +19,15 @@ log = logging.getLogger(__name__)
 
 ONNX_CANDIDATES = ("onnx/model.onnx", "model.onnx")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+#: what the torch side reads: one weights file, or the shards of a large model and their index
+WEIGHT_PATTERNS = [
+    *WEIGHT_FILES,
+    "model.safetensors.index.json",
+    "model-*-of-*.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model-*-of-*.bin",
+    "*.py",  # a custom-code model's modelling code: run only with trust_remote_code (remote_code.py)
+]
 METADATA_PATTERNS = [
     "config.json",
     "tokenizer.json",
@@ -58,8 +67,20 @@ class ModelFiles:
         return None
 
 
+def _onnx_names(spec: ModelSpec | None) -> tuple[str, ...]:
+    """The ONNX files to look for: the catalogue's, none where it says the model is exported, else the usual ones."""
+    if spec is None:
+        return ONNX_CANDIDATES
+    return (spec.model_file,) if spec.model_file else ()
+
+
+def external_data_names(onnx_names: tuple[str, ...]) -> list[str]:
+    """The external-data files an ONNX file over 2 GB keeps beside it (``model.onnx_data``, ``model.onnx.data``)."""
+    return [f"{name}{suffix}" for name in onnx_names for suffix in ("_data", ".data")]
+
+
 def _find_onnx(directory: Path, spec: ModelSpec | None) -> Path | None:
-    names = ((spec.model_file,) if spec else ()) + ONNX_CANDIDATES
+    names = _onnx_names(spec)
     for name in names:
         if (directory / name).is_file():
             return directory / name
@@ -138,19 +159,18 @@ def resolve_model(
     spec = find_spec(model)
     repo_id = spec.sources[0] if spec else model
     cache = Path(cache_dir) if cache_dir is not None else None
-    onnx_names = [spec.model_file] if spec else list(ONNX_CANDIDATES)
-    data_files = [f"{n}_data" for n in onnx_names] + [f"{n}.data" for n in onnx_names]
+    onnx_names = _onnx_names(spec)
     log.info("fetching %s (revision %s) from the Hugging Face hub", repo_id, revision or "main")
     if weights:
-        directory = _download(repo_id, revision, cache, METADATA_PATTERNS + list(WEIGHT_FILES))
+        directory = _download(repo_id, revision, cache, METADATA_PATTERNS + WEIGHT_PATTERNS)
         files = ModelFiles(spec.name if spec else repo_id, directory, _find_onnx(directory, spec), spec, revision)
         if files.weights_path is None:
             raise ModelError(f"{repo_id!r} has no {' or '.join(WEIGHT_FILES)} for the torch runtime")
         return files
-    directory = _download(repo_id, revision, cache, METADATA_PATTERNS + onnx_names + data_files)
+    directory = _download(repo_id, revision, cache, METADATA_PATTERNS + [*onnx_names, *external_data_names(onnx_names)])
     onnx_path = _find_onnx(directory, spec)
     if onnx_path is None:
         log.info("%s has no ONNX file; fetching the weights to export one", repo_id)
-        directory = _download(repo_id, revision, cache, METADATA_PATTERNS + list(WEIGHT_FILES))
+        directory = _download(repo_id, revision, cache, METADATA_PATTERNS + WEIGHT_PATTERNS)
     return ModelFiles(spec.name if spec else repo_id, directory, onnx_path, spec, revision)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from crossrank.errors import ModelError
 from crossrank.models.head import refuse_fresh_weights
+from crossrank.models.remote_code import from_pretrained
 from crossrank.models.st_stack import StModule, read_stack
 
 
@@ -45,16 +46,18 @@ def _layer(torch: Any, directory: Path, module: StModule) -> Any:
     return layer
 
 
-def build_stack_model(directory: Path, input_names: list[str]) -> Any:
+def build_stack_model(directory: Path, input_names: list[str], *, trust_remote_code: bool = False) -> Any:
     """A module mapping ``input_names`` tensors to ``(batch, 1)`` logits, in fp32, eval mode."""
     import torch
     import transformers
 
     stack = read_stack(directory)
     try:
-        body, info = transformers.AutoModel.from_pretrained(
-            str(directory), attn_implementation="eager", output_loading_info=True
+        body, info = from_pretrained(
+            transformers.AutoModel, directory, trust_remote_code, attn_implementation="eager", output_loading_info=True
         )
+    except ModelError:
+        raise
     except Exception as exc:
         raise ModelError(f"could not load the transformer body in {directory}: {exc}") from exc
     refuse_fresh_weights(str(directory), info.get("missing_keys", ()), info.get("mismatched_keys", ()))

@@ -84,8 +84,10 @@ class OnnxRuntime:
             raise ModelError(f"{path} does not take input_ids; inputs are {sorted(inputs)}")
         self.input_names = list(inputs)
         self.input_dtypes = {name: _DTYPES.get(i.type, np.int64) for name, i in inputs.items()}
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.output = output if output in outputs else outputs[0]
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        self.output = output if output in outputs else next(iter(outputs))
+        #: the chosen output's declared shape: ints, and names or None for dynamic axes
+        self.output_shape: list[int | str | None] = list(outputs[self.output].shape)
         self.path = path
         self.providers = self.session.get_providers()
         self.batch_tokens = TOKENS_PER_THREAD * int(threads or os.cpu_count() or 1)

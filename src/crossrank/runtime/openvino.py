@@ -140,6 +140,11 @@ class OpenVinoRuntime:
         outputs = [p.get_any_name() for p in self.compiled.outputs]
         index = outputs.index(output) if output in outputs else 0
         self._output = self.compiled.outputs[index]
+        self.output = outputs[index]
+        #: the chosen output's declared shape: ints, and None for dynamic axes
+        self.output_shape: list[int | str | None] = [
+            d.get_length() if d.is_static else None for d in self._output.get_partial_shape()
+        ]
         self.providers = [f"OpenVINO CPU ({precision})"]
         self.batch_tokens = TOKENS_PER_THREAD * int(threads or os.cpu_count() or 1)
         self._local = threading.local()

@@ -20,6 +20,7 @@ import numpy as np
 from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.head import Head, refuse_fresh_weights
+from crossrank.models.remote_code import from_pretrained
 from crossrank.tokenize import plan_batches
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class TorchRuntime:
         precision: Precision = "f32",
         threads: int | None = None,
         head: Head | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
         torch = require("torch", "torch", "The torch runtime (GPU path)")
         transformers = require("transformers", "torch", "The torch runtime (GPU path)")
@@ -73,16 +75,20 @@ class TorchRuntime:
 
             token_types = ["token_type_ids"] if ModelConfig.read(directory).uses_token_type_ids else []
             self.input_names = ["input_ids", "attention_mask", *token_types]
-            self.model = build_stack_model(directory, self.input_names).to(device=device, dtype=dtype)
+            self.model = build_stack_model(directory, self.input_names, trust_remote_code=trust_remote_code).to(
+                device=device, dtype=dtype
+            )
             self.device = device
             self.precision = precision
             self.path = directory
             self.providers = [f"torch {device} ({precision})"]
             return
         try:
-            model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
-                str(directory), output_loading_info=True
+            model, info = from_pretrained(
+                transformers.AutoModelForSequenceClassification, directory, trust_remote_code, output_loading_info=True
             )
+        except ModelError:
+            raise
         except Exception as exc:
             raise ModelError(
                 f"transformers could not load the weights in {directory}: {str(exc).strip()[:300]}"

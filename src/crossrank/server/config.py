@@ -13,8 +13,10 @@ inference:
 
 Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
 ``activation`` (sigmoid|none), ``mode`` (exact|fast|auto, cross-encoders; see
-:mod:`crossrank.runtime.select`), ``device`` (cpu|cuda) and ``template`` (the prompt template of an LLM
-yes/no reranker whose files do not name one: qwen3-reranker|mxbai-rerank-v2|bge-reranker-v2-gemma). An optional top-level ``server:`` mapping holds
+:mod:`crossrank.runtime.select`), ``device`` (cpu|cuda), ``template`` (the prompt template of an LLM
+yes/no reranker whose files do not name one: qwen3-reranker|mxbai-rerank-v2|bge-reranker-v2-gemma) and
+``trust_remote_code`` (true lets a model repository's own Python code run on this machine to load it;
+see :mod:`crossrank.models.remote_code`). An optional top-level ``server:`` mapping holds
 ``crossrank serve``'s flags, spelt with underscores (``max_documents: 500``); flags and environment
 variables win over it, and an unknown key is refused.
 """
@@ -51,6 +53,8 @@ class ModelEntry:
     mode: str = "exact"
     device: str = "cpu"
     template: str | None = None  #: an LLM reranker's prompt template (see crossrank.models.llm_head)
+    #: run the model repository's own Python code (auto_map) to load it; see crossrank.models.remote_code
+    trust_remote_code: bool = False
 
     @property
     def providers(self) -> list[str] | None:
@@ -117,6 +121,8 @@ def model_entry(name: str, raw: Any) -> ModelEntry:
     if raw.get("template") is not None and (kind != "cross-encoder" or raw["template"] not in TEMPLATES):
         raise InvalidInput(f"inference.{name}.template must be one of {', '.join(TEMPLATES)} on a cross-encoder, "
                            f"not {raw['template']!r}")
+    if not isinstance(raw.get("trust_remote_code", False), bool):
+        raise InvalidInput(f"inference.{name}.trust_remote_code must be true or false")
     if kind == "bi-encoder" and raw.get("mode", "exact") != "exact":
         raise InvalidInput(f"inference.{name}.mode: bi-encoders run in exact mode only")
     return ModelEntry(name=str(name), **{**raw, "type": kind})

@@ -114,6 +114,7 @@ def load_served_models(
                     revision=entry.revision, cache_dir=settings.cache_dir,
                     mode=entry.mode, providers=entry.providers,  # type: ignore[arg-type]
                     template=entry.template,
+                    trust_remote_code=entry.trust_remote_code,
                 )
                 reranker.score("warm up", ["warm up the model before serving"])
                 scheduler = CrossScheduler(entry.name, reranker, settings.batch, observer=obs,
@@ -122,7 +123,7 @@ def load_served_models(
             else:
                 encoder = Encoder(entry.model, max_length=entry.max_length, batch_size=settings.batch.batch_size,
                                   threads=settings.threads, revision=entry.revision, cache_dir=settings.cache_dir,
-                                  providers=entry.providers)
+                                  providers=entry.providers, trust_remote_code=entry.trust_remote_code)
                 encoder.embed(["warm up the model before serving"])
                 if entry.dim is not None and entry.dim != encoder.dim:
                     raise ModelError(f"the config says dim {entry.dim} but the model gives {encoder.dim}")
