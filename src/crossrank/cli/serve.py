@@ -53,6 +53,11 @@ def register(sub: Any) -> None:
                         help="for --model: cuda runs it on an NVIDIA GPU (needs 'crossrank[torch]' with a CUDA "
                         "build of torch). In a config file: the per-model key 'device' (default: cpu) "
                         "[CROSSRANK_DEVICE]")
+    models.add_argument("--instruction",
+                        help="for --model: the default instruction in an LLM reranker's prompt (e.g. Qwen3-Reranker; "
+                        "default: the model family's own); a request's 'instruction' field overrides it. Refused at "
+                        "start-up for a model whose head reads no instruction. In a config file: the per-model key "
+                        "'instruction' [CROSSRANK_INSTRUCTION]")
     models.add_argument("--cache-dir", help="where hub downloads and ONNX exports are cached, for the served "
                         "models and the query encoder of a dense 'search:' index [CROSSRANK_CACHE_DIR]")
     net = parser.add_argument_group("network")
@@ -243,17 +248,20 @@ def _run(args: argparse.Namespace) -> int:
     model = args.model if args.model is not None else _env("CROSSRANK_MODEL")
     mode = args.mode or _env("CROSSRANK_MODE") or "exact"
     device = args.device or _env("CROSSRANK_DEVICE") or "cpu"
+    instruction = args.instruction if args.instruction is not None else _env("CROSSRANK_INSTRUCTION")
     if config and model:
         raise InvalidInput("pass either --config or --model, not both")
-    if config and (args.mode or args.device):
-        raise InvalidInput("--mode and --device go with --model; in a config file set 'mode:' and 'device:' per model")
+    if config and (args.mode or args.device or args.instruction is not None):
+        raise InvalidInput("--mode, --device and --instruction go with --model; in a config file set 'mode:', "
+                           "'device:' and 'instruction:' per model")
     entries: list[ModelEntry]
     file_options: dict[str, Any] = {}
     if config:
         entries, file_options = read_config(config)
     elif model:
         name = args.name or _env("CROSSRANK_MODEL_NAME") or DEFAULT_NAME
-        entries = [model_entry(name, {"type": "cross-encoder", "model": model, "mode": mode, "device": device})]
+        entries = [model_entry(name, {"type": "cross-encoder", "model": model, "mode": mode, "device": device,
+                                      "instruction": instruction})]
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")
     options = resolve_options(args, os.environ, file_options)

@@ -13,7 +13,9 @@ inference:
 
 Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
 ``activation`` (sigmoid|none), ``mode`` (exact|fast|auto, cross-encoders; see
-:mod:`crossrank.runtime.select`) and ``device`` (cpu|cuda). An optional top-level ``server:`` mapping holds
+:mod:`crossrank.runtime.select`), ``device`` (cpu|cuda) and ``instruction`` (the default
+instruction of an LLM reranker such as Qwen3-Reranker, which a request's ``instruction`` field
+overrides; a model whose head reads none is refused at start-up). An optional top-level ``server:`` mapping holds
 ``crossrank serve``'s flags, spelt with underscores (``max_documents: 500``); flags and environment
 variables win over it, and an unknown key is refused.
 """
@@ -27,6 +29,7 @@ from typing import Any
 
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
+from crossrank.options import check_instruction
 from crossrank.runtime.select import MODES, check_threads
 from crossrank.scheduler import BatchSettings
 
@@ -48,6 +51,7 @@ class ModelEntry:
     activation: str = "sigmoid"
     mode: str = "exact"
     device: str = "cpu"
+    instruction: str | None = None  #: an LLM reranker's default instruction (None: its family's own)
 
     @property
     def providers(self) -> list[str] | None:
@@ -113,6 +117,12 @@ def model_entry(name: str, raw: Any) -> ModelEntry:
             raise InvalidInput(f"inference.{name}.{key} must be one of {allowed}, not {raw[key]!r}")
     if kind == "bi-encoder" and raw.get("mode", "exact") != "exact":
         raise InvalidInput(f"inference.{name}.mode: bi-encoders run in exact mode only")
+    if kind == "bi-encoder" and raw.get("instruction") is not None:
+        raise InvalidInput(f"inference.{name}.instruction: bi-encoders take no instruction (an LLM reranker does)")
+    try:
+        check_instruction(raw.get("instruction"))
+    except InvalidInput as exc:
+        raise InvalidInput(f"inference.{name}.{exc}") from None
     return ModelEntry(name=str(name), **{**raw, "type": kind})
 
 

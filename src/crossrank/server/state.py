@@ -72,7 +72,8 @@ class ServedModels:
                         "activation": c.reranker.activation,
                         # what is in effect: mode "auto" resolves here, and a missing GPU or extra falls back
                         "mode": c.reranker.mode, "runtime": c.reranker.choice.runtime,
-                        "precision": c.reranker.choice.precision, "providers": list(c.reranker.runtime.providers)})
+                        "precision": c.reranker.choice.precision, "providers": list(c.reranker.runtime.providers),
+                        **c.reranker.describe()})
         for b in self.bi.values():
             out.append({"name": b.entry.name, "type": "bi-encoder", "model": b.entry.model,
                         "dim": b.encoder.dim, "max_length": b.encoder.max_length,
@@ -113,6 +114,7 @@ def load_served_models(
                     threads=settings.threads, long_documents=entry.long_documents,  # type: ignore[arg-type]
                     revision=entry.revision, cache_dir=settings.cache_dir,
                     mode=entry.mode, providers=entry.providers,  # type: ignore[arg-type]
+                    instruction=entry.instruction,  # refused here when the model's head reads none
                 )
                 reranker.score("warm up", ["warm up the model before serving"])
                 scheduler = CrossScheduler(entry.name, reranker, settings.batch, observer=obs,
