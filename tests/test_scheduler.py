@@ -48,6 +48,9 @@ class GatedModel:
         self.rows_seen = 0
         self.calls: list[list[tuple[int, ...]]] = []  # the rows of each model call, in order
 
+    def __getattr__(self, name: str) -> Any:  # every other seam (instruction_for, details) is the reranker's
+        return getattr(self.reranker, name)
+
     def encode(self, pairs: Sequence[tuple[str, str]], **options: Any) -> EncodedRows:
         return self.reranker.encode(pairs, **options)
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from crossrank.errors import InvalidInput
 from crossrank.scores import Activation, check_activation
+from crossrank.texts import check_text
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,20 @@ class ScoreOptions:
     """Per-call options of a scoring call; ``None`` keeps the scorer's default.
 
     ``max_windows``: at most this many windows per document (window mode); ``max_tokens``:
-    each document cut after that many tokens first (Cohere's ``max_tokens_per_doc``).
+    each document cut after that many tokens first (Cohere's ``max_tokens_per_doc``);
+    ``instruction``: the instruction in an LLM reranker's prompt.
     """
 
     activation: Activation | None = None
     long_documents: LongDocuments | None = None
     max_windows: int | None = None
     max_tokens: int | None = None
+    instruction: str | None = None
 
 
 def check_options(
-    *, activation: Any = None, long_documents: Any = None, max_windows: Any = None, max_tokens: Any = None
+    *, activation: Any = None, long_documents: Any = None, max_windows: Any = None, max_tokens: Any = None,
+    instruction: Any = None,
 ) -> ScoreOptions:
     """The options, checked."""
     return ScoreOptions(
@@ -56,7 +60,34 @@ def check_options(
         long_documents=None if long_documents is None else check_long_documents(long_documents),
         max_windows=None if max_windows is None else whole_number(max_windows, "max_windows", 1),
         max_tokens=None if max_tokens is None else whole_number(max_tokens, "max_tokens", 1),
+        instruction=check_instruction(instruction),
     )
+
+
+def check_instruction(value: Any) -> str | None:
+    """``None`` (the model's default) or a non-empty string of Unicode text."""
+    if value is None:
+        return None
+    text = check_text(value, "instruction")
+    if not text.strip():
+        raise InvalidInput("instruction must not be empty; leave it out for the model's default")
+    return text
+
+
+def instruction_in_effect(requested: str | None, default: str | None, model: str, head: str) -> str | None:
+    """The instruction a call puts in the prompt: ``requested``, else the model's ``default``.
+
+    ``default`` is ``None`` for a model whose head reads no instruction (any cross-encoder that is
+    not an LLM yes/no reranker): an instruction given to it is refused, never silently ignored.
+    """
+    if requested is None:
+        return default
+    if default is None:
+        raise InvalidInput(
+            f"{model} takes no instruction: it scores with {head}, which reads none; only an instruction-capable "
+            f"head (an LLM yes/no reranker such as Qwen3-Reranker) does. Leave 'instruction' out for this model."
+        )
+    return requested
 
 
 def check_top_k(value: Any) -> int | None:

@@ -17,19 +17,30 @@ from crossrank.models.load import LoadedModel, check_score_output, load_model
 from crossrank.options import (
     LongDocuments,
     ScoreOptions,
+    check_instruction,
     check_long_documents,
     check_max_length,
     check_options,
     check_top_k,
     check_window_stride,
+    instruction_in_effect,
     whole_number,
 )
 from crossrank.runtime.select import Choice, Mode, check_threads, choose_runtime
-from crossrank.scores import Activation, activate, check_activation, max_per_owner, ranked_order, relevance_logit
+from crossrank.scores import (
+    Activation,
+    Scores,
+    Truncation,
+    activate,
+    check_activation,
+    max_per_owner,
+    ranked_order,
+    relevance_logit,
+)
 from crossrank.texts import check_documents, check_pairs, check_text
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
 
-__all__ = ["LongDocuments", "Ranked", "Reranker", "Scores"]
+__all__ = ["LongDocuments", "Ranked", "Reranker", "Scores", "Truncation"]
 
 
 @dataclass(frozen=True)
@@ -39,18 +50,6 @@ class Ranked:
     index: int
     score: float
     document: str
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Scores in input order, with which pairs had their document cut."""
-
-    values: np.ndarray
-    truncated: np.ndarray
-
-    @property
-    def truncated_count(self) -> int:
-        return int(self.truncated.sum())
 
 
 class Reranker:
@@ -77,7 +76,8 @@ class Reranker:
     ``cache`` (a :class:`ScoreCache` or a maximum entry count) reuses the scores of
     (query, document) pairs seen before.
 
-    LLM yes/no rerankers: ``instruction`` replaces the family's default instruction;
+    LLM yes/no rerankers: ``instruction`` replaces the family's default instruction, and each
+    call may pass its own ``instruction=`` (a model whose head reads none refuses one);
     ``template`` names the prompt-template family (``"qwen3-reranker"``,
     ``"mxbai-rerank-v2"``, ``"bge-reranker-v2-gemma"``) of a causal LM whose files do not
     declare one and that the catalogue does not know (see :mod:`crossrank.models.llm_head`).
@@ -123,13 +123,13 @@ class Reranker:
         self.name = loaded.name
         self.config = loaded.config
         self.template = loaded.head.template if loaded.head is not None else None
-        if instruction is not None and (self.template is None or not isinstance(instruction, str)):
-            raise InvalidInput(
-                f"instruction= needs an instruction-capable head (an LLM yes/no reranker) and a string; "
-                f"{self.name} scores with {loaded.head.describe() if loaded.head else 'its ONNX graph'}"
-            )
-        #: the instruction in the prompt of an LLM reranker (its family's default when not given)
-        self.instruction = (instruction or self.template.default_instruction) if self.template else None
+        #: how the model scores, for messages and descriptions
+        self.head = loaded.head.describe() if loaded.head is not None else "its ONNX graph"
+        #: the default instruction in the prompt of an LLM reranker (its family's when not given); None: the
+        #: head reads none
+        self.instruction = instruction_in_effect(
+            check_instruction(instruction), self.template.default_instruction if self.template else None,
+            self.name, self.head)
         limit = check_max_length(max_length, loaded.config.max_length, loaded.name)
         tokenizer = loaded.tokenizer  # an instruction may sit in the template's fixed parts
         if self.template is not None and instruction:
@@ -159,7 +159,7 @@ class Reranker:
             cache if isinstance(cache, ScoreCache) else None
         )
         source = loaded.onnx_file or loaded.files.directory
-        self._cache_key = f"{self.name}|{source}|{self.choice.runtime}-{self.choice.precision}|{self.instruction}"
+        self._cache_key = f"{self.name}|{source}|{self.choice.runtime}-{self.choice.precision}"
         self._lock = threading.Lock()
         self.truncated_pairs = 0  #: pairs whose document did not fit, since this object was made
 
@@ -188,17 +188,27 @@ class Reranker:
         long_documents: LongDocuments | None = None,
         max_windows: int | None = None,
         max_tokens: int | None = None,
+        instruction: str | None = None,
     ) -> Scores:
-        """Scores plus per-pair truncation flags (a document or query that did not fit whole);
-        options override the instance defaults: ``long_documents``, ``max_windows`` (at most
+        """Scores plus per-pair truncation flags (a document or query that did not fit whole),
+        and the instruction and truncation the call used.
+
+        Options override the instance defaults: ``long_documents``, ``max_windows`` (at most
         that many windows per document, and never more than ``tokenizer.max_windows``),
-        ``max_tokens`` (each document first cut after that many tokens)."""
+        ``max_tokens`` (each document first cut after that many tokens), ``instruction`` (an
+        LLM reranker's prompt instruction; refused by a head that reads none).
+
+        >>> reranker.score_details([("crocs", "Crocs Kids' Baya Clog")],
+        ...                        instruction="Find shoes for children").instruction  # doctest: +SKIP
+        'Find shoes for children'
+        """
         opts = check_options(activation=activation, long_documents=long_documents, max_windows=max_windows,
-                             max_tokens=max_tokens)
+                             max_tokens=max_tokens, instruction=instruction)
+        self.instruction_for(opts.instruction)  # a head that reads none refuses one before any work
         checked = check_pairs(pairs)
         act = opts.activation or self.activation
         if not checked:
-            return Scores(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool))
+            return self.details(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool), opts)
         if self.cache is not None:
             logit, truncated = self._cached_logits(checked, opts)
         else:
@@ -207,13 +217,44 @@ class Reranker:
             truncated = rows.truncated
         with self._lock:
             self.truncated_pairs += int(truncated.sum())
-        return Scores(activate(logit, act), truncated)
+        return self.details(activate(logit, act), truncated, opts)
+
+    def instruction_for(self, requested: str | None) -> str | None:
+        """The instruction a call with ``requested`` (checked) uses; :class:`InvalidInput` when the
+        model's head reads none."""
+        return instruction_in_effect(requested, self.instruction, self.name, self.head)
+
+    def truncation(self, opts: ScoreOptions = ScoreOptions()) -> Truncation:
+        """How a call with ``opts`` fits its pairs: what is cut, where, and the limits."""
+        return Truncation(
+            max_length=self.max_length,
+            cut="document only" if self.template is not None else "document, and a query past query_limit tokens",
+            query_limit=self.tokenizer.query_limit,
+            long_documents=opts.long_documents or self.long_documents,
+            window_stride=self.window_stride,
+            max_windows=opts.max_windows,
+            max_tokens=opts.max_tokens,
+        )
+
+    def details(self, values: np.ndarray, truncated: np.ndarray, opts: ScoreOptions) -> Scores:
+        """A call's :class:`Scores` with the instruction and truncation it used."""
+        return Scores(values, truncated, self.instruction_for(opts.instruction), self.truncation(opts))
+
+    def describe(self) -> dict[str, object]:
+        """The prompt and truncation defaults, for a server's model descriptions."""
+        return {
+            "head": self.head,
+            "template": self.template.family if self.template is not None else None,
+            "instruction": self.instruction,
+            "max_length": self.max_length,
+            "truncation": self.truncation().to_dict(),
+        }
 
     def _cached_logits(self, pairs: list[tuple[str, str]], opts: ScoreOptions) -> tuple[np.ndarray, np.ndarray]:
         """Logits from the cache where present; the misses are scored in one pass and stored."""
         assert self.cache is not None
         options = (f"{self.max_length}|{opts.long_documents or self.long_documents}|{self.window_stride}|"
-                   f"{opts.max_windows}|{opts.max_tokens}")
+                   f"{opts.max_windows}|{opts.max_tokens}|{self.instruction_for(opts.instruction)}")
         model_key = f"{self._cache_key}|{options}"
         keys = [self.cache.key(model_key, q, d) for q, d in pairs]
         logit = np.empty(len(pairs), dtype=np.float64)
@@ -243,14 +284,18 @@ class Reranker:
         long_documents: LongDocuments | None = None,
         max_windows: int | None = None,
         max_tokens: int | None = None,
+        instruction: str | None = None,
     ) -> EncodedRows:
-        """The checked pairs' token rows (one per pair, or per window), for :meth:`infer`."""
-        opts = check_options(long_documents=long_documents, max_windows=max_windows, max_tokens=max_tokens)
+        """The checked pairs' token rows (one per pair, or per window), for :meth:`infer`; each
+        row holds its own prompt, so rows of calls with different instructions may share a batch."""
+        opts = check_options(long_documents=long_documents, max_windows=max_windows, max_tokens=max_tokens,
+                             instruction=instruction)
         return self._encode(check_pairs(pairs), opts)
 
     def _encode(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> EncodedRows:
+        instruction = self.instruction_for(opts.instruction)
         if self.template is not None:  # the prompt around each pair; the tokenizer adds prefix and suffix
-            pairs = [self.template.format_pair(q, d, self.instruction) for q, d in pairs]
+            pairs = [self.template.format_pair(q, d, instruction) for q, d in pairs]
             self._check_prompt_room([q for q, _ in pairs])
         if (opts.long_documents or self.long_documents) == "window":
             return self.tokenizer.encode_windows(pairs, self.window_stride, opts.max_windows, opts.max_tokens)

@@ -20,7 +20,8 @@ A batch that fails fails every request waiting on it.
 Each request's texts are checked and tokenized on their own, before they join a batch shared
 with other requests: a bad text fails its request alone. If a shared batch still fails, each
 request's rows are run again alone, so a request gets only its own error and never another
-request's text.
+request's text. Each row carries its own prompt (an LLM reranker's instruction is tokenized into
+it), so requests with different instructions share batches and each is scored with its own.
 
 The scheduler owns no tokenization or scoring logic: it calls the ``Reranker`` seams
 ``encode``, ``plan`` and ``infer`` (the ``Encoder``'s ``encode``, ``plan`` and ``embed_rows``) and
@@ -44,8 +45,8 @@ from crossrank.encode import Encoder
 from crossrank.memory import release_memory
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
 from crossrank.options import check_options
-from crossrank.rerank import LongDocuments, Reranker, Scores
-from crossrank.scores import Activation, activate, max_per_owner
+from crossrank.rerank import LongDocuments, Reranker
+from crossrank.scores import Activation, Scores, activate, max_per_owner
 from crossrank.tokenize import EncodedRows, plan_batches
 
 log = logging.getLogger(__name__)
@@ -401,25 +402,29 @@ class CrossScheduler(_Base):
         long_documents: LongDocuments | None = None,
         max_windows: int | None = None,
         max_tokens: int | None = None,
+        instruction: str | None = None,
         deadline: float | None = None,
     ) -> Scores:
         """Scores of ``pairs`` in input order; ``deadline`` is a ``time.monotonic()`` instant.
 
-        The options are the ``Reranker``'s (see :meth:`Reranker.score_details`)."""
+        The options are the ``Reranker``'s (see :meth:`Reranker.score_details`); an instruction
+        the model cannot use is refused here, before the request is queued."""
         opts = check_options(activation=activation, long_documents=long_documents, max_windows=max_windows,
-                             max_tokens=max_tokens)
+                             max_tokens=max_tokens, instruction=instruction)
+        self.reranker.instruction_for(opts.instruction)
         act = opts.activation or self.reranker.activation
         if not pairs:
-            return Scores(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool))
+            return self.reranker.details(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool), opts)
 
         def encode() -> EncodedRows:
-            return self.reranker.encode(pairs, long_documents=opts.long_documents,
-                                        max_windows=opts.max_windows, max_tokens=opts.max_tokens)
+            return self.reranker.encode(pairs, long_documents=opts.long_documents, max_windows=opts.max_windows,
+                                        max_tokens=opts.max_tokens, instruction=opts.instruction)
 
         job, logits = await self._submit(len(pairs), encode, deadline)
         rows = job.rows
         assert rows is not None
-        return Scores(activate(max_per_owner(logits, rows.owner, len(pairs)), act), rows.truncated)
+        return self.reranker.details(activate(max_per_owner(logits, rows.owner, len(pairs)), act), rows.truncated,
+                                     opts)
 
     # -- the inference thread's calls ----------------------------------------------------------
     def _output(self, rows: int) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -10,6 +11,47 @@ from crossrank.errors import InvalidInput, ModelError
 
 Activation = Literal["sigmoid", "none"]
 ACTIVATIONS = ("sigmoid", "none")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How a scoring call fitted its pairs into the model: what was cut, where, and by which limits.
+
+    ``cut`` says what may lose tokens: ``"document only"`` for an LLM reranker (its prompt
+    template, instruction and query are never cut; a pair they leave no room in is refused),
+    else the document, and a query longer than ``query_limit`` tokens cut to it. Documents are
+    cut at their end (``side="right"``); ``long_documents="window"`` scores overlapping windows
+    sharing ``window_stride`` tokens instead (at most ``max_windows`` per document);
+    ``max_tokens`` cuts each document after that many tokens first.
+    """
+
+    max_length: int
+    cut: str
+    query_limit: int | None
+    long_documents: str
+    window_stride: int
+    max_windows: int | None = None
+    max_tokens: int | None = None
+    side: str = "right"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores in input order, which pairs had their document (or query) cut, and the
+    instruction and truncation the call used (``instruction`` is ``None`` for a model whose
+    head reads none)."""
+
+    values: np.ndarray
+    truncated: np.ndarray
+    instruction: str | None = None
+    truncation: Truncation | None = None
+
+    @property
+    def truncated_count(self) -> int:
+        return int(self.truncated.sum())
 
 
 def check_activation(activation: str) -> Activation:

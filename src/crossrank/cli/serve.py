@@ -62,6 +62,11 @@ def register(sub: Any) -> None:
                         help=f"for --model: allow a model whose repository ships its own modelling code: this "
                         f"{MEANING}. In a config file: the per-model key 'trust_remote_code: true' (default: "
                         "such models are refused; a repository's ONNX file never needs it)")
+    models.add_argument("--instruction",
+                        help="for --model: the default instruction in an LLM reranker's prompt (e.g. Qwen3-Reranker; "
+                        "default: the model family's own); a request's 'instruction' field overrides it. Refused at "
+                        "start-up for a model whose head reads no instruction. In a config file: the per-model key "
+                        "'instruction' [CROSSRANK_INSTRUCTION]")
     models.add_argument("--cache-dir", help="where hub downloads and ONNX exports are cached, for the served "
                         "models and the query encoder of a dense 'search:' index [CROSSRANK_CACHE_DIR]")
     net = parser.add_argument_group("network")
@@ -252,11 +257,13 @@ def _run(args: argparse.Namespace) -> int:
     model = args.model if args.model is not None else _env("CROSSRANK_MODEL")
     mode = args.mode or _env("CROSSRANK_MODE") or "exact"
     device = args.device or _env("CROSSRANK_DEVICE") or "cpu"
+    instruction = args.instruction if args.instruction is not None else _env("CROSSRANK_INSTRUCTION")
     if config and model:
         raise InvalidInput("pass either --config or --model, not both")
-    if config and (args.mode or args.device or args.template or args.trust_remote_code):
-        raise InvalidInput("--mode, --device, --template and --trust-remote-code go with --model; in a config file "
-                           "set 'mode:', 'device:', 'template:' and 'trust_remote_code:' per model")
+    if config and (args.mode or args.device or args.template or args.trust_remote_code or args.instruction is not None):
+        raise InvalidInput("--mode, --device, --template, --trust-remote-code and --instruction go with --model; in a "
+                           "config file set 'mode:', 'device:', 'template:', 'trust_remote_code:' and 'instruction:' "
+                           "per model")
     entries: list[ModelEntry]
     file_options: dict[str, Any] = {}
     if config:
@@ -264,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
     elif model:
         name = args.name or _env("CROSSRANK_MODEL_NAME") or DEFAULT_NAME
         entry = {"type": "cross-encoder", "model": model, "mode": mode, "device": device, "template": args.template,
-                 "trust_remote_code": bool(args.trust_remote_code)}
+                 "trust_remote_code": bool(args.trust_remote_code), "instruction": instruction}
         entries = [model_entry(name, entry)]
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")

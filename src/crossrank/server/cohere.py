@@ -6,6 +6,8 @@ Documents are strings or objects; an object is scored on its ``text`` field, or 
 at most the model's own cap) and keeps each document's best window; ``max_tokens_per_doc``
 cuts each document after that many tokens. Both are applied as the document is tokenized,
 which reads only the head of a document that can be kept. Results are sorted by score and cut to ``top_n``.
+``instruction`` (a crossrank extension) sets an LLM reranker's prompt instruction for the request;
+``meta`` reports the instruction and truncation used.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from crossrank.errors import InvalidInput
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
 from crossrank.scores import ranked_order
-from crossrank.server.common import check_query, models_of, score_pairs
+from crossrank.server.common import Instruction, check_query, models_of, score_pairs, scoring_details
 
 #: a key in a /rerank body that marks the Cohere shape (rather than Weaviate's)
 COHERE_KEYS = ("model", "top_n", "return_documents", "rank_fields", "max_chunks_per_doc", "max_tokens_per_doc")
@@ -36,6 +38,7 @@ class CohereRequest(BaseModel):
     rank_fields: list[str] | None = None
     max_chunks_per_doc: int | None = Field(default=None, ge=1)
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
+    instruction: Instruction
 
 
 def document_text(doc: str | dict[str, Any], index: int, rank_fields: list[str] | None) -> str:
@@ -67,6 +70,7 @@ async def cohere_rerank(request: Request, body: CohereRequest, version: str) -> 
         long_documents="window" if window else None,
         max_windows=body.max_chunks_per_doc if window else None,
         max_tokens=body.max_tokens_per_doc,
+        instruction=body.instruction,
     )
     results = []
     for i in ranked_order(result.values, body.top_n):
@@ -79,7 +83,7 @@ async def cohere_rerank(request: Request, body: CohereRequest, version: str) -> 
         "id": str(uuid.uuid4()),
         "results": results,
         "model": model.entry.name,
-        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
+        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}, **scoring_details(result)},
     }
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from crossrank.errors import InvalidInput
-from crossrank.rerank import LongDocuments, Scores
-from crossrank.scores import Activation
+from crossrank.rerank import LongDocuments
+from crossrank.scores import Activation, Scores
 from crossrank.server.body import parsed_json
 from crossrank.server.config import ServerSettings
 from crossrank.server.errors import PayloadTooLarge
@@ -27,6 +27,15 @@ MAX_DEADLINE_S = 600.0
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+
+#: the ``instruction`` extension field every rerank format accepts: the instruction in an LLM
+#: reranker's prompt for this request (absent: the model's configured default); checked with the
+#: library's own options (:func:`crossrank.options.check_instruction`) in :func:`score_pairs`
+Instruction = Annotated[str | None, Field(
+    default=None,
+    description="crossrank extension: the instruction in an LLM reranker's prompt (e.g. Qwen3-Reranker) for this "
+    "request; absent: the model's configured default. A model whose head reads no instruction answers 422.",
+)]
 
 
 class ClientGone(Exception):
@@ -121,15 +130,28 @@ async def score_pairs(
     long_documents: LongDocuments | None = None,
     max_windows: int | None = None,
     max_tokens: int | None = None,
+    instruction: str | None = None,
 ) -> Scores:
-    """Score through the model's scheduler, with limits, deadline, disconnect and metrics."""
+    """Score through the model's scheduler, with limits, deadline, disconnect and metrics.
+
+    ``instruction`` is the request's own (``None``: the model's default); the scheduler refuses one
+    that the model's head cannot read, or that leaves the document no room (422, with token counts)."""
     check_count(request, len(pairs), "pairs")
     deadline = deadline_of(request)
     result = await unless_disconnected(request, model.scheduler.score(
         pairs, activation=activation, long_documents=long_documents, max_windows=max_windows, max_tokens=max_tokens,
-        deadline=deadline))
+        instruction=instruction, deadline=deadline))
     metrics_of(request).scored(model.entry.name, len(pairs), int(result.truncated.sum()))
     return result
+
+
+def scoring_details(result: Scores) -> dict[str, Any]:
+    """The instruction and truncation a scoring call used, for formats with a place for metadata."""
+    return {
+        "instruction": result.instruction,
+        "truncation": result.truncation.to_dict() if result.truncation is not None else None,
+        "truncated_documents": result.truncated_count,
+    }
 
 
 async def embed_texts(request: Request, model: BiModel, texts: Sequence[str]) -> np.ndarray:

@@ -14,9 +14,11 @@ inference:
 Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
 ``activation`` (sigmoid|none), ``mode`` (exact|fast|auto, cross-encoders; see
 :mod:`crossrank.runtime.select`), ``device`` (cpu|cuda), ``template`` (the prompt template of an LLM
-yes/no reranker whose files do not name one: qwen3-reranker|mxbai-rerank-v2|bge-reranker-v2-gemma) and
+yes/no reranker whose files do not name one: qwen3-reranker|mxbai-rerank-v2|bge-reranker-v2-gemma),
 ``trust_remote_code`` (true lets a model repository's own Python code run on this machine to load it;
-see :mod:`crossrank.models.remote_code`). An optional top-level ``server:`` mapping holds
+see :mod:`crossrank.models.remote_code`) and ``instruction`` (the default instruction of an LLM
+reranker, which a request's ``instruction`` field overrides; a model whose head reads none is
+refused at start-up). An optional top-level ``server:`` mapping holds
 ``crossrank serve``'s flags, spelt with underscores (``max_documents: 500``); flags and environment
 variables win over it, and an unknown key is refused.
 """
@@ -31,6 +33,7 @@ from typing import Any
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
 from crossrank.models.llm_head import TEMPLATES
+from crossrank.options import check_instruction
 from crossrank.runtime.select import MODES, check_threads
 from crossrank.scheduler import BatchSettings
 
@@ -55,6 +58,7 @@ class ModelEntry:
     template: str | None = None  #: an LLM reranker's prompt template (see crossrank.models.llm_head)
     #: run the model repository's own Python code (auto_map) to load it; see crossrank.models.remote_code
     trust_remote_code: bool = False
+    instruction: str | None = None  #: an LLM reranker's default instruction (None: its family's own)
 
     @property
     def providers(self) -> list[str] | None:
@@ -125,6 +129,12 @@ def model_entry(name: str, raw: Any) -> ModelEntry:
         raise InvalidInput(f"inference.{name}.trust_remote_code must be true or false")
     if kind == "bi-encoder" and raw.get("mode", "exact") != "exact":
         raise InvalidInput(f"inference.{name}.mode: bi-encoders run in exact mode only")
+    if kind == "bi-encoder" and raw.get("instruction") is not None:
+        raise InvalidInput(f"inference.{name}.instruction: bi-encoders take no instruction (an LLM reranker does)")
+    try:
+        check_instruction(raw.get("instruction"))
+    except InvalidInput as exc:
+        raise InvalidInput(f"inference.{name}.{exc}") from None
     return ModelEntry(name=str(name), **{**raw, "type": kind})
 
 

@@ -11,8 +11,10 @@ Indexes are named in the server's YAML config, next to ``inference:``::
         top_k: 10                     # results returned (default: 10)
         rrf_k: 60                     # hybrid fusion constant
 
-Request ``{"query", "index"?, "retriever"?, "candidates"?, "top_k"?, "rerank"?}``; reply
-``{"query", "index", "retriever", "reranker", "candidates", "hits": [{"id", "text", "rank",
+Request ``{"query", "index"?, "retriever"?, "candidates"?, "top_k"?, "rerank"?, "model"?,
+"instruction"?}`` (``instruction``: an LLM reranker's prompt instruction; absent: the model's
+configured default); reply ``{"query", "index", "retriever", "reranker", "instruction",
+"truncation", "candidates", "hits": [{"id", "text", "rank",
 "first_stage_rank", "first_stage_score", "rerank_score"}], "timings_ms": {"retrieve",
 "rerank", "total"}}``. The rerank goes through the model's scheduler, so search requests
 batch together with the other wire formats' requests.
@@ -48,7 +50,16 @@ from crossrank.retrieval.base import RETRIEVER_KINDS, Retriever
 from crossrank.retrieval.index import Index
 from crossrank.retrieval.pipeline import first_stage_hits, hits_from_scores
 from crossrank.server.auth import require_api_key
-from crossrank.server.common import check_count, check_query, models_of, parse, read_json, score_pairs
+from crossrank.server.common import (
+    Instruction,
+    check_count,
+    check_query,
+    models_of,
+    parse,
+    read_json,
+    score_pairs,
+    scoring_details,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +234,7 @@ class SearchRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=1)
     rerank: bool = True
     model: str | None = None
+    instruction: Instruction
 
 
 def _index_of(request: Request, name: str | None) -> SearchIndex:
@@ -256,14 +268,19 @@ def build_router() -> APIRouter:
         retrieved = time.perf_counter()
         timings = {"retrieve": (retrieved - started) * 1000.0}
         reranker = body.model or (entry.reranker if entry.reranker is not None else None)
-        if not body.rerank or reranker is None or not found:
+        details: dict[str, Any] = {"instruction": None, "truncation": None}
+        if not body.rerank or reranker is None:
+            if body.instruction is not None:
+                raise InvalidInput("'instruction' goes to the reranker, but this search does not rerank "
+                                   "('rerank': false, or the index's reranker is null); leave it out")
             hits = first_stage_hits(found, top_k)
             reranker_name = None
         else:
             model = models_of(request).cross_model(reranker or None)
-            result = await score_pairs(request, model, [(query, c.text) for c in found])
+            result = await score_pairs(request, model, [(query, c.text) for c in found], instruction=body.instruction)
             hits = hits_from_scores(found, result.values, top_k)
             reranker_name = model.entry.name
+            details = scoring_details(result)
             timings["rerank"] = (time.perf_counter() - retrieved) * 1000.0
         timings["total"] = (time.perf_counter() - started) * 1000.0
         return {
@@ -271,6 +288,7 @@ def build_router() -> APIRouter:
             "index": entry.name,
             "retriever": kind,
             "reranker": reranker_name,
+            **details,
             "candidates": len(found),
             "hits": [hit.to_dict() for hit in hits],
             "timings_ms": {k: round(v, 3) for k, v in timings.items()},

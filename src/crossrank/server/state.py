@@ -72,7 +72,8 @@ class ServedModels:
                         "activation": c.reranker.activation,
                         # what is in effect: mode "auto" resolves here, and a missing GPU or extra falls back
                         "mode": c.reranker.mode, "runtime": c.reranker.choice.runtime,
-                        "precision": c.reranker.choice.precision, "providers": list(c.reranker.runtime.providers)})
+                        "precision": c.reranker.choice.precision, "providers": list(c.reranker.runtime.providers),
+                        **c.reranker.describe()})
         for b in self.bi.values():
             out.append({"name": b.entry.name, "type": "bi-encoder", "model": b.entry.model,
                         "dim": b.encoder.dim, "max_length": b.encoder.max_length,
@@ -115,6 +116,7 @@ def load_served_models(
                     mode=entry.mode, providers=entry.providers,  # type: ignore[arg-type]
                     template=entry.template,
                     trust_remote_code=entry.trust_remote_code,
+                    instruction=entry.instruction,  # refused here when the model's head reads none
                 )
                 reranker.score("warm up", ["warm up the model before serving"])
                 scheduler = CrossScheduler(entry.name, reranker, settings.batch, observer=obs,

@@ -8,6 +8,10 @@
   (as llama.cpp's server does);
 * ``documents`` alone (with ``query``) -> Weaviate: ``{query, scores:[{document, score}]}``
   in input order.
+
+Each accepts ``instruction`` (a crossrank extension: an LLM reranker's prompt instruction).
+``/info`` describes the default model in TEI's shape, plus every served model under ``models``
+(template family, default instruction, max_length, what truncation cuts).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
 from crossrank.server.common import (
     check_count,
     check_query,
+    Instruction,
     embed_texts,
     models_of,
     parse,
@@ -50,6 +55,7 @@ class TeiRerankRequest(BaseModel):
     return_text: bool = False
     truncate: bool | None = None
     truncation_direction: Direction = "Right"
+    instruction: Instruction
 
 
 class TeiEmbedRequest(BaseModel):
@@ -85,7 +91,7 @@ async def tei_rerank(request: Request, body: TeiRerankRequest) -> list[dict[str,
                               f"{model.reranker.max_length} with the texts) and 'truncate' is false; "
                               f"send 'truncate': true (or omit it) to cut it")
     result = await score_pairs(request, model, [(query, text) for text in body.texts],
-                               activation="none" if body.raw_scores else "sigmoid")
+                               activation="none" if body.raw_scores else "sigmoid", instruction=body.instruction)
     if body.truncate is False:
         _refuse_cut(result.truncated, f"{model.reranker.max_length} tokens with the query")
     out = []
@@ -173,6 +179,7 @@ def build_router() -> APIRouter:
             "max_client_batch_size": settings.max_documents,
             "tokenization_workers": settings.tokenizer_threads,
             "version": f"crossrank {__version__}",
+            "models": models.describe(),  # crossrank's extension: each model's prompt and truncation
         }
 
     return router

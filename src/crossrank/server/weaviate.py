@@ -2,7 +2,8 @@
 
 ``POST /rerank`` ``{query, documents}`` -> ``{query, scores: [{document, score}]}`` in input
 order (dispatched from the shared ``/rerank`` route, see :mod:`crossrank.server.tei`);
-``GET /meta``; ``GET /.well-known/ready`` and ``/.well-known/live`` answer 204.
+``GET /meta``; ``GET /.well-known/ready`` and ``/.well-known/live`` answer 204. The request may
+carry ``instruction`` (a crossrank extension); Weaviate itself sends none, so the configured default applies.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from crossrank.server.common import check_query, models_of, score_pairs
+from crossrank.server.common import Instruction, check_query, models_of, score_pairs
 from crossrank.server.errors import NotReady
 
 
@@ -20,12 +21,13 @@ class WeaviateRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     query: str = Field(min_length=1)
     documents: list[str]
+    instruction: Instruction
 
 
 async def weaviate_rerank(request: Request, body: WeaviateRequest) -> dict[str, Any]:
     model = models_of(request).cross_model(None)
     query = check_query(body.query)
-    result = await score_pairs(request, model, [(query, doc) for doc in body.documents])
+    result = await score_pairs(request, model, [(query, doc) for doc in body.documents], instruction=body.instruction)
     return {
         "query": body.query,
         "scores": [{"document": doc, "score": float(s)} for doc, s in zip(body.documents, result.values)],
@@ -52,6 +54,6 @@ def build_router() -> APIRouter:
         """The default cross-encoder's description (Weaviate reads it at start-up)."""
         model = models_of(request).cross_model(None)
         return {"model": {**model.reranker.config.raw, "name": model.entry.model, "served_as": model.entry.name,
-                          "max_length": model.reranker.max_length}}
+                          **model.reranker.describe()}}
 
     return router
