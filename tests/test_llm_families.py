@@ -213,6 +213,23 @@ def test_a_custom_instruction_enters_the_prompt_where_the_family_puts_it(key: st
     assert np.abs(ref - plain).max() > 1e-3  # the instruction is really in the prompt
 
 
+@pytest.mark.parametrize("key", list(FAMILIES))
+def test_a_per_call_instruction_scores_as_a_reranker_made_with_it(key: str, models: dict[str, Path],
+                                                                   model_cache: Path) -> None:
+    """A request's instruction, wherever the family puts it (gemma: in the template's suffix,
+    which needs its own tokenizer), gives the reference's scores for that instruction."""
+    family, _, reference = FAMILIES[key]
+    reranker = Reranker(models[key], cache_dir=model_cache, template=family)
+    pairs = [(QUERY, d) for d in DOCS]
+    ours = reranker.score_details(pairs, activation="none", instruction=INSTRUCTION)
+    assert ours.instruction == INSTRUCTION
+    ref, tol = _tolerance(reference, models[key], DOCS, instruction=INSTRUCTION)
+    assert np.abs(ours.values - ref).max() <= tol
+    default = reranker.score_details(pairs, activation="none")  # the next call is back to the default
+    plain, _ = _tolerance(reference, models[key], DOCS)
+    assert np.abs(default.values - plain).max() <= tol and np.abs(ours.values - default.values).max() > 1e-3
+
+
 FAST_DOCS = [f"{a} {b}" for a in ("rain boots", "walking shoes", "lemon cake", "beach sandals", "shoe charms", "a wet dog")
              for b in ("for the city", "on long trails", "with a rubber sole", "in the rain", "for kids")]
 

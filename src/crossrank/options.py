@@ -74,15 +74,17 @@ def check_instruction(value: Any) -> str | None:
     return text
 
 
-def instruction_in_effect(requested: str | None, default: str | None, model: str, head: str) -> str | None:
-    """The instruction a call puts in the prompt: ``requested``, else the model's ``default``.
+def instruction_in_effect(requested: str | None, default: str | None, model: str, head: str,
+                          reads: bool) -> str | None:
+    """The instruction a call puts in the prompt: ``requested``, else the model's ``default``
+    (``None`` where the family has none, e.g. mxbai-rerank-v2).
 
-    ``default`` is ``None`` for a model whose head reads no instruction (any cross-encoder that is
+    ``reads`` is False for a model whose head reads no instruction (any cross-encoder that is
     not an LLM yes/no reranker): an instruction given to it is refused, never silently ignored.
     """
     if requested is None:
         return default
-    if default is None:
+    if not reads:
         raise InvalidInput(
             f"{model} takes no instruction: it scores with {head}, which reads none; only an instruction-capable "
             f"head (an LLM yes/no reranker such as Qwen3-Reranker) does. Leave 'instruction' out for this model."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,19 +130,13 @@ class Reranker:
         #: head reads none
         self.instruction = instruction_in_effect(
             check_instruction(instruction), self.template.default_instruction if self.template else None,
-            self.name, self.head)
+            self.name, self.head, self.template is not None)
         limit = check_max_length(max_length, loaded.config.max_length, loaded.name)
-        tokenizer = loaded.tokenizer  # an instruction may sit in the template's fixed parts
-        if self.template is not None and instruction:
-            tokenizer = template_tokenizer(tokenizer, self.template, instruction)
-        self.tokenizer = PairTokenizer(tokenizer, limit, loaded.config.pad_token_id)
+        self._base_tokenizer, self._pad_id = loaded.tokenizer, loaded.config.pad_token_id
+        #: tokenizers of other instructions, for families that put the instruction in the template's fixed parts
+        self._instruction_tokenizers: OrderedDict[str, PairTokenizer] = OrderedDict()
+        self.tokenizer = self._prompt_tokenizer(instruction, limit)
         self.max_length = self.tokenizer.max_length
-        if self.template is not None and self.tokenizer.pair_overhead > self.max_length - 2:
-            raise InvalidInput(
-                f"the prompt template of {self.name} ({self.template.family}) takes {self.tokenizer.pair_overhead} "
-                f"tokens with its instruction, leaving no room in max_length {self.max_length} for the query and "
-                f"the document; shorten the instruction or raise max_length"
-            )
         # a quarter of max_length, or less where a prompt template leaves little room for the document
         budget = self.max_length - self.tokenizer.pair_overhead
         default_stride = max(0, min(self.max_length // 4, budget - budget // 2 - 1))
@@ -222,7 +217,7 @@ class Reranker:
     def instruction_for(self, requested: str | None) -> str | None:
         """The instruction a call with ``requested`` (checked) uses; :class:`InvalidInput` when the
         model's head reads none."""
-        return instruction_in_effect(requested, self.instruction, self.name, self.head)
+        return instruction_in_effect(requested, self.instruction, self.name, self.head, self.template is not None)
 
     def truncation(self, opts: ScoreOptions = ScoreOptions()) -> Truncation:
         """How a call with ``opts`` fits its pairs: what is cut, where, and the limits."""
@@ -294,22 +289,58 @@ class Reranker:
 
     def _encode(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> EncodedRows:
         instruction = self.instruction_for(opts.instruction)
+        tokenizer = self._tokenizer_for(instruction)
         if self.template is not None:  # the prompt around each pair; the tokenizer adds prefix and suffix
             pairs = [self.template.format_pair(q, d, instruction) for q, d in pairs]
-            self._check_prompt_room([q for q, _ in pairs])
+            self._check_prompt_room([q for q, _ in pairs], tokenizer)
         if (opts.long_documents or self.long_documents) == "window":
-            return self.tokenizer.encode_windows(pairs, self.window_stride, opts.max_windows, opts.max_tokens)
-        return self.tokenizer.encode(pairs, opts.max_tokens)
+            return tokenizer.encode_windows(pairs, self.window_stride, opts.max_windows, opts.max_tokens)
+        return tokenizer.encode(pairs, opts.max_tokens)
 
-    def _check_prompt_room(self, prompts: list[str]) -> None:
+    def _prompt_tokenizer(self, instruction: str | None, limit: int) -> PairTokenizer:
+        """The pair tokenizer with the template's fixed parts around the pairs (``instruction`` filled
+        in where the family puts it there); refused when they leave no room in ``limit``."""
+        tokenizer = self._base_tokenizer
+        if self.template is not None and instruction:
+            tokenizer = template_tokenizer(tokenizer, self.template, instruction)
+        paired = PairTokenizer(tokenizer, limit, self._pad_id)
+        if self.template is not None and paired.pair_overhead > paired.max_length - 2:
+            raise InvalidInput(
+                f"the prompt template of {self.name} ({self.template.family}) takes {paired.pair_overhead} "
+                f"tokens with its instruction, leaving no room in max_length {paired.max_length} for the query and "
+                f"the document; shorten the instruction or raise max_length"
+            )
+        return paired
+
+    def _tokenizer_for(self, instruction: str | None) -> PairTokenizer:
+        """The tokenizer of a call's instruction: the default one, unless the family puts the
+        instruction in the template's fixed parts and the call asks for another (kept, up to 32)."""
+        if (self.template is None or not self.template.instruction_in_fixed_parts or instruction is None
+                or instruction == self.instruction):
+            return self.tokenizer
+        with self._lock:
+            found = self._instruction_tokenizers.get(instruction)
+            if found is not None:
+                self._instruction_tokenizers.move_to_end(instruction)
+                return found
+        made = self._prompt_tokenizer(instruction, self.max_length)
+        check_window_stride(self.window_stride, made.max_length, made.pair_overhead)
+        with self._lock:
+            self._instruction_tokenizers[instruction] = made
+            while len(self._instruction_tokenizers) > 32:
+                self._instruction_tokenizers.popitem(last=False)
+        return made
+
+    def _check_prompt_room(self, prompts: list[str], tokenizer: PairTokenizer | None = None) -> None:
         """A templated query is never cut (it would cut the template): refuse one that leaves no room."""
-        for prompt, cut in dict(zip(prompts, (c for _, c in self.tokenizer.fit_queries(prompts)))).items():
+        tokenizer = tokenizer or self.tokenizer
+        for prompt, cut in dict(zip(prompts, (c for _, c in tokenizer.fit_queries(prompts)))).items():
             if cut:
-                size = self.tokenizer.count_tokens(prompt)
+                size = tokenizer.count_tokens(prompt)
                 raise InvalidInput(
                     f"the instruction and query take {size} tokens and the prompt template "
-                    f"{self.tokenizer.pair_overhead} more; max_length {self.max_length} keeps at most "
-                    f"{self.tokenizer.query_limit} for them so that the document has room. Shorten the "
+                    f"{tokenizer.pair_overhead} more; max_length {self.max_length} keeps at most "
+                    f"{tokenizer.query_limit} for them so that the document has room. Shorten the "
                     f"instruction or the query, or raise max_length."
                 )
 

@@ -77,6 +77,12 @@ class YesNoTemplate:
     default_instruction: str | None
     instruction_format: str = "{instruction}"  #: how a given instruction enters its slot
 
+    @property
+    def instruction_in_fixed_parts(self) -> bool:
+        """True when the instruction sits in the prefix, separator or suffix (bge-reranker-v2-gemma's
+        trailing prompt): another instruction needs another tokenizer, not another query text."""
+        return any("{instruction}" in piece for part in (self.prefix, self.separator, self.suffix) for piece in part)
+
     def instruction_text(self, instruction: str | None) -> str:
         """What fills the ``{instruction}`` slot: the formatted instruction, or ``""`` without one."""
         chosen = instruction or self.default_instruction
