@@ -126,7 +126,7 @@ def print_result(result: SearchResult, as_json: bool) -> None:
             "" if hit.rerank_score is None else f"{hit.rerank_score:.6f}",
             shorten(hit.text, 70),
         ]
-        + ([shorten(_fields_text(hit.fields), 70)] if stored else [])
+        + ([_fields_text(hit.fields)] if stored else [])
         for hit in result.hits
     ]
     print(format_table(["rank", "id", first, "first score", "rerank score", "text"] + (["fields"] if stored else []),
@@ -137,6 +137,7 @@ def print_result(result: SearchResult, as_json: bool) -> None:
 
 
 def _fields_text(fields: dict[str, Any]) -> str:
-    """``brand=Crocs price=29.99 color=navy`` (lists and objects as compact JSON)."""
-    return " ".join(f"{name}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
-                    for name, value in fields.items())
+    """``brand=Crocs price=29.99 color=navy`` (lists and objects as compact JSON, each value shortened)."""
+    return " ".join(
+        f"{name}={shorten(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False), 30)}"
+        for name, value in fields.items())
