@@ -234,3 +234,19 @@ def test_cli_stores_filters_upserts_and_deletes(tmp_path: Path, capsys: pytest.C
     hits = {h["id"]: h for h in json.loads(capsys.readouterr().out)["hits"]}
     assert set(hits) == MATCHING - {"P040", "P060"}
     assert hits["P020"]["text"] == "zebra crocs" and hits["P020"]["fields"] == {"color": "navy", "price": 5}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("deleted", 5, "'deleted' must be a count of at most 'documents'"),
+    ("deleted", -1, "'deleted' must be a count"),
+    ("store", "price", "'store' must list the stored field names"),
+])
+def test_a_manifest_with_bad_store_or_deleted_counts_is_a_bad_index(tmp_path: Path, key: str, value: Any,
+                                                                     message: str) -> None:
+    from crossrank.retrieval import BadIndex
+
+    build_index(tmp_path / "m.idx", [Record("x", "clog", {"price": 1})], store=["price"])
+    manifest = tmp_path / "m.idx" / (tmp_path / "m.idx" / "CURRENT").read_text().strip() / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), key: value}))
+    with pytest.raises(BadIndex, match=message):
+        Index.open(tmp_path / "m.idx")
