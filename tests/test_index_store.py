@@ -250,3 +250,10 @@ def test_a_manifest_with_bad_store_or_deleted_counts_is_a_bad_index(tmp_path: Pa
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), key: value}))
     with pytest.raises(BadIndex, match=message):
         Index.open(tmp_path / "m.idx")
+
+
+def test_delete_refuses_one_string_for_a_list_of_ids(tmp_path: Path) -> None:
+    build_index(tmp_path / "d.idx", [Record("abc", "clog"), Record("a", "boot")], store=["price"])
+    with pytest.raises(InvalidInput, match="a list of ids"):
+        Index.open(tmp_path / "d.idx").delete("abc")  # would otherwise delete "a", "b" and "c"
+    assert len(Index.open(tmp_path / "d.idx")) == 2

@@ -137,6 +137,8 @@ def delete_documents(path: str | Path, ids: Iterable[str], *, heap_mb: int = 64)
 
     Ids that are not in the index are counted in ``missing``.
     """
+    if isinstance(ids, (str, bytes)):
+        raise InvalidInput("delete takes a list of ids, not one string")
     def run(writer: _GenerationWriter) -> None:
         for batch in batched(ids, 1024):
             writer.delete(batch)

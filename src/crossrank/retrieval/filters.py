@@ -87,7 +87,7 @@ def _condition(path: str, condition: Any) -> tuple[str, str, Any]:
 
 
 def filter_query(schema: Any, conditions: list[tuple[str, str, Any]], stored: Sequence[str]) -> Any:
-    """The tantivy query matching every condition (scoring nothing: wrap-free boolean of MUST clauses)."""
+    """The tantivy query matching every condition (a boolean query of MUST clauses)."""
     tantivy = _tantivy()
     clauses = []
     for path, kind, argument in conditions:

@@ -162,8 +162,6 @@ class Index:
 
     def delete(self, ids: Iterable[str]) -> BuildReport:
         """Remove the documents of these ids from every stage, publish, and answer from the new generation."""
-        if isinstance(ids, str):
-            raise InvalidInput("delete takes a list of ids, not one string")
         report = delete_documents(self.path, ids)
         self._reopen()
         return report
