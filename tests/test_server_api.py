@@ -225,6 +225,20 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
         assert path in paths
 
 
+def test_openapi_documents_the_search_request(client: TestClient) -> None:
+    """``/search``'s request body is in the OpenAPI document, with every field it accepts."""
+    from crossrank.server import search
+    from crossrank.server.app import DEFAULT_ROUTERS, create_app
+
+    state = client.app.state  # type: ignore[attr-defined]
+    spec = create_app(state.models, state.settings, routers=(*DEFAULT_ROUTERS, search.build_router)).openapi()
+    body = spec["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schema = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
+    assert {"query", "index", "retriever", "candidates", "top_k", "rerank", "model", "instruction",
+            "filter"} <= set(schema["properties"]) and schema["required"] == ["query"]
+    assert schema["additionalProperties"] is False
+
+
 # -- bad input ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "path, body, status",

@@ -10,6 +10,7 @@ from typing import Any
 from crossrank.cli.common import DEFAULT_MODEL, add_reranker_options, reranker_kwargs
 from crossrank.errors import InvalidInput
 from crossrank.retrieval.base import RETRIEVER_KINDS, SearchResult
+from crossrank.retrieval.filters import FILTER_HELP, parse_filter_expressions
 from crossrank.table import format_table, shorten
 
 
@@ -26,6 +27,7 @@ def register(sub: Any) -> None:
             "examples:\n"
             "  crossrank search products.idx \"crocs for kids\" --retriever hybrid --candidates 100\n"
             "  crossrank search products.idx \"crocs\" --no-rerank --json\n"
+            "  crossrank search products.idx \"crocs for kids\" --filter 'price<40' --filter 'color=navy'\n"
             "  crossrank search --file manual.txt \"how do I reset the device?\""
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -52,6 +54,10 @@ def register(sub: Any) -> None:
         "--encoder", help="query encoder for dense/hybrid (default: the one recorded in the index; "
         "a different dimension is refused)",
     )
+    parser.add_argument(
+        "--filter", action="append", default=[], metavar="EXPR",
+        help=f"keep only documents whose stored fields match, inside the first stage: {FILTER_HELP}",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_reranker_options(parser, default_model=DEFAULT_MODEL)
     rerank = parser.add_mutually_exclusive_group()
@@ -73,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         query = args.index
         if query is None:
             raise InvalidInput("give the question to search --file for")
+        if args.filter:
+            raise InvalidInput("--filter works on an index's stored fields, not on --file paragraphs")
         if args.no_rerank:
             raise InvalidInput("--file scores paragraphs with the cross-encoder; --no-rerank leaves nothing to do")
         try:
@@ -89,11 +97,13 @@ def run(args: argparse.Namespace) -> int:
         from crossrank.encode import Encoder
         from crossrank.retrieval.index import Index
 
+        spec = parse_filter_expressions(args.filter) if args.filter else None
         index = Index.open(args.index)
         encoder = Encoder(args.encoder, threads=args.threads) if args.encoder else None
         retriever = index.retriever(args.retriever, encoder=encoder, rrf_k=args.rrf_k)
         reranker = None if args.no_rerank else Reranker(args.model, **reranker_kwargs(args))
-        result = Pipeline(retriever, reranker).search(args.query, candidates=args.candidates, top_k=args.top_k)
+        result = Pipeline(retriever, reranker).search(args.query, candidates=args.candidates, top_k=args.top_k,
+                                                      filter=spec)
     print_result(result, args.json)
     return 0
 
@@ -105,6 +115,7 @@ def print_result(result: SearchResult, as_json: bool) -> None:
     if not result.hits:
         print(f"no results for {result.query!r}", file=sys.stderr)
         return
+    stored = any(hit.fields for hit in result.hits)
     first = "paragraph #" if result.retriever == "paragraphs" else f"{result.retriever} rank"
     rows = [
         [
@@ -115,9 +126,18 @@ def print_result(result: SearchResult, as_json: bool) -> None:
             "" if hit.rerank_score is None else f"{hit.rerank_score:.6f}",
             shorten(hit.text, 70),
         ]
+        + ([_fields_text(hit.fields)] if stored else [])
         for hit in result.hits
     ]
-    print(format_table(["rank", "id", first, "first score", "rerank score", "text"], rows, "><>>><"))
+    print(format_table(["rank", "id", first, "first score", "rerank score", "text"] + (["fields"] if stored else []),
+                       rows, "><>>><" + ("<" if stored else "")))
     timings = ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in result.timings_ms.items())
     print(f"\n{result.candidates} candidates from {result.retriever}"
           f"{', reranked by ' + result.reranker if result.reranker else ''}; {timings}", file=sys.stderr)
+
+
+def _fields_text(fields: dict[str, Any]) -> str:
+    """``brand=Crocs price=29.99 color=navy`` (lists and objects as compact JSON, each value shortened)."""
+    return " ".join(
+        f"{name}={shorten(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False), 30)}"
+        for name, value in fields.items())

@@ -9,7 +9,7 @@ code never need to know which engine answered.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 RetrieverKind = Literal["bm25", "dense", "hybrid"]
 RETRIEVER_KINDS: tuple[str, ...] = ("bm25", "dense", "hybrid")
@@ -23,6 +23,8 @@ class Candidate:
     text: str  #: document text (for reranking and display)
     score: float  #: first-stage score (BM25, cosine, RRF...; higher is better)
     rank: int  #: 1-based first-stage rank
+    #: stored fields of the document (``crossrank index --store``): path -> value as indexed
+    fields: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @runtime_checkable
@@ -44,11 +46,13 @@ class Hit:
     first_stage_rank: int
     first_stage_score: float
     rerank_score: float | None  #: ``None`` when the pipeline has no reranker
+    fields: dict[str, Any] = field(default_factory=dict, hash=False)  #: the document's stored fields
 
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "text": self.text,
+            "fields": dict(self.fields),
             "rank": self.rank,
             "first_stage_rank": self.first_stage_rank,
             "first_stage_score": self.first_stage_score,

@@ -5,6 +5,11 @@ spills segments to disk within a fixed heap) and, when an encoder is given, embe
 added to the vector index (usearch HNSW). Only one batch of texts is held at a time. The
 whole build happens in a temporary directory that is published with an atomic rename at
 the end (see :mod:`crossrank.retrieval.layout`).
+
+Upserts and deletes (``mode="upsert"``, :func:`delete_documents`) write a new generation the
+same way, from the previous one plus the changes: tantivy segments are hard-linked and the
+replaced or deleted documents marked deleted in them, the vectors are loaded, changed and
+saved whole, and the document store is copied, appended to and its dead ordinals listed.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,12 +28,13 @@ from crossrank.encode import Encoder
 from crossrank.errors import InvalidInput
 from crossrank.extras import require
 from crossrank.retrieval import layout
-from crossrank.retrieval.docstore import DocStore, DocStoreWriter
+from crossrank.retrieval.docstore import DocStore, DocStoreWriter, read_deleted
+from crossrank.retrieval.fields import add_schema_fields, add_to_document
 from crossrank.retrieval.records import Record
 
 log = logging.getLogger(__name__)
 
-BuildMode = Literal["replace", "add"]
+BuildMode = Literal["replace", "add", "upsert"]
 TEXT_FIELD = "text"
 ORD_FIELD = "ord"
 LEXICAL_TOKENIZER = "en_stem"
@@ -42,6 +48,9 @@ class BuildReport:
     added: int = 0
     total: int = 0
     duplicates: int = 0
+    replaced: int = 0  #: upsert: documents whose id was already there (their old version is gone)
+    deleted: int = 0  #: delete: documents removed
+    missing: int = 0  #: delete: ids that were not in the index
     seconds: float = 0.0
     dense: bool = False
     generation: str = ""
@@ -62,11 +71,13 @@ def encoder_description(encoder: Encoder, model: str | None = None) -> dict[str,
     }
 
 
-def lexical_schema() -> Any:
+def lexical_schema(store: Sequence[str] = ()) -> Any:
+    """BM25 text, the ordinal (indexed, so documents can be deleted by it) and the filter fields."""
     tantivy = require("tantivy", "index", "BM25 indexing")
     builder = tantivy.SchemaBuilder()
     builder.add_text_field(TEXT_FIELD, stored=False, tokenizer_name=LEXICAL_TOKENIZER, index_option="freq")
-    builder.add_unsigned_field(ORD_FIELD, stored=True, indexed=False, fast=True)
+    builder.add_unsigned_field(ORD_FIELD, stored=True, indexed=True, fast=True)
+    add_schema_fields(builder, store)
     return builder.build()
 
 
@@ -92,6 +103,7 @@ def build_index(
     encoder: Encoder | None = None,
     encoder_model: str | None = None,
     mode: BuildMode = "replace",
+    store: Sequence[str] = (),
     batch_size: int = 256,
     heap_mb: int = 256,
     progress: Callable[[int], None] | None = None,
@@ -104,33 +116,66 @@ def build_index(
     (if omitted, the encoder recorded in the index is loaded). ``encoder_model`` is the
     name or path written to the manifest so that search can reload the encoder.
     ``progress`` is called with the number of records handled in each batch.
+    ``mode="upsert"`` adds new ids and replaces the documents (text, fields, vector) of ids
+    already there. ``store`` names the record fields kept and filterable (``Record.fields``);
+    adding to or upserting into an index keeps the fields it was built with.
     """
-    if mode not in ("replace", "add"):
-        raise InvalidInput("mode must be 'replace' or 'add'")
+    if mode not in ("replace", "add", "upsert"):
+        raise InvalidInput("mode must be 'replace', 'add' or 'upsert'")
     if batch_size < 1:
         raise InvalidInput("batch_size must be at least 1")
+
+    def run(writer: _GenerationWriter) -> None:
+        for batch in batched(records, batch_size):
+            writer.add(batch, upsert=mode == "upsert")
+
+    return _write_generation(path, mode, encoder, encoder_model, list(store), heap_mb, progress, run)
+
+
+def delete_documents(path: str | Path, ids: Iterable[str], *, heap_mb: int = 64) -> BuildReport:
+    """Remove the documents with these ids from every part of the index, publishing a new generation.
+
+    Ids that are not in the index are counted in ``missing``.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise InvalidInput("delete takes a list of ids, not one string")
+    def run(writer: _GenerationWriter) -> None:
+        for batch in batched(ids, 1024):
+            writer.delete(batch)
+
+    return _write_generation(path, "delete", None, None, [], heap_mb, None, run)
+
+
+def _write_generation(
+    path: str | Path,
+    mode: str,
+    encoder: Encoder | None,
+    encoder_model: str | None,
+    store: list[str],
+    heap_mb: int,
+    progress: Callable[[int], None] | None,
+    changes: Callable[[_GenerationWriter], None],
+) -> BuildReport:
     require("tantivy", "index", "BM25 indexing")
     root = Path(path)
     started = time.perf_counter()
-    if mode == "add":
+    if mode != "replace":
         layout.live_generation(root)  # refuse before the lock creates a directory where there is no index
     with layout.writer_lock(root):
         previous: Path | None = None
         previous_manifest: dict[str, Any] = {}
-        if mode == "add":
+        if mode != "replace":
             previous = layout.live_generation(root)
             previous_manifest = layout.read_manifest(previous)
-            encoder, description = _encoder_for_add(previous_manifest, encoder, encoder_model)
+            store = _store_for_update(root, previous_manifest, store, mode)
+            encoder, description = _encoder_for_add(previous_manifest, encoder, encoder_model, load=mode != "delete")
         else:
             description = encoder_description(encoder, encoder_model) if encoder is not None else None
         build = layout.new_build_dir(root)
         generation: _GenerationWriter | None = None
         try:
-            generation = _GenerationWriter(build, previous, description, encoder, heap_mb)
-            for batch in batched(records, batch_size):
-                generation.add(batch)
-                if progress is not None:
-                    progress(len(batch))
+            generation = _GenerationWriter(build, previous, description, encoder, heap_mb, store, progress)
+            changes(generation)
             total = generation.finish(created=previous_manifest.get("created"))
         except BaseException:
             if generation is not None:
@@ -138,11 +183,24 @@ def build_index(
             shutil.rmtree(build, ignore_errors=True)
             raise
         report = BuildReport(path=root, added=generation.added, total=total, duplicates=generation.duplicates,
+                             replaced=generation.replaced, deleted=generation.deleted, missing=generation.missing,
                              dense=description is not None)
         report.generation = layout.publish(root, build).name
     report.seconds = time.perf_counter() - started
-    log.info("indexed %d documents (%d in total) in %.1fs", report.added, report.total, report.seconds)
+    log.info("%s: %d added, %d replaced, %d deleted (%d in total) in %.1fs", mode, report.added, report.replaced,
+             report.deleted, report.total, report.seconds)
     return report
+
+
+def _store_for_update(root: Path, manifest: dict[str, Any], store: list[str], mode: str) -> list[str]:
+    kept = [str(p) for p in manifest.get("store") or []]
+    if store and store != kept:
+        raise InvalidInput(f"{root} stores the fields {kept or 'none'}; {mode} keeps them (got --store "
+                           f"{','.join(store)}). Rebuild the index to store other fields")
+    if mode in ("upsert", "delete") and not manifest.get("updatable"):
+        raise InvalidInput(f"{root} was built before documents could be replaced or deleted; rebuild it once "
+                           "(crossrank index CORPUS INDEX) to upsert or delete")
+    return kept
 
 
 class _GenerationWriter:
@@ -155,22 +213,34 @@ class _GenerationWriter:
         description: dict[str, Any] | None,
         encoder: Encoder | None,
         heap_mb: int,
+        fields: list[str],
+        progress: Callable[[int], None] | None,
     ) -> None:
         self.tantivy = require("tantivy", "index", "BM25 indexing")
         self.build = build
         self.description = description
         self.encoder = encoder
-        self.added = 0
-        self.duplicates = 0
+        self.fields = fields
+        self.progress = progress
+        self.added = self.duplicates = self.replaced = self.deleted = self.missing = 0
         self.store = DocStoreWriter(build, start_from=previous)
-        self.seen: set[str] = set(DocStore(previous).iter_ids()) if previous is not None else set()
+        #: id -> ordinal of every live document
+        self.ords: dict[str, int] = {}
+        if previous is not None:
+            dead = {int(x) for x in read_deleted(previous)}
+            docs = DocStore(previous)
+            try:
+                self.ords = {doc_id: o for o, doc_id in enumerate(docs.iter_ids()) if o not in dead}
+            finally:
+                docs.close()
         lexical_dir = build / layout.LEXICAL_DIR
         if previous is not None:
             layout.link_or_copy_tree(previous / layout.LEXICAL_DIR, lexical_dir)
             index = self.tantivy.Index.open(str(lexical_dir))
         else:
             lexical_dir.mkdir()
-            index = self.tantivy.Index(lexical_schema(), path=str(lexical_dir))
+            index = self.tantivy.Index(lexical_schema(fields), path=str(lexical_dir))
+        self.schema = index.schema
         self.writer = index.writer(heap_size=max(heap_mb, 16) * 1_000_000, num_threads=1)
         self.vectors = None
         if description is not None:
@@ -178,25 +248,50 @@ class _GenerationWriter:
             if previous is not None and (previous / layout.VECTORS_FILE).is_file():
                 self.vectors.load(str(previous / layout.VECTORS_FILE))
 
-    def add(self, batch: list[Record]) -> None:
-        fresh = []
+    def add(self, batch: list[Record], *, upsert: bool = False) -> None:
+        """Add the records of ``batch``; an id already present is skipped, or replaced when ``upsert``."""
+        fresh: dict[str, Record] = {}
         for record in batch:
-            if record.id in self.seen:
+            if not upsert and (record.id in self.ords or record.id in fresh):
                 self.duplicates += 1
                 continue
-            self.seen.add(record.id)
-            fresh.append(record)
-        if not fresh:
+            fresh.pop(record.id, None)  # upsert: the last version of an id wins
+            fresh[record.id] = record
+        replaced = [doc_id for doc_id in fresh if doc_id in self.ords]
+        self.replaced += len(replaced)
+        self._remove([self.ords.pop(doc_id) for doc_id in replaced])
+        records = list(fresh.values())
+        if records:
+            ords = [self.store.add(r.id, r.text, r.fields) for r in records]
+            for ordinal, record in zip(ords, records):
+                self.ords[record.id] = ordinal
+                document = self.tantivy.Document()
+                document.add_text(TEXT_FIELD, record.text)
+                document.add_unsigned(ORD_FIELD, ordinal)
+                add_to_document(document, record.fields, self.fields)
+                self.writer.add_document(document)
+            if self.vectors is not None and self.encoder is not None:
+                self.vectors.add(np.asarray(ords, dtype=np.uint64), self.encoder.embed([r.text for r in records]))
+            self.added += len(records) - len(replaced)
+        if self.progress is not None:
+            self.progress(len(batch))
+
+    def delete(self, ids: list[str]) -> None:
+        """Remove the documents of these ids (unknown ids are counted in ``missing``)."""
+        unique = list(dict.fromkeys(ids))
+        ords = [self.ords.pop(doc_id) for doc_id in unique if doc_id in self.ords]
+        self.missing += len(unique) - len(ords)
+        self.deleted += len(ords)
+        self._remove(ords)
+
+    def _remove(self, ords: list[int]) -> None:
+        if not ords:
             return
-        ords = [self.store.add(r.id, r.text) for r in fresh]
-        for ordinal, record in zip(ords, fresh):
-            document = self.tantivy.Document()
-            document.add_text(TEXT_FIELD, record.text)
-            document.add_unsigned(ORD_FIELD, ordinal)
-            self.writer.add_document(document)
-        if self.vectors is not None and self.encoder is not None:
-            self.vectors.add(np.asarray(ords, dtype=np.uint64), self.encoder.embed([r.text for r in fresh]))
-        self.added += len(fresh)
+        self.writer.delete_documents_by_query(self.tantivy.Query.term_set_query(self.schema, ORD_FIELD, ords))
+        if self.vectors is not None:
+            self.vectors.remove(np.asarray(ords, dtype=np.uint64))
+        for ordinal in ords:
+            self.store.delete(ordinal)
 
     def abandon(self) -> None:
         """Stop every writer, so that nothing creates files in the build while it is removed."""
@@ -219,23 +314,28 @@ class _GenerationWriter:
             {
                 "files": layout.file_sizes(self.build),
                 "documents": self.store.count,
+                "deleted": len(self.store.deleted),
+                "store": self.fields,
+                "updatable": True,
                 "lexical": {"engine": "tantivy", "tokenizer": LEXICAL_TOKENIZER, "version": _version(self.tantivy)},
                 "dense": self.description,
                 "created": created or now,
                 "updated": now,
             },
         )
-        return self.store.count
+        return self.store.live
 
 
 def _encoder_for_add(
-    manifest: dict[str, Any], encoder: Encoder | None, encoder_model: str | None
+    manifest: dict[str, Any], encoder: Encoder | None, encoder_model: str | None, *, load: bool = True
 ) -> tuple[Encoder | None, dict[str, Any] | None]:
     recorded = manifest.get("dense")
     if recorded is None:
         if encoder is not None:
             raise InvalidInput("this index has no vectors; dense retrieval cannot be added to it (rebuild it)")
         return None, None
+    if encoder is None and not load:  # deleting needs no encoder
+        return None, dict(recorded)
     if encoder is None:
         encoder = Encoder(recorded["model"])
     if int(encoder.dim) != int(recorded["dim"]):
@@ -246,8 +346,8 @@ def _encoder_for_add(
     return encoder, dict(recorded)
 
 
-def batched(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    batch: list[Record] = []
+def batched(records: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
     for record in records:
         batch.append(record)
         if len(batch) >= size:

@@ -2,7 +2,9 @@
 
 Documents are addressed by their ordinal (0..n-1), which is also the key of their vector
 and the ``ord`` field of the lexical index. Reading a document is one seek; nothing is
-loaded whole into memory (the offset table is memory-mapped).
+loaded whole into memory (the offset table is memory-mapped). A document carries its stored
+fields (``"fields"``) when the index keeps any. Ordinals are never reused: a deleted or
+replaced document stays in the file and its ordinal is listed in ``deleted.npy``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from crossrank.texts import replace_surrogates
+
 DOCS_FILE = "docs.jsonl"
 OFFSETS_FILE = "offsets.npy"
+DELETED_FILE = "deleted.npy"
 
 
 class DocStoreWriter:
@@ -24,9 +29,11 @@ class DocStoreWriter:
     def __init__(self, directory: Path, *, start_from: Path | None = None) -> None:
         self.path = directory / DOCS_FILE
         self._offsets: list[int] = [0]
+        self.deleted: set[int] = set()
         if start_from is not None:
             old = np.load(start_from / OFFSETS_FILE, allow_pickle=False)
             self._offsets = [int(x) for x in old]
+            self.deleted = {int(x) for x in read_deleted(start_from)}
             _copy(start_from / DOCS_FILE, self.path)
         self._file: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - closed in close()
         self._file.seek(0, 2)
@@ -35,19 +42,48 @@ class DocStoreWriter:
 
     @property
     def count(self) -> int:
+        """Ordinals handed out (deleted ones included)."""
         return len(self._offsets) - 1
 
-    def add(self, doc_id: str, text: str) -> int:
+    @property
+    def live(self) -> int:
+        return self.count - len(self.deleted)
+
+    def add(self, doc_id: str, text: str, fields: dict[str, Any] | None = None) -> int:
         """Store one document; returns its ordinal."""
-        line = json.dumps({"id": doc_id, "text": text}, ensure_ascii=False).encode("utf-8") + b"\n"
+        record: dict[str, Any] = {"id": doc_id, "text": text}
+        if fields:
+            record["fields"] = fields
+        # a lone surrogate in a stored field (JSON allows it) becomes U+FFFD, so the line is UTF-8
+        line = replace_surrogates(json.dumps(record, ensure_ascii=False)).encode("utf-8") + b"\n"
         self._file.write(line)
         self._offsets.append(self._offsets[-1] + len(line))
         return len(self._offsets) - 2
+
+    def delete(self, ordinal: int) -> None:
+        self.deleted.add(ordinal)
 
     def close(self) -> None:
         self._file.flush()
         self._file.close()
         np.save(self.path.parent / OFFSETS_FILE, np.asarray(self._offsets, dtype=np.int64), allow_pickle=False)
+        if self.deleted:
+            np.save(self.path.parent / DELETED_FILE, np.asarray(sorted(self.deleted), dtype=np.int64),
+                    allow_pickle=False)
+
+
+def read_deleted(directory: Path) -> np.ndarray:
+    """The deleted ordinals of a generation (none when it has no ``deleted.npy``)."""
+    path = directory / DELETED_FILE
+    if not path.is_file():
+        return np.zeros(0, dtype=np.int64)
+    try:
+        deleted = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as exc:
+        raise ValueError(f"{path} is not a table of deleted documents ({exc})") from exc
+    if not isinstance(deleted, np.ndarray) or deleted.ndim != 1 or not np.issubdtype(deleted.dtype, np.integer):
+        raise ValueError(f"{path} is not a one-dimensional table of ordinals")
+    return deleted
 
 
 class DocStore:
@@ -83,15 +119,23 @@ class DocStore:
 
     def get(self, ords: list[int]) -> list[tuple[str, str]]:
         """(id, text) of each ordinal, in the order given."""
-        out: list[tuple[str, str]] = []
+        return [(doc_id, text) for doc_id, text, _ in self.get_documents(ords)]
+
+    def get_documents(self, ords: list[int]) -> list[tuple[str, str, dict[str, Any]]]:
+        """(id, text, stored fields) of each ordinal, in the order given."""
+        out: list[tuple[str, str, dict[str, Any]]] = []
         for ordinal in ords:
             if not 0 <= ordinal < len(self):
                 raise ValueError(f"{self._path}: no document #{ordinal} (the store holds {len(self)})")
             start, end = int(self._offsets[ordinal]), int(self._offsets[ordinal + 1])
-            out.append(self._decode(os.pread(self._fd, end - start, start), ordinal))
+            out.append(self._decode_all(os.pread(self._fd, end - start, start), ordinal))
         return out
 
     def _decode(self, line: bytes, ordinal: int) -> tuple[str, str]:
+        doc_id, text, _ = self._decode_all(line, ordinal)
+        return doc_id, text
+
+    def _decode_all(self, line: bytes, ordinal: int) -> tuple[str, str, dict[str, Any]]:
         try:
             record = json.loads(line)
         except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested too deeply
@@ -99,7 +143,10 @@ class DocStore:
         if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(
                 record.get("text"), str):
             raise ValueError(f"{self._path}: document #{ordinal} is not an {{id, text}} record")
-        return record["id"], record["text"]
+        fields = record.get("fields", {})
+        if not isinstance(fields, dict):
+            raise ValueError(f"{self._path}: document #{ordinal} has stored fields that are not an object")
+        return record["id"], record["text"], fields
 
     def close(self) -> None:
         fd, self._fd = getattr(self, "_fd", -1), -1
@@ -110,7 +157,7 @@ class DocStore:
         self.close()
 
     def iter_ids(self) -> list[str]:
-        """Every stored id, in ordinal order (used to reject duplicate ids when adding)."""
+        """Every stored id, in ordinal order, deleted ones included (see :func:`read_deleted`)."""
         ids: list[str] = []
         with open(self._path, "rb") as handle:
             for ordinal, line in enumerate(handle):

@@ -17,10 +17,11 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Candidate]], k: int, *, r
     if rrf_k < 0:
         raise InvalidInput("rrf_k must be >= 0")
     scores: dict[str, float] = {}
-    texts: dict[str, str] = {}
+    first: dict[str, Candidate] = {}
     for ranking in rankings:
         for candidate in ranking:
             scores[candidate.id] = scores.get(candidate.id, 0.0) + 1.0 / (rrf_k + candidate.rank)
-            texts.setdefault(candidate.id, candidate.text)
+            first.setdefault(candidate.id, candidate)
     order = sorted(scores, key=lambda doc_id: -scores[doc_id])[:k]
-    return [Candidate(doc_id, texts[doc_id], scores[doc_id], rank) for rank, doc_id in enumerate(order, start=1)]
+    return [Candidate(doc_id, first[doc_id].text, scores[doc_id], rank, first[doc_id].fields)
+            for rank, doc_id in enumerate(order, start=1)]

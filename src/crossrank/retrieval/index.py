@@ -3,6 +3,9 @@
 >>> index = Index.open("products.idx")  # doctest: +SKIP
 >>> index.retriever("hybrid").retrieve("crocs for kids", 100)[0].id  # doctest: +SKIP
 'B07JG9TFSB'
+>>> hit = index.search("crocs for kids", 10, filter={"price": {"lt": 40}, "color": "navy"})[0]  # doctest: +SKIP
+>>> hit.fields["price"]  # doctest: +SKIP
+29.99
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,13 @@ from crossrank.errors import CrossrankError, InvalidInput
 from crossrank.extras import require
 from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
-from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD, lexical_analyzer
-from crossrank.retrieval.docstore import DocStore
+from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD, BuildReport, build_index, delete_documents, lexical_analyzer
+from crossrank.retrieval.docstore import DocStore, read_deleted
+from crossrank.retrieval.filtered import filtered_dense
+from crossrank.retrieval.filters import filter_query, normalize_filter
 from crossrank.retrieval.fusion import reciprocal_rank_fusion
 from crossrank.retrieval.layout import BadIndex
+from crossrank.retrieval.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,17 @@ class Index:
             self.docs.close()
             raise BadIndex(f"{root}: the stored documents ({len(self.docs)}) do not match the manifest "
                            f"({manifest['documents']}); the index is corrupt")
+        try:
+            self.deleted = len(read_deleted(generation))
+        except (OSError, ValueError) as exc:
+            self.docs.close()
+            raise BadIndex(f"{root}: {exc}; the index is corrupt") from exc
+        if self.deleted != manifest.get("deleted", 0):
+            self.docs.close()
+            raise BadIndex(f"{root}: {self.deleted} deleted documents, the manifest says {manifest.get('deleted')}; "
+                           "the index is corrupt")
+        #: the fields kept with each document (``crossrank index --store``), which filters may name
+        self.stored_fields: list[str] = [str(p) for p in manifest.get("store") or []]
         self._lexical: Any = None
         self._vectors: Any = None
         self._encoder: Encoder | None = None
@@ -98,7 +115,8 @@ class Index:
             self._lexical = self._vectors = None
 
     def __len__(self) -> int:
-        return len(self.docs)
+        """Live documents (deleted and replaced ones not counted)."""
+        return len(self.docs) - self.deleted
 
     @property
     def dense(self) -> dict[str, Any] | None:
@@ -122,6 +140,47 @@ class Index:
         if kind == "dense":
             return dense
         return HybridRetriever(BM25Retriever(self), dense, rrf_k=rrf_k)
+
+    def search(self, query: str, k: int = 10, *, filter: dict[str, Any] | None = None,
+               retriever: str | None = None, encoder: Encoder | None = None) -> list[Candidate]:
+        """The top ``k`` documents for ``query`` (hybrid when the index has vectors, else BM25), each
+        with its stored ``fields``; ``filter`` keeps only matching documents (see
+        :mod:`crossrank.retrieval.filters`), inside the first stage."""
+        kind = retriever or ("hybrid" if self.dense is not None else "bm25")
+        found: list[Candidate] = self.retriever(kind, encoder=encoder).retrieve(query, k, filter=filter)  # type: ignore[call-arg]
+        return found
+
+    def upsert(self, records: Iterable[Record], *, encoder: Encoder | None = None, batch_size: int = 256) -> BuildReport:
+        """Add the records, replacing the documents of ids already in the index, and publish them.
+
+        Writes a new generation (see :func:`crossrank.retrieval.build_index`); this object then
+        answers from it.
+        """
+        report = build_index(self.path, records, encoder=encoder, mode="upsert", batch_size=batch_size)
+        self._reopen()
+        return report
+
+    def delete(self, ids: Iterable[str]) -> BuildReport:
+        """Remove the documents of these ids from every stage, publish, and answer from the new generation."""
+        report = delete_documents(self.path, ids)
+        self._reopen()
+        return report
+
+    def _reopen(self) -> None:
+        fresh = Index.open(self.path)
+        with self._lock:
+            old = self.docs
+            self.generation, self.manifest, self.docs = fresh.generation, fresh.manifest, fresh.docs
+            self.deleted, self.stored_fields = fresh.deleted, fresh.stored_fields
+            self._lexical, self._vectors = fresh._lexical, fresh._vectors
+        old.close()
+
+    def filter_query(self, spec: dict[str, Any] | None) -> Any:
+        """The tantivy query of a filter on the stored fields; ``None`` for no filter."""
+        conditions = normalize_filter(spec, self.stored_fields)
+        if not conditions:
+            return None
+        return filter_query(self.lexical().schema, conditions, self.stored_fields)
 
     @contextlib.contextmanager
     def engine(self, part: str) -> Iterator[None]:
@@ -190,10 +249,10 @@ class Index:
 
     def candidates(self, ords: list[int], scores: list[float]) -> list[Candidate]:
         with self.engine("the stored documents"):
-            docs = self.docs.get(ords)
+            docs = self.docs.get_documents(ords)
         return [
-            Candidate(doc_id, text, float(score), rank)
-            for rank, ((doc_id, text), score) in enumerate(zip(docs, scores), start=1)
+            Candidate(doc_id, text, float(score), rank, fields)
+            for rank, ((doc_id, text, fields), score) in enumerate(zip(docs, scores), start=1)
         ]
 
 
@@ -201,12 +260,14 @@ class BM25Retriever:
     """BM25 over the stored text (tantivy, English stemming)."""
 
     name = "bm25"
+    filters = True  #: takes ``filter=`` on the stored fields
 
     def __init__(self, index: Index) -> None:
         self.index = index
 
-    def retrieve(self, query: str, k: int) -> list[Candidate]:
+    def retrieve(self, query: str, k: int, *, filter: dict[str, Any] | None = None) -> list[Candidate]:
         check_k(k)
+        allowed = self.index.filter_query(filter)
         terms = self.index.query_terms(query)
         if not terms:
             return []
@@ -217,9 +278,13 @@ class BM25Retriever:
         # BM25 scores a bag of words); no phrase is ever built, so no positions are needed
         clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(schema, TEXT_FIELD, term, index_option="freq"))
                    for term in terms]
+        query_ = tantivy.Query.boolean_query(clauses)
+        if allowed is not None:  # the filter restricts the matches and adds nothing to the BM25 score
+            query_ = tantivy.Query.boolean_query([(tantivy.Occur.Must, query_), (tantivy.Occur.Must,
+                                                  tantivy.Query.const_score_query(allowed, 0.0))])
         with self.index.engine("the lexical index"):
             searcher = lexical.searcher()
-            hits = searcher.search(tantivy.Query.boolean_query(clauses), k, count=False).hits
+            hits = searcher.search(query_, k, count=False).hits
             ords = [int(searcher.doc(address)[ORD_FIELD][0]) for _, address in hits]
         return self.index.candidates(ords, [float(score) for score, _ in hits])
 
@@ -228,15 +293,25 @@ class DenseRetriever:
     """Nearest neighbours of the query embedding (usearch HNSW); score = cosine or dot."""
 
     name = "dense"
+    filters = True
 
     def __init__(self, index: Index, encoder: Encoder) -> None:
         self.index = index
         self.encoder = encoder
 
-    def retrieve(self, query: str, k: int) -> list[Candidate]:
+    def retrieve(self, query: str, k: int, *, filter: dict[str, Any] | None = None) -> list[Candidate]:
         check_k(k)
+        allowed = self.index.filter_query(filter)
         vectors = self.index.vectors()
         embedded = self.encoder.embed_query(query)
+        if len(vectors) == 0:
+            return []
+        if allowed is not None:
+            lexical = self.index.lexical()
+            with self.index.engine("the vector index"):
+                keys, scores = filtered_dense(vectors, embedded, k, str((self.index.dense or {}).get("metric", "cos")),
+                                              lexical.searcher(), lexical.schema, allowed, ORD_FIELD)
+            return self.index.candidates(keys, scores)
         with self.index.engine("the vector index"):
             found = vectors.search(embedded, min(k, len(vectors)))
         keys = [int(key) for key in np.asarray(found.keys)]
@@ -248,14 +323,16 @@ class HybridRetriever:
     """BM25 and dense candidates fused with reciprocal rank fusion; score = the RRF score."""
 
     name = "hybrid"
+    filters = True
 
-    def __init__(self, lexical: Retriever, dense: Retriever, *, rrf_k: int = 60) -> None:
+    def __init__(self, lexical: BM25Retriever, dense: DenseRetriever, *, rrf_k: int = 60) -> None:
         self.lexical = lexical
         self.dense = dense
         self.rrf_k = rrf_k
 
-    def retrieve(self, query: str, k: int) -> list[Candidate]:
+    def retrieve(self, query: str, k: int, *, filter: dict[str, Any] | None = None) -> list[Candidate]:
         check_k(k)
         return reciprocal_rank_fusion(
-            [self.lexical.retrieve(query, k), self.dense.retrieve(query, k)], k, rrf_k=self.rrf_k
+            [self.lexical.retrieve(query, k, filter=filter), self.dense.retrieve(query, k, filter=filter)], k,
+            rrf_k=self.rrf_k,
         )

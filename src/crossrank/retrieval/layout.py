@@ -5,7 +5,8 @@
     INDEX/
       CURRENT            name of the live generation, replaced atomically (os.replace)
       gen-000002/        the live generation: manifest.json, docs.jsonl, offsets.npy,
-                         lexical/ (tantivy), vectors.usearch (when dense)
+                         lexical/ (tantivy), vectors.usearch (when dense), deleted.npy
+                         (ordinals replaced or deleted by upserts and deletes, when any)
       .build-*/          a build in progress (removed by the next build if it crashed)
       .lock              held by the one writer allowed at a time
 
@@ -114,6 +115,12 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
 
     if not whole(manifest.get("documents"), 0):
         raise BadIndex(f"{path}: 'documents' must be a count, not {manifest.get('documents')!r}; the index is corrupt")
+    if not whole(manifest.get("deleted", 0), 0) or manifest.get("deleted", 0) > manifest["documents"]:
+        raise BadIndex(f"{path}: 'deleted' must be a count of at most 'documents', not "
+                       f"{str(manifest.get('deleted'))[:40]}; the index is corrupt")
+    store = manifest.get("store", [])
+    if not isinstance(store, list) or not all(isinstance(name, str) for name in store):
+        raise BadIndex(f"{path}: 'store' must list the stored field names, not {str(store)[:80]}; the index is corrupt")
     dense = manifest.get("dense")
     if dense is None:
         return

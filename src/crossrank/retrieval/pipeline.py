@@ -40,12 +40,15 @@ class Pipeline:
         self.retriever: Retriever = retriever
         self.reranker = reranker
 
-    def search(self, query: str, candidates: int = 100, top_k: int = 10) -> SearchResult:
+    def search(self, query: str, candidates: int = 100, top_k: int = 10, *,
+               filter: dict[str, Any] | None = None) -> SearchResult:
+        """``filter`` (stored fields of the embedded index, see :mod:`crossrank.retrieval.filters`)
+        is applied inside the first stage, so ``candidates`` matching documents are reranked."""
         query = check_text(query, "query")
         _positive(candidates, "candidates")
         _positive(top_k, "top_k")
         started = time.perf_counter()
-        found = self.retriever.retrieve(query, candidates)
+        found = retrieve(self.retriever, query, candidates, filter)
         retrieved = time.perf_counter()
         timings = {"retrieve": (retrieved - started) * 1000.0}
         if self.reranker is None or not found:
@@ -62,6 +65,17 @@ class Pipeline:
             candidates=len(found),
             timings_ms=timings,
         )
+
+
+def retrieve(retriever: Retriever, query: str, k: int, filter: dict[str, Any] | None) -> list[Candidate]:
+    """``retriever.retrieve``, passing ``filter`` to the retrievers that take one (the embedded index's)."""
+    if filter is None:
+        return retriever.retrieve(query, k)
+    if not getattr(retriever, "filters", False):
+        raise InvalidInput(f"the {retriever.name} retriever does not take filters; filters work on the "
+                           "stored fields of crossrank's own index")
+    found: list[Candidate] = retriever.retrieve(query, k, filter=filter)  # type: ignore[call-arg]
+    return found
 
 
 def rerank_candidates(reranker: Reranker, query: str, found: list[Candidate], top_k: int) -> list[Hit]:
@@ -87,6 +101,7 @@ def _hit(candidate: Candidate, rank: int, rerank_score: float | None) -> Hit:
         first_stage_rank=candidate.rank,
         first_stage_score=candidate.score,
         rerank_score=rerank_score,
+        fields=candidate.fields,
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crossrank.errors import InvalidInput
+from crossrank.retrieval.fields import stored_fields
 from crossrank.retrieval.source import corpus_lines, logical_name
 from crossrank.texts import replace_surrogates
 
@@ -34,6 +35,8 @@ MAX_REPORTED_LINES = 20
 class Record:
     id: str
     text: str
+    #: the stored fields (``--store``): path -> value as in the corpus; returned with every hit
+    fields: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass
@@ -74,6 +77,7 @@ def read_records(
     text_fields: Sequence[str] | None = None,
     on_error: OnError = "skip",
     stats: ReadStats | None = None,
+    store_fields: Sequence[str] = (),
 ) -> Iterator[Record]:
     """Yield the documents of a corpus file, one at a time.
 
@@ -83,7 +87,8 @@ def read_records(
     are joined with a newline; a record where none of them holds text is skipped, and why each
     field gave no text is counted in ``stats.field_issues``. Plain text gives one document per
     non-empty line with its line number as id. Compressed files (gzip, bzip2, xz, zstd) are
-    read as such. A file that changes while it is read raises :class:`~crossrank.retrieval.source.CorpusChanged`
+    read as such. ``store_fields`` are the paths (same syntax) kept in each record's
+    ``fields``, with their values as they are (lists and objects included). A file that changes while it is read raises :class:`~crossrank.retrieval.source.CorpusChanged`
     at its end.
     """
     source = Path(path)
@@ -96,7 +101,8 @@ def read_records(
         raise InvalidInput(f"format must be one of {FORMATS}")
     counts = stats if stats is not None else ReadStats()
     if kind == "text":
-        ignored = [flag for flag, value in (("--id", id_field), ("--text", text_fields)) if value]
+        ignored = [flag for flag, value in (("--id", id_field), ("--text", text_fields), ("--store", store_fields))
+                   if value]
         if ignored:
             log.warning("%s is read as plain text (one document per line, its number as id): %s ignored; "
                         "pass --format jsonl for JSON lines", source, " and ".join(ignored))
@@ -104,7 +110,7 @@ def read_records(
         return
     default_id, default_text = ("_id", ("title", "text")) if kind == "beir" else ("id", ("text",))
     yield from _read_jsonl(
-        source, id_field or default_id, tuple(text_fields or default_text), on_error, counts
+        source, id_field or default_id, tuple(text_fields or default_text), on_error, counts, tuple(store_fields)
     )
 
 
@@ -172,7 +178,8 @@ def _id_of(obj: dict[str, Any], name: str) -> str | None:
 
 
 def _read_jsonl(
-    source: Path, id_field: str, text_fields: tuple[str, ...], on_error: OnError, stats: ReadStats
+    source: Path, id_field: str, text_fields: tuple[str, ...], on_error: OnError, stats: ReadStats,
+    store: tuple[str, ...] = (),
 ) -> Iterator[Record]:
     with corpus_lines(source) as lines:
         for number, line in lines:
@@ -201,4 +208,5 @@ def _read_jsonl(
                 continue
             stats.records += 1
             # undecodable bytes became U+FFFD above; a surrogate escaped in the JSON does too
-            yield Record(replace_surrogates(raw_id), replace_surrogates("\n".join(parts)))
+            yield Record(replace_surrogates(raw_id), replace_surrogates("\n".join(parts)),
+                         stored_fields(obj, store) if store else {})

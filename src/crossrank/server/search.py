@@ -12,11 +12,13 @@ Indexes are named in the server's YAML config, next to ``inference:``::
         rrf_k: 60                     # hybrid fusion constant
 
 Request ``{"query", "index"?, "retriever"?, "candidates"?, "top_k"?, "rerank"?, "model"?,
-"instruction"?}`` (``instruction``: an LLM reranker's prompt instruction; absent: the model's
-configured default); reply ``{"query", "index", "retriever", "reranker", "instruction",
-"truncation", "candidates", "hits": [{"id", "text", "rank",
-"first_stage_rank", "first_stage_score", "rerank_score"}], "timings_ms": {"retrieve",
-"rerank", "total"}}``. The rerank goes through the model's scheduler, so search requests
+"instruction"?, "filter"?}`` (``instruction``: an LLM reranker's prompt instruction; absent: the
+model's configured default); reply ``{"query", "index", "retriever", "reranker", "instruction",
+"truncation", "candidates", "hits": [{"id", "text", "fields", "rank", "first_stage_rank",
+"first_stage_score", "rerank_score"}], "timings_ms": {"retrieve", "rerank", "total"}}``.
+``filter`` restricts the first stage to documents whose stored fields match, e.g.
+``{"price": {"lt": 40}, "color": "navy"}`` (see :mod:`crossrank.retrieval.filters`); ``fields``
+holds each hit's stored fields. The rerank goes through the model's scheduler, so search requests
 batch together with the other wire formats' requests.
 
 A rebuild of a served index is picked up by the next request: each request compares the
@@ -48,15 +50,14 @@ from crossrank.extras import require
 from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Retriever
 from crossrank.retrieval.index import Index
-from crossrank.retrieval.pipeline import first_stage_hits, hits_from_scores
+from crossrank.retrieval.pipeline import first_stage_hits, hits_from_scores, retrieve
 from crossrank.server.auth import require_api_key
+from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.common import (
     Instruction,
     check_count,
     check_query,
     models_of,
-    parse,
-    read_json,
     score_pairs,
     scoring_details,
 )
@@ -163,10 +164,10 @@ class SearchIndex:
             raise InvalidInput(f"index {self.entry.name!r} offers retrievers {sorted(self.retrievers)}, not {kind!r}")
         return self.retrievers[kind]
 
-    def retrieve(self, kind: str, query: str, k: int) -> list[Any]:
+    def retrieve(self, kind: str, query: str, k: int, filter: dict[str, Any] | None = None) -> list[Any]:
         with self.lock:  # the engines' bindings (tantivy, usearch) are not documented as safe for concurrent searches
             self.follow_rebuilds()
-            return self.retriever(kind).retrieve(query, k)
+            return retrieve(self.retriever(kind), query, k, filter)
 
     def follow_rebuilds(self) -> None:
         """Open the newly published generation if there is one (call with the lock held)."""
@@ -235,6 +236,9 @@ class SearchRequest(BaseModel):
     rerank: bool = True
     model: str | None = None
     instruction: Instruction
+    filter: dict[str, Any] | None = Field(
+        default=None, description='conditions on stored fields, all must hold: {"color": "navy", '
+        '"brand": ["Crocs", "Skechers"], "price": {"gte": 10, "lt": 40}, "details.color": {"exists": true}}')
 
 
 def _index_of(request: Request, name: str | None) -> SearchIndex:
@@ -249,12 +253,11 @@ def _index_of(request: Request, name: str | None) -> SearchIndex:
 
 
 def build_router() -> APIRouter:
-    router = APIRouter(tags=["Search"])
+    router = APIRouter(tags=["Search"], route_class=ParsedBodyRoute)
 
     @router.post("/search", dependencies=[Depends(require_api_key)])
-    async def search(request: Request) -> dict[str, Any]:
+    async def search(body: SearchRequest, request: Request) -> dict[str, Any]:
         """Retrieve candidates from a configured index, rerank them, return the best with timings."""
-        body = parse(SearchRequest, await read_json(request))
         started = time.perf_counter()
         query = check_query(body.query)
         target = _index_of(request, body.index)
@@ -264,7 +267,7 @@ def build_router() -> APIRouter:
         top_k = body.top_k or entry.top_k
         check_count(request, candidates, "candidates")
         target.retriever(kind)  # 422 for an unknown kind before any work
-        found = await asyncio.to_thread(target.retrieve, kind, query, candidates)
+        found = await asyncio.to_thread(target.retrieve, kind, query, candidates, body.filter)
         retrieved = time.perf_counter()
         timings = {"retrieve": (retrieved - started) * 1000.0}
         reranker = body.model or (entry.reranker if entry.reranker is not None else None)
