@@ -26,6 +26,10 @@ from crossrank.server.common import check_query, models_of, score_pairs
 COHERE_KEYS = ("model", "top_n", "return_documents", "rank_fields", "max_chunks_per_doc", "max_tokens_per_doc")
 
 
+#: documents one Cohere search unit covers
+SEARCH_UNIT_DOCUMENTS = 100
+
+
 class CohereRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     query: str = Field(min_length=1)
@@ -36,6 +40,11 @@ class CohereRequest(BaseModel):
     rank_fields: list[str] | None = None
     max_chunks_per_doc: int | None = Field(default=None, ge=1)
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
+
+
+def search_units(documents: int) -> int:
+    """What Cohere bills a rerank: one search unit per query and up to 100 documents."""
+    return max(1, -(-documents // SEARCH_UNIT_DOCUMENTS))
 
 
 def document_text(doc: str | dict[str, Any], index: int, rank_fields: list[str] | None) -> str:
@@ -79,7 +88,7 @@ async def cohere_rerank(request: Request, body: CohereRequest, version: str) -> 
         "id": str(uuid.uuid4()),
         "results": results,
         "model": model.entry.name,
-        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}},
+        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": search_units(len(texts))}},
     }
 
 
