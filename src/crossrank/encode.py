@@ -130,7 +130,7 @@ class Encoder:
         self.dim = int(hidden) if isinstance(hidden, int) else int(self.embed(["probe"]).shape[1])
 
     def embed(self, texts: Sequence[str] | TokenIds) -> np.ndarray:
-        """One embedding per text (float32, shape ``(len(texts), dim)``), in input order."""
+        """One embedding per text (or :class:`TokenIds` row): float32, shape ``(len(texts), dim)``, in input order."""
         rows = self.encode(texts)
         if not rows.ids:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
@@ -145,7 +145,7 @@ class Encoder:
             if min(row) < 0 or max(row) >= size:
                 bad = next(t for t in row if not 0 <= t < size)
                 raise UnknownTokenId(f"input[{i}] holds the token id {bad}, outside this model's vocabulary "
-                                   f"of {size} ids (0 to {size - 1})")
+                                     f"of {size} ids (0 to {size - 1})")
 
     # -- the seams the server's scheduler uses ---------------------------------------------
     def encode(self, texts: Sequence[str] | TokenIds) -> EncodedRows:
