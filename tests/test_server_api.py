@@ -261,7 +261,7 @@ def test_openapi_documents_the_search_request(client: TestClient) -> None:
         ("/inference/cross/msmarco", {"input": [{"query": "", "text": "a"}]}, 422),
         ("/inference/encoder/minilm", {"texts": [None]}, 422),
         ("/embed", {"inputs": 5}, 422),
-        ("/v1/embeddings", {"input": [[1, 2, 3]]}, 422),
+        ("/v1/embeddings", {"input": [[1, "a"]]}, 422),  # token ids are ints
         # JSON may escape a lone UTF-16 surrogate (half an emoji); it is not Unicode text
         ("/v1/rerank", b'{"query": "crocs", "documents": ["ok", "half \\ud83d"]}', 422),
         ("/rerank", b'{"query": "crocs", "texts": ["\\ude00"]}', 422),

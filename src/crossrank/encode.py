@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,44 @@ from crossrank.texts import check_documents, check_text
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
 
 POOLINGS = ("mean", "cls")
+
+
+class UnknownTokenId(InvalidInput):
+    """A token id outside the model's vocabulary."""
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """Inputs given as token ids of the model's own vocabulary, one list per input.
+
+    They are fed to the model as they are: no special tokens are added (send them, e.g. what
+    ``tokenizer(text)["input_ids"]`` returns), as text-embeddings-inference and vLLM do; a list
+    longer than ``max_length`` is cut at the end, like a text.
+    """
+
+    rows: Sequence[Sequence[int]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Embeddings with what the model read for each input: ``tokens`` (special tokens included,
+    after truncation) and whether it was ``truncated``."""
+
+    vectors: np.ndarray
+    tokens: np.ndarray
+    truncated: np.ndarray
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.tokens.sum())
+
+    @classmethod
+    def of(cls, rows: EncodedRows, vectors: np.ndarray) -> Embedded:
+        tokens = np.bincount(rows.owner, weights=rows.lengths, minlength=len(rows.truncated)).astype(np.int64)
+        return cls(vectors, tokens, rows.truncated)
 
 
 def _pooling_from_files(directory: Path) -> tuple[str | None, bool | None]:
@@ -81,6 +120,11 @@ class Encoder:
         limit = check_max_length(max_length, loaded.config.max_length, loaded.name)
         self.tokenizer = PairTokenizer(loaded.tokenizer, limit, loaded.config.pad_token_id)
         self.max_length = self.tokenizer.max_length
+        #: token ids the tokenizer knows (added tokens included) and the model has embeddings for: 0..vocab_size-1
+        self.vocab_size = loaded.tokenizer.get_vocab_size(with_added_tokens=True)
+        rows = loaded.config.raw.get("vocab_size")
+        if isinstance(rows, int) and 0 < rows < self.vocab_size:
+            self.vocab_size = rows
         self.batch_size = int(batch_size)
         from crossrank.runtime.onnx import OnnxRuntime  # imported on use: a reranker on OpenVINO never loads it
 
@@ -88,16 +132,33 @@ class Encoder:
         hidden = loaded.config.raw.get("hidden_size")
         self.dim = int(hidden) if isinstance(hidden, int) else int(self.embed(["probe"]).shape[1])
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One embedding per text (float32, shape ``(len(texts), dim)``), in input order."""
+    def embed(self, texts: Sequence[str] | TokenIds) -> np.ndarray:
+        """One embedding per text (or :class:`TokenIds` row): float32, shape ``(len(texts), dim)``, in input order."""
         rows = self.encode(texts)
         if not rows.ids:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
         return self.embed_rows(rows)
 
+    def check_ids(self, ids: TokenIds) -> None:
+        """:class:`InvalidInput` naming the first empty input or id outside the vocabulary."""
+        size = self.vocab_size
+        for i, row in enumerate(ids.rows):
+            if not len(row):
+                raise InvalidInput(f"input[{i}] is an empty list of token ids")
+            if min(row) < 0 or max(row) >= size:
+                bad = next(t for t in row if not 0 <= t < size)
+                raise UnknownTokenId(f"input[{i}] holds the token id {bad}, outside this model's vocabulary "
+                                     f"of {size} ids (0 to {size - 1})")
+
     # -- the seams the server's scheduler uses ---------------------------------------------
-    def encode(self, texts: Sequence[str]) -> EncodedRows:
-        """The checked texts, tokenized (one row per text)."""
+    def encode(self, texts: Sequence[str] | TokenIds) -> EncodedRows:
+        """The checked texts (or token ids), tokenized (one row per input)."""
+        if isinstance(texts, TokenIds):
+            self.check_ids(texts)
+            limit = self.max_length
+            ids = [[int(t) for t in row[:limit]] for row in texts.rows]
+            return EncodedRows(ids, [[0] * len(row) for row in ids], np.arange(len(ids), dtype=np.int64),
+                               np.fromiter((len(row) > limit for row in texts.rows), dtype=bool, count=len(ids)))
         return self.tokenizer.encode_texts(check_documents(texts))
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from crossrank.encode import Encoder
+from crossrank.encode import Embedded, Encoder, TokenIds
 from crossrank.memory import release_memory
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
 from crossrank.options import check_options
@@ -460,11 +460,17 @@ class EncoderScheduler(_Base):
 
     async def embed(self, texts: Sequence[str], *, deadline: float | None = None) -> np.ndarray:
         """Embeddings (float32, ``(len(texts), dim)``) in input order."""
-        if not texts:
-            return np.zeros((0, self.encoder.dim), dtype=np.float32)
-        _, result = await self._submit(len(texts), lambda: self.encoder.encode(texts), deadline)
-        vectors: np.ndarray = result
-        return vectors
+        return (await self.embed_details(texts, deadline=deadline)).vectors
+
+    async def embed_details(self, inputs: Sequence[str] | TokenIds, *, deadline: float | None = None) -> Embedded:
+        """Embeddings of texts (or token ids) in input order, with the tokens each one took
+        (counted from the rows the model ran, so nothing is tokenized twice)."""
+        if not len(inputs):
+            return Embedded(np.zeros((0, self.encoder.dim), dtype=np.float32), np.zeros(0, dtype=np.int64),
+                            np.zeros(0, dtype=bool))
+        job, vectors = await self._submit(len(inputs), lambda: self.encoder.encode(inputs), deadline)
+        assert job.rows is not None
+        return Embedded.of(job.rows, vectors)
 
     # -- the inference thread's calls ----------------------------------------------------------
     def _output(self, rows: int) -> np.ndarray:

@@ -28,6 +28,10 @@ from crossrank.server.common import Instruction, check_query, models_of, score_p
 COHERE_KEYS = ("model", "top_n", "return_documents", "rank_fields", "max_chunks_per_doc", "max_tokens_per_doc")
 
 
+#: documents one Cohere search unit covers
+SEARCH_UNIT_DOCUMENTS = 100
+
+
 class CohereRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     query: str = Field(min_length=1)
@@ -39,6 +43,11 @@ class CohereRequest(BaseModel):
     max_chunks_per_doc: int | None = Field(default=None, ge=1)
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
     instruction: Instruction
+
+
+def search_units(documents: int) -> int:
+    """What Cohere bills a rerank: one search unit per query and up to 100 documents."""
+    return max(1, -(-documents // SEARCH_UNIT_DOCUMENTS))
 
 
 def document_text(doc: str | dict[str, Any], index: int, rank_fields: list[str] | None) -> str:
@@ -83,7 +92,8 @@ async def cohere_rerank(request: Request, body: CohereRequest, version: str) -> 
         "id": str(uuid.uuid4()),
         "results": results,
         "model": model.entry.name,
-        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}, **scoring_details(result)},
+        "meta": {"api_version": {"version": version}, "billed_units": {"search_units": search_units(len(texts))},
+                 **scoring_details(result)},
     }
 
 

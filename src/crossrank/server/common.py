@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
+from crossrank.encode import Embedded, TokenIds
 from crossrank.errors import InvalidInput
 from crossrank.rerank import LongDocuments
 from crossrank.scores import Activation, Scores
@@ -155,11 +156,17 @@ def scoring_details(result: Scores) -> dict[str, Any]:
 
 
 async def embed_texts(request: Request, model: BiModel, texts: Sequence[str]) -> np.ndarray:
-    check_count(request, len(texts), "texts")
+    return (await embed_inputs(request, model, texts)).vectors
+
+
+async def embed_inputs(request: Request, model: BiModel, inputs: Sequence[str] | TokenIds) -> Embedded:
+    """Embed through the model's scheduler, with limits, deadline, disconnect and metrics; the
+    result counts the tokens each input took (what a route reports as usage)."""
+    check_count(request, len(inputs), "texts")
     deadline = deadline_of(request)
-    vectors = await unless_disconnected(request, model.scheduler.embed(texts, deadline=deadline))
-    metrics_of(request).scored(model.entry.name, len(texts))
-    return vectors
+    result = await unless_disconnected(request, model.scheduler.embed_details(inputs, deadline=deadline))
+    metrics_of(request).scored(model.entry.name, len(inputs), int(result.truncated.sum()))
+    return result
 
 
 def took_ms(started: float) -> int:
