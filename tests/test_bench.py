@@ -167,6 +167,7 @@ def test_bench_shape_builds_a_marked_random_model_and_warns(
         build_random_model(out, layers=1)
 
     monkeypatch.setitem(shapes.SHAPES, "tiny", shapes.Shape("tiny", "a one-layer BERT", tiny))
+    monkeypatch.setattr("crossrank.models.export.default_cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr("crossrank.cli.bench.os.getloadavg", lambda: (9.0, 9.0, 9.0))
     out = tmp_path / "out"
     argv = ["bench", "--shape", "tiny", "--modes", "exact", "--sizes", "2", "--kinds", "titles", "--repeats", "1",

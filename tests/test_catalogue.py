@@ -82,7 +82,7 @@ def test_new_families_carry_their_head_and_template(name: str, head: str, templa
 def test_qwen3_default_instruction_is_the_model_cards() -> None:
     spec = find_spec("qwen3-reranker-0.6b")
     assert spec is not None and spec.name == "Qwen/Qwen3-Reranker-0.6B"
-    assert spec.instruction == TEMPLATES["qwen3"].default_instruction
+    assert spec.instruction == TEMPLATES["qwen3-reranker"].default_instruction
 
 
 def test_models_command_shows_head_and_practicality(capsys: pytest.CaptureFixture[str]) -> None:
