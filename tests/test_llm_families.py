@@ -34,16 +34,7 @@ from crossrank.models.head import read_head
 from crossrank.models.llm_head import BGE_RERANKER_GEMMA, MXBAI_RERANK_V2, QWEN3_RERANKER, TEMPLATES, YesNoTemplate
 from crossrank.models.synthetic import build_llm_reranker
 from fakehub import FakeHub
-from test_llm_heads import card_logits
-
-QUERY = "which shoes are good for walking in the rain"
-DOCS = [
-    "Crocs Jibbitz 5-Pack Alien Shoe Charms",
-    "",
-    "Waterproof hiking boots keep your feet dry on long walks in wet weather, whatever the season.",
-    "naïve café 東京 — Straße 🙂",
-    "rain",
-]
+from test_llm_heads import DOCS, QUERY, card_logits
 LONG = " ".join(["rain boots keep feet dry"] * 40)
 Reference = Callable[..., np.ndarray]
 
