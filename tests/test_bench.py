@@ -180,3 +180,17 @@ def test_bench_shape_builds_a_marked_random_model_and_warns(
     assert main(argv) == 0 and len(built) == 1  # built once, then reused
     assert main(["bench", "--shape", "tiny", "--model", "x", "--no-chart"]) == 2
     assert "--model or --shape" in capsys.readouterr().err
+
+
+def test_an_llm_reranker_is_timed_without_the_peer_that_cannot_run_it(
+    tmp_path: Path, model_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from crossrank.models.synthetic import build_qwen3_reranker
+
+    model = build_qwen3_reranker(tmp_path / "qwen3")
+    with caplog.at_level("WARNING"):
+        backends = prepare_backends(model, modes=("exact",), peers=("sentence-transformers",), cache_dir=model_cache)
+    assert [b.name for b in backends] == ["crossrank-exact"]
+    assert "skipping sentence-transformers" in caplog.text
+    result = run_bench(backends, sizes=[2], kinds=["titles"], repeats=1, min_repeats=1)
+    assert [c.backend for c in result.cells] == ["crossrank-exact"]

@@ -141,7 +141,8 @@ def test_langchain_compressor_inside_contextual_compression_retriever(
 @pytest.fixture(scope="module")
 def index_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("integrations-index") / "shoes.idx"
-    build_index(path, [Record(str(m["asin"]), t) for t, m in zip(TITLES, META)])
+    build_index(path, [Record(str(m["asin"]), t, {"brand": m["brand"], "price": m["price"]}) for t, m in zip(TITLES, META)],
+                store=("brand", "price"))
     return path
 
 
@@ -157,6 +158,9 @@ def test_langchain_retriever_searches_the_index_and_reranks(
     np.testing.assert_allclose([d.metadata["relevance_score"] for d in out], np.array([h.rerank_score for h in want], dtype=float), rtol=1e-5)
     assert [(d.metadata["rank"], d.metadata["first_stage_rank"]) for d in out] == \
         [(h.rank, h.first_stage_rank) for h in want]
+    by_asin = {m["asin"]: m for m in META}  # the index's stored fields travel in the metadata
+    assert [(d.metadata["brand"], d.metadata["price"]) for d in out] == \
+        [(by_asin[d.id]["brand"], by_asin[d.id]["price"]) for d in out]
 
 
 def test_langchain_retriever_refuses_what_is_not_an_index(bert_reranker: Reranker) -> None:

@@ -69,6 +69,10 @@ def prepare_backends(
     work = work_dir or Path(tempfile.mkdtemp(prefix="crossrank-bench-"))
     backends: list[Backend] = []
     for peer in peers:
+        if loaded.head is not None and loaded.head.kind == "llm-yes-no":
+            log.warning("skipping %s: it does not run crossrank's LLM reranker test layouts (its LogitScore needs a "
+                        "text-generation Transformer module); crossrank's modes are timed alone", peer)
+            continue
         if device != "cpu" and peer not in GPU_PEERS:
             log.warning("skipping %s: it runs on the CPU here (a GPU run compares GPU backends only)", peer)
             continue

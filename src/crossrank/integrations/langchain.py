@@ -74,8 +74,9 @@ class CrossrankRerank(BaseDocumentCompressor):
 class CrossrankRetriever(BaseRetriever):
     """Search ``index`` (a :class:`~crossrank.Index`: hybrid when it has vectors, else BM25; or
     any crossrank retriever, e.g. ``index.retriever("bm25")``) for ``candidates`` documents,
-    rerank them and return the best ``top_k`` as documents whose metadata holds ``id``,
-    ``rank``, ``first_stage_rank``, ``first_stage_score`` and ``relevance_score``."""
+    rerank them and return the best ``top_k`` as documents whose metadata holds the index's
+    stored fields (``crossrank index --store``) and ``id``, ``rank``, ``first_stage_rank``,
+    ``first_stage_score`` and ``relevance_score`` (these win over a stored field of the same name)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -108,6 +109,6 @@ class CrossrankRetriever(BaseRetriever):
 
 
 def _document(hit: Hit) -> Document:
-    metadata: dict[str, Any] = {"id": hit.id, "rank": hit.rank, "first_stage_rank": hit.first_stage_rank,
+    metadata: dict[str, Any] = {**hit.fields, "id": hit.id, "rank": hit.rank, "first_stage_rank": hit.first_stage_rank,
                                 "first_stage_score": hit.first_stage_score, "relevance_score": hit.rerank_score}
     return Document(page_content=hit.text, metadata=metadata, id=hit.id)
