@@ -221,6 +221,18 @@ def test_a_per_call_instruction_scores_as_a_reranker_made_with_it(key: str, mode
     assert np.abs(default.values - plain).max() <= tol and np.abs(ours.values - default.values).max() > 1e-3
 
 
+@pytest.mark.parametrize("key", list(FAMILIES))
+def test_the_torch_runtime_gives_the_reference_scores(key: str, models: dict[str, Path], model_cache: Path) -> None:
+    """The GPU path (``providers=["cuda"]`` runs torch) scores LLM rerankers with the same one-row
+    head; here on the CPU in fp32, against the reference."""
+    family, _, reference = FAMILIES[key]
+    reranker = Reranker(models[key], cache_dir=model_cache, template=family, runtime="torch", batch_size=3)
+    assert reranker.runtime.name == "torch"
+    ours = reranker.score(QUERY, DOCS, activation="none")
+    ref, tol = _tolerance(reference, models[key], DOCS)
+    assert np.abs(ours - ref).max() <= tol
+
+
 FAST_DOCS = [f"{a} {b}" for a in ("rain boots", "walking shoes", "lemon cake", "beach sandals", "shoe charms", "a wet dog")
              for b in ("for the city", "on long trails", "with a rubber sole", "in the rain", "for kids")]
 

@@ -1,4 +1,5 @@
-"""The torch side of an LLM yes/no reranker (export child only): body, last token, one head row.
+"""The torch side of an LLM yes/no reranker (the export child and the torch runtime): body, last
+token, one head row.
 
 The causal LM's body runs on the templated pair; the hidden state of each row's last real
 token (``attention_mask.sum(1) - 1``: crossrank pads on the right) is multiplied by
@@ -20,17 +21,21 @@ from crossrank.models.remote_code import from_pretrained
 
 
 def build_yes_no_model(
-    directory: Path, input_names: list[str], yes: int, no: int | None, *, trust_remote_code: bool = False
+    directory: Path, input_names: list[str], yes: int, no: int | None, *, trust_remote_code: bool = False,
+    attention: str | None = "eager",
 ) -> Any:
-    """A module mapping ``input_names`` tensors to ``(batch, 1)`` logits ``h_last · (W[yes] − W[no])``."""
+    """A module mapping ``input_names`` tensors to ``(batch, 1)`` logits ``h_last · (W[yes] − W[no])``.
+
+    ``attention``: transformers' attention implementation (``eager`` for the ONNX export; ``None``,
+    the model's own default, for the torch runtime)."""
     import torch
     import transformers
 
     auto: Any = transformers.AutoModelForCausalLM
     try:
         lm, info = from_pretrained(
-            auto, directory, trust_remote_code, attn_implementation="eager", output_loading_info=True,
-            dtype=torch.float32,
+            auto, directory, trust_remote_code, output_loading_info=True, dtype=torch.float32,
+            **({"attn_implementation": attention} if attention else {}),
         )
     except ModelError:
         raise

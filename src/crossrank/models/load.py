@@ -119,11 +119,6 @@ def load_model(
         head = read_head(files.name, files.directory, files.weights_path, family)
         if head.kind != "sequence-classification":
             export_task = head.export_task
-        if head.kind == "llm-yes-no" and weights:
-            raise ModelError(
-                f"{files.name} is an LLM yes/no reranker ({head.describe()}); the torch runtime does not run "
-                f"these yet. Use runtime='onnxruntime' or 'openvino'."
-            )
     elif template is not None:
         raise ModelError(f"template={template!r} applies to an LLM reranker run from its weights; {files.name} ships "
                          f"an ONNX file ({onnx_path}) that is run as it is. Drop the template option for it.")

@@ -42,8 +42,9 @@ def cuda_available() -> bool:
 
 
 class TorchRuntime:
-    """A ``transformers`` sequence-classification model, or a sentence-transformers module stack
-    (``head`` of kind ``st-modules``); ``run`` is safe from several threads."""
+    """A ``transformers`` sequence-classification model, a sentence-transformers module stack
+    (``head`` of kind ``st-modules``) or an LLM yes/no reranker's body and head row (``llm-yes-no``);
+    ``run`` is safe from several threads."""
 
     name = "torch"
 
@@ -68,8 +69,17 @@ class TorchRuntime:
         if threads and device == "cpu":
             torch.set_num_threads(int(threads))  # process-wide: torch has one CPU thread pool
         dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[precision]
-        self.stack = head is not None and head.kind == "st-modules"
-        if self.stack:  # a sentence-transformers module stack: the same module the export traces
+        self.stack = head is not None and head.kind in ("st-modules", "llm-yes-no")
+        if head is not None and head.kind == "llm-yes-no":  # the module the export traces: one head row
+            from crossrank.models.llm_torch import build_yes_no_model
+
+            if head.yes_id is None:
+                raise ModelError(f"{directory}: an LLM yes/no head without its scored token id")
+            self.input_names = ["input_ids", "attention_mask"]
+            self.model = build_yes_no_model(directory, self.input_names, head.yes_id, head.no_id,
+                                            trust_remote_code=trust_remote_code, attention=None).to(
+                device=device, dtype=dtype)
+        elif self.stack:  # a sentence-transformers module stack: the same module the export traces
             from crossrank.models.config import ModelConfig
             from crossrank.models.st_torch import build_stack_model
 
@@ -78,6 +88,7 @@ class TorchRuntime:
             self.model = build_stack_model(directory, self.input_names, trust_remote_code=trust_remote_code).to(
                 device=device, dtype=dtype
             )
+        if self.stack:
             self.device = device
             self.precision = precision
             self.path = directory
