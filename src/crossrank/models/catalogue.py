@@ -44,7 +44,7 @@ class ModelSpec:
     #: llm-yes-no: the prompt-template family, for repos whose files do not declare it
     #: (no ``modules.json``), e.g. "qwen3-reranker"
     template: str | None = None
-    #: what running it takes, measured: e.g. "GPU recommended: 3 pairs/s on a 2-core CPU"
+    #: what running it takes, measured with `crossrank bench --shape` (docs/MODELS.md: how and where)
     practical: str | None = None
     #: llm-yes-no: the instruction in the prompt when the caller gives none (None: the family has none)
     instruction: str | None = None
@@ -86,7 +86,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         model_file="onnx/model.onnx",
         max_length=512,
         description="MiniLM-L6 trained on MS MARCO passage ranking; English; the fast default.",
-        practical="CPU: 466 titles/s, 60 passages/s on a 2-core CPU, fast mode, 16 documents per query (crossrank bench --shape; a busy machine: rough)",
+        practical="CPU: 466 titles/s, 60 passages/s (2 CPU cores, fast)",
     ),
     ModelSpec(
         name="cross-encoder/ms-marco-MiniLM-L12-v2",
@@ -149,7 +149,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         model_file="onnx/model.onnx",
         max_length=8192,
         description="ModernBERT-base reranker (149M); English; inputs up to 8k tokens.",
-        practical="CPU for titles, GPU for passages: 41 titles/s, 7 passages/s on a 2-core CPU, fast mode, 16 documents per query (crossrank bench --shape; a busy machine: rough)",
+        practical="CPU for titles, GPU for passages: 41 titles/s, 7 passages/s (2 CPU cores, fast)",
     ),
     ModelSpec(
         name="cross-encoder/ettin-reranker-17m-v1",
@@ -162,7 +162,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         max_length=7999,
         description="Ettin ModernBERT reranker (16.8M); English; 7999 tokens; beats MiniLM-L12.",
         head="st-modules",
-        practical="CPU: 446 titles/s, 89 passages/s on a 2-core CPU, fast mode, 16 documents per query (crossrank bench --shape; a busy machine: rough)",
+        practical="CPU: 446 titles/s, 89 passages/s (2 CPU cores, fast)",
     ),
     ModelSpec(
         name="cross-encoder/ettin-reranker-32m-v1",
@@ -187,7 +187,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         max_length=7999,
         description="Ettin ModernBERT reranker (68.1M); English; 7999 tokens.",
         head="st-modules",
-        practical="CPU: 90 titles/s, 24 passages/s on a 2-core CPU, fast mode, 16 documents per query (crossrank bench --shape; a busy machine: rough)",
+        practical="CPU: 90 titles/s, 24 passages/s (2 CPU cores, fast)",
     ),
     ModelSpec(
         name="cross-encoder/ettin-reranker-150m-v1",
@@ -235,7 +235,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         model_file=None,
         max_length=8192,
         description="XLM-RoBERTa-large reranker (568M) from bge-m3; multilingual; trained at 1024 tokens.",
-        practical="GPU recommended: 11 titles/s, 1.9 passages/s on a 2-core CPU, fast mode, 16 documents per query (crossrank bench --shape; a busy machine: rough)",
+        practical="GPU recommended: 11 titles/s, 1.9 passages/s (2 CPU cores, fast)",
     ),
     ModelSpec(
         name="Qwen/Qwen3-Reranker-0.6B",
@@ -250,7 +250,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         head="llm-yes-no",
         template="qwen3-reranker",
         instruction=_QWEN3_INSTRUCTION,
-        practical="GPU recommended: 3.6 titles/s, 1.0 passages/s on a 2-core CPU, fast mode, 4 documents per query (crossrank bench --shape; a busy machine: rough)",
+        practical="GPU recommended: 3.6 titles/s, 1.0 passages/s (2 CPU cores, fast)",
     ),
     ModelSpec(
         name="Qwen/Qwen3-Reranker-4B",
@@ -265,7 +265,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         head="llm-yes-no",
         template="qwen3-reranker",
         instruction=_QWEN3_INSTRUCTION,
-        practical="GPU only: about 7x the parameters of Qwen3-Reranker-0.6B, which scores 1.0 passages/s on a 2-core CPU",
+        practical="GPU only: about 7x the parameters of Qwen3-Reranker-0.6B",
     ),
     ModelSpec(
         name="Qwen/Qwen3-Reranker-8B",
@@ -280,7 +280,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         head="llm-yes-no",
         template="qwen3-reranker",
         instruction=_QWEN3_INSTRUCTION,
-        practical="GPU only: about 14x the parameters of Qwen3-Reranker-0.6B, which scores 1.0 passages/s on a 2-core CPU",
+        practical="GPU only: about 14x the parameters of Qwen3-Reranker-0.6B",
     ),
     ModelSpec(
         name="mixedbread-ai/mxbai-rerank-base-v2",
@@ -294,7 +294,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         description="Qwen2 0.5B LLM reranker (tokens 1/0); 100+ languages and code; 8k context.",
         head="llm-yes-no",
         template="mxbai-rerank-v2",
-        practical="GPU recommended: about the size of Qwen3-Reranker-0.6B, which scores 1.0 passages/s on a 2-core CPU",
+        practical="GPU recommended: about the size of Qwen3-Reranker-0.6B",
     ),
     ModelSpec(
         name="mixedbread-ai/mxbai-rerank-large-v2",
@@ -308,7 +308,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         description="Qwen2 1.5B LLM reranker (tokens 1/0); 100+ languages and code; 8k context.",
         head="llm-yes-no",
         template="mxbai-rerank-v2",
-        practical="GPU only: about 2.5x the parameters of Qwen3-Reranker-0.6B, which scores 1.0 passages/s on a 2-core CPU",
+        practical="GPU only: about 2.5x the parameters of Qwen3-Reranker-0.6B",
     ),
     ModelSpec(
         name="BAAI/bge-reranker-v2-gemma",
@@ -323,7 +323,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
         head="llm-yes-no",
         template="bge-reranker-v2-gemma",
         instruction=_GEMMA_INSTRUCTION,
-        practical="GPU only: about 4x the parameters of Qwen3-Reranker-0.6B, which scores 1.0 passages/s on a 2-core CPU",
+        practical="GPU only: about 4x the parameters of Qwen3-Reranker-0.6B",
     ),
     ModelSpec(
         name="sentence-transformers/all-MiniLM-L6-v2",
