@@ -221,6 +221,25 @@ def test_a_per_call_instruction_scores_as_a_reranker_made_with_it(key: str, mode
     assert np.abs(default.values - plain).max() <= tol and np.abs(ours.values - default.values).max() > 1e-3
 
 
+@pytest.mark.parametrize("key", ["qwen3-bare", "bge-gemma"])
+def test_long_document_windows_keep_the_template_around_every_window(key: str, models: dict[str, Path],
+                                                                     model_cache: Path) -> None:
+    """``long_documents="window"``: every window of the document is a whole prompt (the suffix
+    ends each row), the score is the best window's, and a document that fits scores as before."""
+    family, _, _ = FAMILIES[key]
+    windowed = Reranker(models[key], cache_dir=model_cache, template=family, max_length=192, long_documents="window")
+    plain = Reranker(models[key], cache_dir=model_cache, template=family, max_length=192)
+    rows = windowed.encode([(QUERY, LONG)])
+    assert len(rows.ids) > 1 and set(rows.owner.tolist()) == {0}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(models[key]))
+    _, _, suffix = TEMPLATES[family].fixed_parts()
+    tail = [i for piece in suffix for i in tokenizer(piece, add_special_tokens=False)["input_ids"]]
+    assert all(list(ids[-len(tail):]) == tail for ids in rows.ids)
+    got = windowed.score_details([(QUERY, LONG), (QUERY, "rain")], activation="none")
+    assert got.values[0] == pytest.approx(windowed.infer(rows).max(), abs=1e-6)
+    assert got.values[1] == pytest.approx(plain.score(QUERY, ["rain"], activation="none")[0], abs=1e-6)
+
+
 @pytest.mark.parametrize("key", list(FAMILIES))
 def test_the_torch_runtime_gives_the_reference_scores(key: str, models: dict[str, Path], model_cache: Path) -> None:
     """The GPU path (``providers=["cuda"]`` runs torch) scores LLM rerankers with the same one-row
