@@ -52,3 +52,17 @@ class CrashOnce(PairScorer):
             marker.touch()
             os._exit(1)
         return super().__call__(batch)
+
+
+def spec_of(bert_dir: Path, model_cache: Path) -> RerankerSpec:
+    """The tiny test cross-encoder as the engines' scorers build it."""
+    return RerankerSpec(str(bert_dir), {"cache_dir": str(model_cache), "batch_size": 4})
+
+
+def restore(saved: dict[str, str | None]) -> None:
+    """Put environment variables back as ``saved`` recorded them (None: was not set)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from batch_inputs import CrashOnce, assert_same_run, crash_marker
+from batch_inputs import CrashOnce, assert_same_run, crash_marker, restore, spec_of
 from crossrank import Reranker
 from crossrank.batch.run import Job
-from crossrank.batch.scorer import PairScorer, RerankerSpec
+from crossrank.batch.scorer import PairScorer
 
 # Ray binds a cluster to this machine's network address unless told that it runs alone: the test
 # cluster listens on the loopback only (read when Ray is imported, and by the node processes)
@@ -58,15 +58,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         ray.shutdown()
         nodes.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def spec_of(bert_dir: Path, model_cache: Path) -> RerankerSpec:
-    return RerankerSpec(str(bert_dir), {"cache_dir": str(model_cache), "batch_size": 4})
+        restore(saved)
 
 
 def test_cluster_has_two_nodes(cluster: str) -> None:

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from batch_inputs import CrashOnce, assert_same_run, crash_marker
+from batch_inputs import CrashOnce, assert_same_run, crash_marker, restore, spec_of
 from crossrank import Reranker
 from crossrank.batch.run import Job
-from crossrank.batch.scorer import RerankerSpec
 
 pytest.importorskip("pyspark", reason="crossrank[spark] is not installed")
 pd = pytest.importorskip("pandas")
@@ -25,18 +24,6 @@ if shutil.which("java") is None:
                 allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def restore(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-def spec_of(bert_dir: Path, model_cache: Path) -> RerankerSpec:
-    return RerankerSpec(str(bert_dir), {"cache_dir": str(model_cache), "batch_size": 4})
 
 
 @pytest.fixture(scope="module")
