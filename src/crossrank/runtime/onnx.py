@@ -25,8 +25,8 @@ _PROVIDER_NAMES = {
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 #: tokens per batch (rows x padded length) per inference thread. Small batches keep the
 #: activations in the cores' caches, but each batch streams all the weights again; on a 2-core
-#: EPYC, 384 matched or beat 256 everywhere and 100 passages ran 1.09x faster (docs/PERFORMANCE.md,
-#: "EPYC run: token budget 384 per thread")
+#: EPYC, 384 matched or beat 256 everywhere and 100 passages ran 1.09x faster
+#: (docs/PERFORMANCE.md#exact-mode-batch-budget)
 TOKENS_PER_THREAD = 384
 
 
@@ -70,7 +70,7 @@ class OnnxRuntime:
         # spin (session.intra_op.spin_duration_us, any value tried: 200 µs, 2 ms) made 1 title
         # bimodal on 2 cores, 9.6 ms median against 4.2 ms, with no gain at 1 passage or 10
         # titles; never spinning cost 1.2-1.5x at 1-10 documents on a quiet machine
-        # (docs/PERFORMANCE.md, "EPYC run: first-token cut, default spinning")
+        # (docs/PERFORMANCE.md#onnx-runtime-worker-spinning)
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=select_providers(providers))

@@ -40,8 +40,7 @@ LENGTH_STEP = 16
 #: tokens per batch (rows x padded length) per inference thread. Against batches of up to 32
 #: rows whatever their length, on a 2-core EPYC in bf16: 100 documents of mixed length 1.12x
 #: faster, 32 documents of ~380 tokens 1.25x, titles, passages and 512-token windows level;
-#: peak RSS for 32 windows of 512 tokens 420 -> 228 MiB (docs/PERFORMANCE.md, "Latest EPYC
-#: run: token budget for the fast mode")
+#: peak RSS for 32 windows of 512 tokens 420 -> 228 MiB (docs/PERFORMANCE.md#fast-mode-batch-budget)
 TOKENS_PER_THREAD = 1024
 
 
@@ -50,7 +49,7 @@ def padded_width(width: int) -> int:
 
     Steps are 1 below 16 tokens, then 2, 4, 8 and, from 128 tokens, :data:`LENGTH_STEP`:
     64 widths up to 512. Titles of 21-29 tokens, which rounding to 16 padded to 32, ran
-    1.10-1.17x faster (docs/PERFORMANCE.md, "EPYC run: finer length rounding").
+    1.10-1.17x faster (docs/PERFORMANCE.md#fast-mode-length-rounding).
     """
     step = min(LENGTH_STEP, 1 << max(int(width).bit_length() - 4, 0))
     return width + (-width % step)
@@ -173,8 +172,8 @@ class OpenVinoRuntime:
                 array = np.pad(array, ((0, 0), (0, extra)), constant_values=fill)
             inputs[name] = array
         # start_async + wait rather than infer(): the same work, 0.5-0.6 ms faster for a single
-        # title after an idle moment and equal elsewhere (docs/PERFORMANCE.md, "EPYC run:
-        # OpenVINO requests started asynchronously")
+        # title after an idle moment and equal elsewhere
+        # (docs/PERFORMANCE.md#openvino-asynchronous-requests)
         request = self._request()
         request.start_async(inputs)
         request.wait()
