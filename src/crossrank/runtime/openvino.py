@@ -8,8 +8,7 @@ lengths are rounded up by :func:`padded_width` (to within an eighth of the lengt
 
 Batches hold at most :data:`TOKENS_PER_THREAD` tokens per inference thread, which also keeps
 the activation buffers a long-running process holds small; with glibc a server can trim them
-further with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md, "Memory of a long-running fast-mode
-server").
+further with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md#memory-of-a-long-running-fast-mode-server).
 
 In bf16 the graph is first converted to OpenVINO IR with fp16 weights (once, cached; see
 :func:`compressed_ir`), which keeps the resident size down.
