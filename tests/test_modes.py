@@ -135,15 +135,16 @@ def test_openvino_batches_keep_to_the_token_budget_per_thread(
     work = make_workload("passages", 20, seed=4)
     rows = reranker.encode(work.pairs)
     batches = reranker.plan(rows.lengths)
-    assert reranker.runtime.batch_tokens == TOKENS_PER_THREAD and len(batches) > 1
+    assert reranker.max_batch_tokens == TOKENS_PER_THREAD and len(batches) > 1
     for batch in batches:
         assert len(batch) * padded_width(int(rows.lengths[batch].max())) <= TOKENS_PER_THREAD
     cut = reranker.score(work.query, work.documents, activation="none")
     onnx = bert_reranker.score(work.query, work.documents, activation="none")
     np.testing.assert_allclose(cut, onnx, atol=1e-4, rtol=1e-4)
-    reranker.runtime.batch_tokens = 1 << 30
-    assert len(reranker.plan(rows.lengths)) < len(batches)
-    np.testing.assert_allclose(cut, reranker.score(work.query, work.documents, activation="none"), atol=1e-5, rtol=0)
+    whole = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", threads=1,
+                     max_batch_tokens=1 << 30)
+    assert len(whole.plan(rows.lengths)) < len(batches)
+    np.testing.assert_allclose(cut, whole.score(work.query, work.documents, activation="none"), atol=1e-5, rtol=0)
 
 
 @needs_openvino

@@ -13,6 +13,7 @@ from crossrank.errors import InvalidInput, ModelError
 from crossrank.models.config import read_json
 from crossrank.models.load import load_model
 from crossrank.options import check_max_length, whole_number
+from crossrank.runtime.base import Runtime, check_max_batch_tokens
 from crossrank.runtime.select import check_threads
 from crossrank.texts import check_documents, check_text
 from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
@@ -86,7 +87,9 @@ class Encoder:
 
     Pooling (mean or CLS) and L2 normalisation are read from the model's
     sentence-transformers files (``1_Pooling/config.json``, ``modules.json``), then from the
-    catalogue, and default to mean pooling without normalisation.
+    catalogue, and default to mean pooling without normalisation. Texts are sorted by length and
+    run in batches of at most ``batch_size`` texts and ``max_batch_tokens`` tokens, padding counted
+    (default: the runtime's, derived from its threads on the CPU).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class Encoder:
         *,
         max_length: int | None = None,
         batch_size: int = 32,
+        max_batch_tokens: int | None = None,
         pooling: str | None = None,
         normalize: bool | None = None,
         providers: Sequence[str] | None = None,
@@ -106,6 +110,7 @@ class Encoder:
         if pooling is not None and pooling not in POOLINGS:
             raise InvalidInput(f"pooling must be one of {POOLINGS}")
         batch_size = whole_number(batch_size, "batch_size", 1)
+        max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
         threads = check_threads(threads)
         loaded = load_model(
             model, task="feature-extraction", revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code
@@ -128,7 +133,8 @@ class Encoder:
         self.batch_size = int(batch_size)
         from crossrank.runtime.onnx import OnnxRuntime  # imported on use: a reranker on OpenVINO never loads it
 
-        self.runtime = OnnxRuntime(loaded.onnx_path, providers=providers, threads=threads, output="last_hidden_state")
+        self.runtime: Runtime = OnnxRuntime(loaded.onnx_path, providers=providers, threads=threads,
+                                            output="last_hidden_state", max_batch_tokens=max_batch_tokens)
         hidden = loaded.config.raw.get("hidden_size")
         self.dim = int(hidden) if isinstance(hidden, int) else int(self.embed(["probe"]).shape[1])
 
@@ -160,6 +166,11 @@ class Encoder:
             return EncodedRows(ids, [[0] * len(row) for row in ids], np.arange(len(ids), dtype=np.int64),
                                np.fromiter((len(row) > limit for row in texts.rows), dtype=bool, count=len(ids)))
         return self.tokenizer.encode_texts(check_documents(texts))
+
+    @property
+    def max_batch_tokens(self) -> int | None:
+        """Most tokens one model call holds, padding counted: the runtime's budget in effect (None: no bound)."""
+        return self.runtime.max_batch_tokens
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         """The batches (index arrays into ``lengths``) in which ``embed_rows`` runs rows of these

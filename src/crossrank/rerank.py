@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from crossrank.options import (
     instruction_in_effect,
     whole_number,
 )
+from crossrank.runtime.base import Runtime, check_max_batch_tokens
 from crossrank.runtime.select import Choice, Mode, check_threads, choose_runtime
 from crossrank.scores import (
     Activation,
@@ -62,7 +63,9 @@ class Reranker:
 
     ``model`` is a hub id, a catalogue alias or a local directory in the hub layout.
     ``max_length`` caps tokens per pair (default: the model's own limit). Documents are
-    sorted by length and padded per batch of ``batch_size`` pairs. ``activation="sigmoid"``
+    sorted by length and padded per batch of at most ``batch_size`` pairs and
+    ``max_batch_tokens`` tokens, padding counted (rows × longest row; default: the runtime's,
+    derived from its threads on the CPU, see :mod:`crossrank.runtime.base`). ``activation="sigmoid"``
     gives scores in 0..1; ``"none"`` gives the raw relevance logit. With
     ``long_documents="window"`` a document longer than the limit is scored as overlapping
     windows and keeps its best window's score. Safe to use from several threads.
@@ -94,6 +97,7 @@ class Reranker:
         *,
         max_length: int | None = None,
         batch_size: int = 32,
+        max_batch_tokens: int | None = None,
         activation: Activation = "sigmoid",
         providers: Sequence[str] | None = None,
         threads: int | None = None,
@@ -109,6 +113,7 @@ class Reranker:
         trust_remote_code: bool = False,
     ) -> None:
         self.batch_size = whole_number(batch_size, "batch_size", 1)
+        self._max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
         threads = check_threads(threads)
         self.long_documents: LongDocuments = check_long_documents(long_documents)
         self.activation = check_activation(activation)
@@ -143,8 +148,8 @@ class Reranker:
         self.window_stride = check_window_stride(
             default_stride if window_stride is None else window_stride, self.max_length,
             self.tokenizer.pair_overhead)
-        self.runtime = self._make_runtime(loaded, providers, threads, cache_dir)
-        if hasattr(self.runtime, "output_shape"):  # an ONNX graph: refused now if it outputs no scores
+        self.runtime: Runtime = self._make_runtime(loaded, providers, threads, cache_dir)
+        if self.runtime.output_shape is not None:  # a graph: refused now if it outputs no scores
             check_score_output(self.name, self.runtime.output, self.runtime.output_shape)
         if mode == "auto" and runtime is None and self.choice.runtime == "openvino":
             self._measure_auto(loaded, providers, threads, cache_dir)
@@ -344,10 +349,14 @@ class Reranker:
                     f"instruction or the query, or raise max_length."
                 )
 
+    @property
+    def max_batch_tokens(self) -> int | None:
+        """Most tokens one model call holds, padding counted: the runtime's budget in effect (None: no bound)."""
+        return self.runtime.max_batch_tokens
+
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these lengths."""
-        plan: list[np.ndarray] = self.runtime.plan(lengths, self.batch_size)  # each runtime shapes its own
-        return plan
+        return self.runtime.plan(lengths, self.batch_size)  # each runtime shapes its own
 
     def infer(self, rows: EncodedRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Relevance logits (float64) of the selected rows (all by default), in :meth:`plan`'s batches."""
@@ -366,9 +375,9 @@ class Reranker:
         from crossrank.runtime.auto import ChoiceCache, choice_key, measured_mode
 
         exact = Choice("exact", "onnxruntime", "f32", "")
-        made: list[Any] = []
+        made: list[Runtime] = []
 
-        def make_exact() -> Any:
+        def make_exact() -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
             made.append(self._make_runtime(loaded, providers, threads, cache_dir, exact))
             return made[0].run
 
@@ -386,14 +395,15 @@ class Reranker:
     def _make_runtime(
         self, loaded: LoadedModel, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None,
         choice: Choice | None = None,
-    ) -> Any:
+    ) -> Runtime:
+        """The runtime of ``choice`` (default: this reranker's) for the loaded model."""
         choice = choice or self.choice
         if choice.runtime == "torch":
             from crossrank.runtime.torch import TorchRuntime
 
             return TorchRuntime(
                 loaded.files.directory, device=choice.device, precision=choice.precision, threads=threads,
-                head=loaded.head, trust_remote_code=loaded.trust_remote_code,
+                head=loaded.head, trust_remote_code=loaded.trust_remote_code, max_batch_tokens=self._max_batch_tokens,
             )
         from crossrank.models.export import default_cache_dir
         from crossrank.models.first_token import first_token_graph
@@ -410,10 +420,11 @@ class Reranker:
                 pad_id=self.tokenizer.pad_id,
                 max_width=self.max_length,
                 cache_dir=root / "openvino",
+                max_batch_tokens=self._max_batch_tokens,
             )
         from crossrank.runtime.onnx import OnnxRuntime  # imported here: the fast mode never loads it
 
-        return OnnxRuntime(path, providers=providers, threads=threads)
+        return OnnxRuntime(path, providers=providers, threads=threads, max_batch_tokens=self._max_batch_tokens)
 
     def __repr__(self) -> str:
         return (

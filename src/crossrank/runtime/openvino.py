@@ -6,7 +6,8 @@ lengths are rounded up by :func:`padded_width` (to within an eighth of the lengt
 :data:`LENGTH_STEP`) and batches hold a power-of-two number of rows (see
 :func:`plan_power_of_two`, within a token budget), so a few hundred shapes cover every request.
 
-Batches hold at most :data:`TOKENS_PER_THREAD` tokens per inference thread, which also keeps
+Batches hold at most ``max_batch_tokens`` tokens (by default :data:`TOKENS_PER_THREAD` per
+inference thread), which also keeps
 the activation buffers a long-running process holds small; with glibc a server can trim them
 further with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md, "Memory of a long-running fast-mode
 server").
@@ -20,9 +21,8 @@ Needs the optional ``openvino`` package: ``pip install 'crossrank[fast]'``.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,13 +31,14 @@ import numpy as np
 from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.derived import derived_dir, publish
+from crossrank.runtime.base import check_max_batch_tokens, tokens_per_threads
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["bf16", "f32"]
 #: the coarsest rounding of sequence lengths (masked tokens do not change scores)
 LENGTH_STEP = 16
-#: tokens per batch (rows x padded length) per inference thread. Against batches of up to 32
+#: the default ``max_batch_tokens``: tokens per batch (rows x padded length) per inference thread. Against batches of up to 32
 #: rows whatever their length, on a 2-core EPYC in bf16: 100 documents of mixed length 1.12x
 #: faster, 32 documents of ~380 tokens 1.25x, titles, passages and 512-token windows level;
 #: peak RSS for 32 windows of 512 tokens 420 -> 228 MiB (docs/PERFORMANCE.md, "Latest EPYC
@@ -111,7 +112,9 @@ class OpenVinoRuntime:
         pad_id: int = 0,
         max_width: int | None = None,
         round_width: Callable[[int], int] = padded_width,
+        max_batch_tokens: int | None = None,
     ) -> None:
+        max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
         ov = require("openvino", "fast", "The fast mode (OpenVINO runtime)")
         self.path = path
         self.precision = precision
@@ -146,7 +149,8 @@ class OpenVinoRuntime:
             d.get_length() if d.is_static else None for d in self._output.get_partial_shape()
         ]
         self.providers = [f"OpenVINO CPU ({precision})"]
-        self.batch_tokens = TOKENS_PER_THREAD * int(threads or os.cpu_count() or 1)
+        #: most tokens per call, padding counted (each row's :func:`padded_width`)
+        self.max_batch_tokens: int = max_batch_tokens or tokens_per_threads(TOKENS_PER_THREAD, threads)
         self._local = threading.local()
 
     def _request(self) -> Any:
@@ -156,9 +160,9 @@ class OpenVinoRuntime:
         return request
 
     def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-        return plan_power_of_two(lengths, batch_size, self.batch_tokens)
+        return plan_power_of_two(lengths, batch_size, self.max_batch_tokens)
 
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         """Run on the declared inputs, padding the sequence axis as ``round_width`` says."""
         width = feed["input_ids"].shape[1]
         target = self.round_width(width)
