@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from crossrank.options import check_max_length, whole_number
 from crossrank.runtime.base import Runtime, check_max_batch_tokens
 from crossrank.runtime.select import check_threads
 from crossrank.texts import check_documents, check_text
-from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
+from crossrank.tokenize import TokenRows, PairTokenizer, pad_batch
 
 POOLINGS = ("mean", "cls")
 
@@ -54,7 +55,7 @@ class Embedded:
         return int(self.tokens.sum())
 
     @classmethod
-    def of(cls, rows: EncodedRows, vectors: np.ndarray) -> Embedded:
+    def of(cls, rows: TokenRows, vectors: np.ndarray) -> Embedded:
         tokens = np.bincount(rows.owner, weights=rows.lengths, minlength=len(rows.truncated)).astype(np.int64)
         return cls(vectors, tokens, rows.truncated)
 
@@ -140,10 +141,10 @@ class Encoder:
 
     def embed(self, texts: Sequence[str] | TokenIds) -> np.ndarray:
         """One embedding per text (or :class:`TokenIds` row): float32, shape ``(len(texts), dim)``, in input order."""
-        rows = self.encode(texts)
+        rows = self.tokenize(texts)
         if not rows.ids:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        return self.embed_rows(rows)
+        return self.infer(rows)
 
     def check_ids(self, ids: TokenIds) -> None:
         """:class:`InvalidInput` naming the first empty input or id outside the vocabulary."""
@@ -156,14 +157,14 @@ class Encoder:
                 raise UnknownTokenId(f"input[{i}] holds the token id {bad}, outside this model's vocabulary "
                                      f"of {size} ids (0 to {size - 1})")
 
-    # -- the seams the server's scheduler uses ---------------------------------------------
-    def encode(self, texts: Sequence[str] | TokenIds) -> EncodedRows:
+    # -- the seams the server's scheduler uses (crossrank.scheduler.TextEmbedder) -----------
+    def tokenize(self, texts: Sequence[str] | TokenIds) -> TokenRows:
         """The checked texts (or token ids), tokenized (one row per input)."""
         if isinstance(texts, TokenIds):
             self.check_ids(texts)
             limit = self.max_length
             ids = [[int(t) for t in row[:limit]] for row in texts.rows]
-            return EncodedRows(ids, [[0] * len(row) for row in ids], np.arange(len(ids), dtype=np.int64),
+            return TokenRows(ids, [[0] * len(row) for row in ids], np.arange(len(ids), dtype=np.int64),
                                np.fromiter((len(row) > limit for row in texts.rows), dtype=bool, count=len(ids)))
         return self.tokenizer.encode_texts(check_documents(texts))
 
@@ -173,12 +174,12 @@ class Encoder:
         return self.runtime.max_batch_tokens
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """The batches (index arrays into ``lengths``) in which ``embed_rows`` runs rows of these
+        """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these
         lengths: length-sorted, and on the CPU token-budgeted (100 passages 1.16x faster than
         sorted batches of 32, same vectors)."""
         return self.runtime.plan(lengths, self.batch_size)
 
-    def embed_rows(self, rows: EncodedRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    def infer(self, rows: TokenRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Embeddings (float32) of the selected rows (all by default), in :meth:`plan`'s batches."""
         selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
         out: np.ndarray | None = None
@@ -191,6 +192,16 @@ class Encoder:
             out[batch] = pooled
         assert out is not None
         return out
+
+    def encode(self, texts: Sequence[str] | TokenIds) -> TokenRows:
+        """Deprecated name of :meth:`tokenize` (it tokenizes; :meth:`embed` computes embeddings)."""
+        warnings.warn("Encoder.encode is deprecated; use Encoder.tokenize", DeprecationWarning, stacklevel=2)
+        return self.tokenize(texts)
+
+    def embed_rows(self, rows: TokenRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Deprecated name of :meth:`infer`."""
+        warnings.warn("Encoder.embed_rows is deprecated; use Encoder.infer", DeprecationWarning, stacklevel=2)
+        return self.infer(rows, index)
 
     def embed_query(self, text: str) -> np.ndarray:
         """The embedding of one text, shape ``(dim,)``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -40,7 +41,7 @@ from crossrank.scores import (
     relevance_logit,
 )
 from crossrank.texts import check_documents, check_pairs, check_text
-from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
+from crossrank.tokenize import TokenRows, PairTokenizer, pad_batch
 
 __all__ = ["LongDocuments", "Ranked", "Reranker", "Scores", "Truncation"]
 
@@ -212,7 +213,7 @@ class Reranker:
         if self.cache is not None:
             logit, truncated = self._cached_logits(checked, opts)
         else:
-            rows = self._encode(checked, opts)
+            rows = self._tokenize(checked, opts)
             logit = max_per_owner(self.infer(rows), rows.owner, len(checked))
             truncated = rows.truncated
         with self._lock:
@@ -268,7 +269,7 @@ class Reranker:
                 logit[i], truncated[i] = hit
         if missing:
             first = [positions[0] for positions in missing.values()]
-            rows = self._encode([pairs[i] for i in first], opts)
+            rows = self._tokenize([pairs[i] for i in first], opts)
             fresh = max_per_owner(self.infer(rows), rows.owner, len(first))
             for j, (key, positions) in enumerate(missing.items()):
                 self.cache.put(key, float(fresh[j]), bool(rows.truncated[j]))
@@ -276,8 +277,8 @@ class Reranker:
                 truncated[positions] = rows.truncated[j]
         return logit, truncated
 
-    # -- the seams the server's scheduler uses ---------------------------------------------
-    def encode(
+    # -- the seams the server's scheduler uses (crossrank.scheduler.PairScorer) -------------
+    def tokenize(
         self,
         pairs: Sequence[tuple[str, str]],
         *,
@@ -285,14 +286,19 @@ class Reranker:
         max_windows: int | None = None,
         max_tokens: int | None = None,
         instruction: str | None = None,
-    ) -> EncodedRows:
+    ) -> TokenRows:
         """The checked pairs' token rows (one per pair, or per window), for :meth:`infer`; each
         row holds its own prompt, so rows of calls with different instructions may share a batch."""
         opts = check_options(long_documents=long_documents, max_windows=max_windows, max_tokens=max_tokens,
                              instruction=instruction)
-        return self._encode(check_pairs(pairs), opts)
+        return self._tokenize(check_pairs(pairs), opts)
 
-    def _encode(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> EncodedRows:
+    def encode(self, pairs: Sequence[tuple[str, str]], **options: Any) -> TokenRows:
+        """Deprecated name of :meth:`tokenize` (it tokenizes; it computes no encoding)."""
+        warnings.warn("Reranker.encode is deprecated; use Reranker.tokenize", DeprecationWarning, stacklevel=2)
+        return self.tokenize(pairs, **options)
+
+    def _tokenize(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> TokenRows:
         instruction = self.instruction_for(opts.instruction)
         tokenizer = self._tokenizer_for(instruction)
         if self.template is not None:  # the prompt around each pair; the tokenizer adds prefix and suffix
@@ -358,7 +364,7 @@ class Reranker:
         """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these lengths."""
         return self.runtime.plan(lengths, self.batch_size)  # each runtime shapes its own
 
-    def infer(self, rows: EncodedRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    def infer(self, rows: TokenRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Relevance logits (float64) of the selected rows (all by default), in :meth:`plan`'s batches."""
         selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
         out = np.empty(len(selected), dtype=np.float64)
