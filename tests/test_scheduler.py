@@ -22,7 +22,7 @@ from crossrank import Encoder, Reranker
 from crossrank.encode import TokenIds
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
 from crossrank.options import LongDocuments, ScoreOptions
-from crossrank.scheduler import BatchSettings, CrossScheduler, EncoderScheduler, PairScorer, TextEmbedder
+from crossrank.scheduler import BatchSettings, CrossScheduler, EncoderScheduler, PairScorer
 from crossrank.scores import Scores
 from crossrank.tokenize import TokenRows
 

@@ -17,7 +17,7 @@ from crossrank.options import check_max_length, whole_number
 from crossrank.runtime.base import Runtime, check_max_batch_tokens
 from crossrank.runtime.select import check_threads
 from crossrank.texts import check_documents, check_text
-from crossrank.tokenize import TokenRows, PairTokenizer, pad_batch
+from crossrank.tokenize import PairTokenizer, TokenRows, pad_batch
 
 POOLINGS = ("mean", "cls")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from crossrank.scores import (
     relevance_logit,
 )
 from crossrank.texts import check_documents, check_pairs, check_text
-from crossrank.tokenize import TokenRows, PairTokenizer, pad_batch
+from crossrank.tokenize import PairTokenizer, TokenRows, pad_batch
 
 __all__ = ["LongDocuments", "Ranked", "Reranker", "Scores", "Truncation"]
 

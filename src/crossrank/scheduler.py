@@ -8,7 +8,7 @@ The path of a rerank request::
         max_batch_tokens tokens) --> Reranker.infer(rows) per batch --> logits scattered back
         to each request, in order
 
-Tokenization runs on its own thread, so the rows of request n+1 are encoded while batch n
+Tokenization runs on its own thread, so the rows of request n+1 are tokenized while batch n
 runs in ONNX Runtime (which releases the GIL). Rows from different requests share batches;
 a request larger than one batch is split and reassembled. The look-ahead is filled shortest
 remaining work first, and a request that arrives while a look-ahead runs is considered at the
@@ -24,8 +24,9 @@ request's rows are run again alone, so a request gets only its own error and nev
 request's text. Each row carries its own prompt (an LLM reranker's instruction is tokenized into
 it), so requests with different instructions share batches and each is scored with its own.
 
-The scheduler owns no tokenization or scoring logic: it calls the seams of :class:`PairScorer`
-(``Reranker``: ``tokenize``, ``plan``, ``infer``) or :class:`TextEmbedder` (``Encoder``: the same)
+The scheduler owns no tokenization or scoring logic: it calls the seams of
+:class:`~crossrank.model_seams.PairScorer` (``Reranker``: ``tokenize``, ``plan``, ``infer``) or
+:class:`~crossrank.model_seams.TextEmbedder` (``Encoder``: the same)
 and the ``scores`` helpers, so a served score equals the library's. It owns no batch size or token
 budget either: the model's ``plan`` does (``Reranker(batch_size=..., max_batch_tokens=...)``).
 
@@ -42,16 +43,20 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from crossrank.encode import Embedded, TokenIds
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
 from crossrank.memory import release_memory
-from crossrank.options import LongDocuments, ScoreOptions, check_options
+from crossrank.model_seams import PairScorer, RowModel, TextEmbedder
+from crossrank.options import LongDocuments, check_options
 from crossrank.scores import Activation, Scores, activate, max_per_owner
 from crossrank.tokenize import TokenRows
+
+__all__ = ["BatchObserver", "BatchSettings", "CrossScheduler", "EncoderScheduler", "PairScorer", "RowModel",
+           "TextEmbedder"]
 
 log = logging.getLogger(__name__)
 
@@ -60,61 +65,6 @@ _IDLE_S = 1.0
 
 #: called after each model call with (rows in the batch, tokens incl. padding, seconds)
 BatchObserver = Callable[[int, int, float], None]
-
-
-class RowModel(Protocol):
-    """What the inference thread runs: tokenized rows, in the model's own batches."""
-
-    def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Rows of these lengths cut into the batches (index arrays into ``lengths``) that ``infer``
-        runs: at most the model's batch size and ``max_batch_tokens`` each."""
-        ...
-
-    def infer(self, rows: TokenRows, index: np.ndarray) -> np.ndarray:
-        """The model's results for ``rows[index]`` (one batch of :meth:`plan`), one per row."""
-        ...
-
-
-class PairScorer(RowModel, Protocol):
-    """What :class:`CrossScheduler` schedules: a :class:`~crossrank.Reranker` (or a test's stand-in)."""
-
-    @property
-    def activation(self) -> Activation:
-        """The activation of a call that names none."""
-        ...
-
-    def instruction_for(self, requested: str | None) -> str | None:
-        """The instruction a call with ``requested`` uses; :class:`InvalidInput` if the model reads none."""
-        ...
-
-    def tokenize(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        *,
-        long_documents: LongDocuments | None = None,
-        max_windows: int | None = None,
-        max_tokens: int | None = None,
-        instruction: str | None = None,
-    ) -> TokenRows:
-        """The checked pairs' token rows (one per pair, or per window of a long document)."""
-        ...
-
-    def details(self, values: np.ndarray, truncated: np.ndarray, opts: ScoreOptions) -> Scores:
-        """A call's :class:`Scores`, with the instruction and truncation it used."""
-        ...
-
-
-class TextEmbedder(RowModel, Protocol):
-    """What :class:`EncoderScheduler` schedules: an :class:`~crossrank.Encoder` (or a test's stand-in)."""
-
-    @property
-    def dim(self) -> int:
-        """The embedding size."""
-        ...
-
-    def tokenize(self, texts: Sequence[str] | TokenIds) -> TokenRows:
-        """The checked texts (or token ids), one row each."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
-from functools import lru_cache
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
