@@ -479,7 +479,8 @@ def test_an_embedding_request_arriving_during_a_window_waits_for_one_encoder_bat
     big, small = DOCS * 10, ["boots", "rain boots"]
     results = _arriving_during_a_held_batch(encoder, scheduler, scheduler.embed, big, small, 64)
     assert all(len(call) <= 2 for call in encoder.calls)
-    rows = {name: [tuple(ids) for ids in encoder.tokenize(texts).ids] for name, texts in (("big", big), ("small", small))}
+    rows = {name: [tuple(ids) for ids in encoder.tokenize(texts).ids]
+            for name, texts in (("big", big), ("small", small))}
     assert run_until_done(encoder.calls, rows["small"]) <= 3 * 2  # without the hand-back, at least 64 + 2
     assert run_until_done(encoder.calls, rows["big"]) == len(big) + len(small)
     for texts, vectors in zip((big, small), results):

@@ -109,7 +109,9 @@ def test_the_scheduler_runs_any_pair_scorer_in_its_own_batches() -> None:
     assert scorer.calls and max(scorer.calls) <= 2 and sum(scorer.calls) == 20
 
 
-def test_the_old_names_still_answer_with_a_deprecation_warning(bert_reranker: Reranker, minilm_encoder: Encoder) -> None:
+def test_the_old_names_still_answer_with_a_deprecation_warning(
+    bert_reranker: Reranker, minilm_encoder: Encoder
+) -> None:
     pairs = [(QUERY, LONG)]
     with pytest.deprecated_call():
         assert bert_reranker.encode(pairs).ids == bert_reranker.tokenize(pairs).ids

@@ -23,8 +23,7 @@ _PROVIDER_NAMES = {
     "coreml": "CoreMLExecutionProvider",
 }
 _DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
-#: the default ``max_batch_tokens`` on the CPU: tokens per batch (rows x padded length) per
-#: inference thread. Small batches keep the
+#: tokens per batch (rows x padded length) per inference thread. Small batches keep the
 #: activations in the cores' caches, but each batch streams all the weights again; on a 2-core
 #: EPYC, 384 matched or beat 256 everywhere and 100 passages ran 1.09x faster (docs/PERFORMANCE.md,
 #: "EPYC run: token budget 384 per thread")
@@ -97,9 +96,10 @@ class OnnxRuntime:
         self.output_shape: list[int | str | None] = list(outputs[self.output].shape)
         self.path = path
         self.providers: list[str] = list(self.session.get_providers())
-        on_cpu = self.providers[0] == "CPUExecutionProvider"
+        on_cpu = self.providers[0] == "CPUExecutionProvider"  # accelerators want large batches: no default bound
         #: most tokens per call, padding counted (None: no bound)
-        self.max_batch_tokens: int | None = max_batch_tokens or (tokens_per_threads(TOKENS_PER_THREAD, threads) if on_cpu else None)
+        self.max_batch_tokens: int | None = max_batch_tokens or (
+            tokens_per_threads(TOKENS_PER_THREAD, threads) if on_cpu else None)
 
     name = "onnxruntime"
 

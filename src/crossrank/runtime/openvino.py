@@ -6,8 +6,7 @@ lengths are rounded up by :func:`padded_width` (to within an eighth of the lengt
 :data:`LENGTH_STEP`) and batches hold a power-of-two number of rows (see
 :func:`plan_power_of_two`, within a token budget), so a few hundred shapes cover every request.
 
-Batches hold at most ``max_batch_tokens`` tokens (by default :data:`TOKENS_PER_THREAD` per
-inference thread), which also keeps
+Batches hold at most :data:`TOKENS_PER_THREAD` tokens per inference thread, which also keeps
 the activation buffers a long-running process holds small; with glibc a server can trim them
 further with ``MALLOC_MMAP_THRESHOLD_`` (docs/SERVER.md, "Memory of a long-running fast-mode
 server").
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 Precision = Literal["bf16", "f32"]
 #: the coarsest rounding of sequence lengths (masked tokens do not change scores)
 LENGTH_STEP = 16
-#: the default ``max_batch_tokens``: tokens per batch (rows x padded length) per inference thread. Against batches of up to 32
+#: tokens per batch (rows x padded length) per inference thread. Against batches of up to 32
 #: rows whatever their length, on a 2-core EPYC in bf16: 100 documents of mixed length 1.12x
 #: faster, 32 documents of ~380 tokens 1.25x, titles, passages and 512-token windows level;
 #: peak RSS for 32 windows of 512 tokens 420 -> 228 MiB (docs/PERFORMANCE.md, "Latest EPYC
