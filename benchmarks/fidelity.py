@@ -63,7 +63,7 @@ def int8_logits(onnx_path: Path, reranker: object, pairs: list[tuple[str, str]],
     original = reranker.runtime  # type: ignore[attr-defined]
     reranker.runtime = runtime  # type: ignore[attr-defined]
     try:
-        rows = reranker.encode(pairs)  # type: ignore[attr-defined]
+        rows = reranker.tokenize(pairs)  # type: ignore[attr-defined]
         return reranker.infer(rows)  # type: ignore[attr-defined, no-any-return]
     finally:
         reranker.runtime = original  # type: ignore[attr-defined]

@@ -61,7 +61,7 @@ def _nncf_int8(onnx: Path, exact: object, work: Path, threads: int) -> object | 
     calibration = []
     for seed in range(20):
         for kind in ("titles", "passages"):
-            rows = exact.encode(make_workload(kind, 8, seed=5000 + seed).pairs)  # type: ignore[attr-defined]
+            rows = exact.tokenize(make_workload(kind, 8, seed=5000 + seed).pairs)  # type: ignore[attr-defined]
             calibration.append(pad_batch(rows, np.arange(8), exact.tokenizer.pad_id))  # type: ignore[attr-defined]
     quantized = nncf.quantize(
         openvino.Core().read_model(str(onnx)), nncf.Dataset(calibration),
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
     def variant(runtime: object, planner: Callable[[np.ndarray], list[np.ndarray]]) -> Callable[[list[tuple[str, str]]], np.ndarray]:
         def score(pairs: list[tuple[str, str]]) -> np.ndarray:
-            rows = exact.encode(pairs)
+            rows = exact.tokenize(pairs)
             out = np.empty(len(pairs))
             for batch in planner(rows.lengths):
                 out[batch] = relevance_logit(runtime.run(pad_batch(rows, batch, pad)))  # type: ignore[attr-defined]

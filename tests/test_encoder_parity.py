@@ -84,11 +84,11 @@ def test_invalid_options(minilm_dir: Path, model_cache: Path) -> None:
 
 
 def test_scheduler_seams_give_the_library_vectors(minilm_encoder: Encoder) -> None:
-    """``encode`` + ``embed_rows`` (what the server's scheduler calls, batch by batch in
+    """``tokenize`` + ``infer`` (what the server's scheduler calls, batch by batch in
     ``plan``'s batches) give ``embed``'s vectors, for any subset of rows in any order."""
     everything = minilm_encoder.embed(TEXTS)
-    rows = minilm_encoder.encode(TEXTS)
+    rows = minilm_encoder.tokenize(TEXTS)
     batches = minilm_encoder.plan(rows.lengths)
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(TEXTS)))
-    np.testing.assert_allclose(minilm_encoder.embed_rows(rows, [2, 0]), everything[[2, 0]], atol=1e-5)
+    np.testing.assert_allclose(minilm_encoder.infer(rows, [2, 0]), everything[[2, 0]], atol=1e-5)
     assert minilm_encoder.embed([]).shape == (0, 384)

@@ -108,7 +108,7 @@ def test_an_instruction_that_leaves_no_room_is_refused_per_call_with_token_count
 def test_the_scheduler_scores_each_request_with_its_own_instruction(library: Reranker) -> None:
     """Requests with different instructions share batches; each row carries its own prompt."""
     batches: list[int] = []
-    scheduler = CrossScheduler("q", library, BatchSettings(batch_size=64, window=64),
+    scheduler = CrossScheduler("q", library, BatchSettings(batch_size=64, lookahead=64),
                                observer=lambda rows, tokens, seconds: batches.append(rows))
 
     async def both() -> list[Any]:

@@ -183,7 +183,7 @@ def test_truncation_cuts_only_the_document_and_the_suffix_survives(key: str, mod
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(models[key]))
     _, _, suffix = template.fixed_parts()
     tail = [i for piece in suffix for i in tokenizer(piece, add_special_tokens=False)["input_ids"]]
-    ids = reranker.encode([(QUERY, LONG)]).ids[0]
+    ids = reranker.tokenize([(QUERY, LONG)]).ids[0]
     assert len(ids) == 160 and list(ids[-len(tail):]) == tail
 
 
@@ -229,7 +229,7 @@ def test_long_document_windows_keep_the_template_around_every_window(key: str, m
     family, _, _ = FAMILIES[key]
     windowed = Reranker(models[key], cache_dir=model_cache, template=family, max_length=192, long_documents="window")
     plain = Reranker(models[key], cache_dir=model_cache, template=family, max_length=192)
-    rows = windowed.encode([(QUERY, LONG)])
+    rows = windowed.tokenize([(QUERY, LONG)])
     assert len(rows.ids) > 1 and set(rows.owner.tolist()) == {0}
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(models[key]))
     _, _, suffix = TEMPLATES[family].fixed_parts()

@@ -90,7 +90,7 @@ def test_truncation_cuts_only_the_document_and_the_suffix_survives(qwen3: Path, 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(qwen3))
     suffix = tokenizer.encode("".join(TEMPLATE.suffix), add_special_tokens=False)
     prefix = tokenizer.encode("".join(TEMPLATE.prefix), add_special_tokens=False)
-    ids = reranker.encode([(QUERY, docs[0])]).ids[0]
+    ids = reranker.tokenize([(QUERY, docs[0])]).ids[0]
     assert len(ids) == 160 and ids[-len(suffix):] == suffix and ids[:len(prefix)] == prefix
 
 

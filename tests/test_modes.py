@@ -118,7 +118,7 @@ def test_openvino_shape_padding_keeps_fp32_scores(fixture: str, request: pytest.
 def test_fast_runtime_serves_the_scheduler_seams(bert_dir: Path, model_cache: Path) -> None:
     reranker = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", batch_size=4)
     pairs = make_workload("titles", 9, seed=2).pairs
-    rows = reranker.encode(pairs)
+    rows = reranker.tokenize(pairs)
     everything = reranker.infer(rows)
     part = reranker.infer(rows, [7, 1, 4])
     assert everything.dtype == np.float64 and everything.shape == (9,)
@@ -133,17 +133,18 @@ def test_openvino_batches_keep_to_the_token_budget_per_thread(
     ``TOKENS_PER_THREAD`` tokens per thread, and the scores do not depend on the cut."""
     reranker = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", threads=1)
     work = make_workload("passages", 20, seed=4)
-    rows = reranker.encode(work.pairs)
+    rows = reranker.tokenize(work.pairs)
     batches = reranker.plan(rows.lengths)
-    assert reranker.runtime.batch_tokens == TOKENS_PER_THREAD and len(batches) > 1
+    assert reranker.max_batch_tokens == TOKENS_PER_THREAD and len(batches) > 1
     for batch in batches:
         assert len(batch) * padded_width(int(rows.lengths[batch].max())) <= TOKENS_PER_THREAD
     cut = reranker.score(work.query, work.documents, activation="none")
     onnx = bert_reranker.score(work.query, work.documents, activation="none")
     np.testing.assert_allclose(cut, onnx, atol=1e-4, rtol=1e-4)
-    reranker.runtime.batch_tokens = 1 << 30
-    assert len(reranker.plan(rows.lengths)) < len(batches)
-    np.testing.assert_allclose(cut, reranker.score(work.query, work.documents, activation="none"), atol=1e-5, rtol=0)
+    whole = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", threads=1,
+                     max_batch_tokens=1 << 30)
+    assert len(whole.plan(rows.lengths)) < len(batches)
+    np.testing.assert_allclose(cut, whole.score(work.query, work.documents, activation="none"), atol=1e-5, rtol=0)
 
 
 @needs_openvino

@@ -160,7 +160,7 @@ def test_bad_call_options_raise_invalid_input_naming_them(bert_reranker: Reranke
         bert_reranker.score(QUERY, DOCS[:2], **{"long_documents": "window", **options})
     if "activation" not in options:  # the seam the server's scheduler calls checks them too
         with pytest.raises(InvalidInput, match=name):
-            bert_reranker.encode([(QUERY, DOCS[0])], **{"long_documents": "window", **options})
+            bert_reranker.tokenize([(QUERY, DOCS[0])], **{"long_documents": "window", **options})
 
 
 @pytest.mark.parametrize("top_k", [-1, 1.5, "3", True])

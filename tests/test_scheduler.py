@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 
 from crossrank import Encoder, Reranker
+from crossrank.encode import TokenIds
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
-from crossrank.scheduler import BatchSettings, CrossScheduler, EncoderScheduler
-from crossrank.tokenize import EncodedRows
+from crossrank.options import LongDocuments, ScoreOptions
+from crossrank.scheduler import BatchSettings, CrossScheduler, EncoderScheduler, PairScorer
+from crossrank.scores import Scores
+from crossrank.tokenize import TokenRows
 
 QUERY = "crocs clog"
 DOCS = [
@@ -36,7 +39,7 @@ DOCS = [
 
 
 class GatedModel:
-    """The real reranker, whose model calls can be held at a gate or made to fail."""
+    """The real reranker (a :class:`PairScorer`), whose model calls can be held at a gate or made to fail."""
 
     def __init__(self, reranker: Reranker) -> None:
         self.reranker = reranker
@@ -48,21 +51,26 @@ class GatedModel:
         self.rows_seen = 0
         self.calls: list[list[tuple[int, ...]]] = []  # the rows of each model call, in order
 
-    def __getattr__(self, name: str) -> Any:  # every other seam (instruction_for, details) is the reranker's
-        return getattr(self.reranker, name)
+    def instruction_for(self, requested: str | None) -> str | None:
+        return self.reranker.instruction_for(requested)
 
-    def encode(self, pairs: Sequence[tuple[str, str]], **options: Any) -> EncodedRows:
-        return self.reranker.encode(pairs, **options)
+    def details(self, values: np.ndarray, truncated: np.ndarray, opts: ScoreOptions) -> Scores:
+        return self.reranker.details(values, truncated, opts)
+
+    def tokenize(self, pairs: Sequence[tuple[str, str]], *, long_documents: LongDocuments | None = None,
+                 max_windows: int | None = None, max_tokens: int | None = None,
+                 instruction: str | None = None) -> TokenRows:
+        return self.reranker.tokenize(pairs, long_documents=long_documents, max_windows=max_windows,
+                                      max_tokens=max_tokens, instruction=instruction)
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         return self.reranker.plan(lengths)
 
-    def infer(self, rows: EncodedRows, index: Any = None) -> np.ndarray:
+    def infer(self, rows: TokenRows, index: np.ndarray) -> np.ndarray:
         self.entered.set()
         self.gate.wait(30)
-        picked = range(len(rows.ids)) if index is None else index
-        self.rows_seen += len(picked)
-        self.calls.append([tuple(rows.ids[i]) for i in picked])
+        self.rows_seen += len(index)
+        self.calls.append([tuple(rows.ids[i]) for i in index])
         if self.fail:
             raise RuntimeError("the model crashed")
         return self.reranker.infer(rows, index)
@@ -86,17 +94,18 @@ def pairs_of(docs: Sequence[str], query: str = QUERY) -> list[tuple[str, str]]:
     return [(query, d) for d in docs]
 
 
-def make(reranker: Any, **settings: Any) -> tuple[CrossScheduler, list[tuple[int, int]]]:
+def make(reranker: PairScorer, **settings: Any) -> tuple[CrossScheduler, list[tuple[int, int]]]:
     batches: list[tuple[int, int]] = []
     scheduler = CrossScheduler(
-        "test", reranker, BatchSettings(**{"batch_size": 4, "max_batch_tokens": 4096, **settings}),
+        "test", reranker, BatchSettings(**settings),
         observer=lambda rows, tokens, _s: batches.append((rows, tokens)),
     )
     return scheduler, batches
 
 
-def test_concurrent_requests_get_their_own_scores_in_order(bert_reranker: Reranker) -> None:
-    scheduler, batches = make(bert_reranker, max_batch_tokens=200)
+def test_concurrent_requests_get_their_own_scores_in_order(bert_dir: Path, model_cache: Path,
+                                                          bert_reranker: Reranker) -> None:
+    scheduler, batches = make(Reranker(bert_dir, cache_dir=model_cache, batch_size=4, max_batch_tokens=200))
     requests = [pairs_of(DOCS[i:] + DOCS[:i], query=f"query {i}") for i in range(len(DOCS))]
     requests.append(pairs_of(DOCS * 5))  # larger than one batch: split and reassembled
     requests.append([])
@@ -239,7 +248,7 @@ def test_the_queue_counts_the_windows_a_document_is_cut_into(bert_reranker: Rera
     model = GatedModel(bert_reranker)
     scheduler, _ = make(model, max_queue=8)
     long_pair = [(QUERY, "crocs clog sandal boot leather " * 900)]  # far more than 8 windows
-    assert len(bert_reranker.encode(long_pair, long_documents="window").ids) > 8
+    assert len(bert_reranker.tokenize(long_pair, long_documents="window").ids) > 8
 
     async def main() -> tuple[Any, Any]:
         first, refused = await _raised_behind_a_held_call(
@@ -292,11 +301,11 @@ def test_deadline_and_cancellation_drop_queued_work(bert_reranker: Reranker) -> 
 
 
 def test_encoder_scheduler_matches_the_encoder(minilm_encoder: Encoder) -> None:
-    scheduler = EncoderScheduler("minilm", minilm_encoder, BatchSettings(batch_size=4))
+    scheduler = EncoderScheduler("minilm", minilm_encoder, BatchSettings())
     requests = [DOCS[i:] for i in range(len(DOCS))] + [[]]
 
     async def main() -> list[Any]:
-        return await asyncio.gather(*(scheduler.embed(texts) for texts in requests))
+        return list(await asyncio.gather(*(scheduler.embed(texts) for texts in requests)))
 
     try:
         results = asyncio.run(main())
@@ -343,7 +352,7 @@ def _queued_in_order_behind_a_held_batch(
     model had run when each was done (the requests' rows must differ from each other's)."""
     results = _queued_in_order_behind_a_held_call(
         model, scheduler, scheduler.score, pairs_of(DOCS[:1]), list(requests.values()))
-    done = {name: run_until_done(model.calls, [tuple(ids) for ids in model.encode(pairs).ids])
+    done = {name: run_until_done(model.calls, [tuple(ids) for ids in model.tokenize(pairs).ids])
             for name, pairs in requests.items()}
     return results, done
 
@@ -354,7 +363,7 @@ def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: R
     6,000 titles waited 14-17 s for all of them. The shortest remaining work now goes first: the
     small request is done within the first window of 8 rows, not after the large one's 70."""
     model = GatedModel(bert_reranker)
-    scheduler, _ = make(model, batching=batching, window=8)
+    scheduler, _ = make(model, batching=batching, lookahead=8)
     big, small = pairs_of(DOCS * 10, "crocs for sale"), pairs_of(DOCS[:2], "boots")
     results, rows_run_when_done = _queued_in_order_behind_a_held_batch(model, scheduler, {"big": big, "small": small})
     # the held batch and the first window (first come, first served: after all 70 rows of the large one)
@@ -365,7 +374,7 @@ def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: R
 
 
 class GatedEncoder:
-    """The real encoder, whose model calls can be held at a gate."""
+    """The real encoder (a :class:`TextEmbedder`), whose model calls can be held at a gate."""
 
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
@@ -374,25 +383,25 @@ class GatedEncoder:
         self.entered = threading.Event()
         self.calls: list[list[tuple[int, ...]]] = []  # the rows of each model call, in order
 
-    def encode(self, texts: Sequence[str]) -> EncodedRows:
-        return self.encoder.encode(texts)
+    def tokenize(self, texts: Sequence[str] | TokenIds) -> TokenRows:
+        return self.encoder.tokenize(texts)
 
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         return self.encoder.plan(lengths)
 
-    def embed_rows(self, rows: EncodedRows, index: Any = None) -> np.ndarray:
+    def infer(self, rows: TokenRows, index: np.ndarray) -> np.ndarray:
         self.entered.set()
         self.gate.wait(30)
-        self.calls.append([tuple(rows.ids[i]) for i in (range(len(rows.ids)) if index is None else index)])
-        return self.encoder.embed_rows(rows, index)
+        self.calls.append([tuple(rows.ids[i]) for i in index])
+        return self.encoder.infer(rows, index)
 
 
 def test_a_large_embedding_request_does_not_hold_up_a_small_one(minilm_encoder: Encoder) -> None:
     encoder = GatedEncoder(minilm_encoder)
-    scheduler = EncoderScheduler("minilm", encoder, BatchSettings(batch_size=4, window=8))  # type: ignore[arg-type]
+    scheduler = EncoderScheduler("minilm", encoder, BatchSettings(lookahead=8))
     big, small = DOCS * 10, ["boots", "rain boots"]
     results = _queued_in_order_behind_a_held_call(encoder, scheduler, scheduler.embed, DOCS[:1], [big, small])
-    rows = {name: [tuple(ids) for ids in minilm_encoder.encode(texts).ids]
+    rows = {name: [tuple(ids) for ids in minilm_encoder.tokenize(texts).ids]
             for name, texts in (("big", big), ("small", small))}
     assert run_until_done(encoder.calls, rows["small"]) <= 1 + 8  # the held call and the first window
     assert run_until_done(encoder.calls, rows["big"]) == 1 + len(big) + len(small)
@@ -428,12 +437,12 @@ def test_a_request_arriving_during_a_long_window_runs_at_the_next_batch(bert_rer
     here); a request that arrives meanwhile no longer waits for all of it. The window's
     unrun rows go back to their request, and the newcomer's rows run in the next batch."""
     model = GatedModel(bert_reranker)
-    scheduler, _ = make(model, window=64)
+    scheduler, _ = make(model, lookahead=64)
     big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2], "boots")  # 70 rows: a window of 64, 16 batches
     results = _arriving_during_a_held_batch(model, scheduler, scheduler.score, big, small, 64)
     # the running batch and the next two (the newcomer's rows, if they differ in length);
     # without the hand-back, at least 64 + 2
-    rows = {name: [tuple(ids) for ids in model.encode(pairs).ids] for name, pairs in (("big", big), ("small", small))}
+    rows = {name: [tuple(ids) for ids in model.tokenize(pairs).ids] for name, pairs in (("big", big), ("small", small))}
     assert run_until_done(model.calls, rows["small"]) <= 3 * 4
     assert run_until_done(model.calls, rows["big"]) == len(big) + len(small)
     for pairs, result in zip((big, small), results):
@@ -441,16 +450,16 @@ def test_a_request_arriving_during_a_long_window_runs_at_the_next_batch(bert_rer
 
 
 def test_a_request_arriving_during_a_batch_waits_for_one_runtime_batch(bert_dir: Path, model_cache: Path) -> None:
-    """The scheduler's batch (here up to 32 rows) is run in the runtime's own batches (here
-    2 rows; on the CPU a few hundred tokens), and a request that arrives is considered between
-    those. A small request sent while a windowed document ran waited 5.0-5.4 s for two
-    scheduler batches of 32 windows of 512 tokens; it now waits for one runtime batch."""
+    """The look-ahead (here 64 rows) is run in the model's own batches (here 2 rows; on the CPU
+    a few hundred tokens), and a request that arrives is considered between those. A small
+    request sent while a windowed document ran waited 5.0-5.4 s for two scheduler batches of 32
+    windows of 512 tokens; it now waits for one model batch."""
     model = GatedModel(Reranker(bert_dir, batch_size=2, cache_dir=model_cache))
-    scheduler, _ = make(model, batch_size=32, window=64)
+    scheduler, _ = make(model, lookahead=64)
     big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2], "boots")
     results = _arriving_during_a_held_batch(model, scheduler, scheduler.score, big, small, 64)
     assert all(len(call) <= 2 for call in model.calls)  # the scheduler ran the runtime's batches
-    rows = {name: [tuple(ids) for ids in model.encode(pairs).ids] for name, pairs in (("big", big), ("small", small))}
+    rows = {name: [tuple(ids) for ids in model.tokenize(pairs).ids] for name, pairs in (("big", big), ("small", small))}
     # the running batch and the newcomer's (one or two, if its rows differ in length);
     # when the scheduler's batch ran as one call, at least 32 + 2
     assert run_until_done(model.calls, rows["small"]) <= 3 * 2
@@ -466,11 +475,12 @@ def test_an_embedding_request_arriving_during_a_window_waits_for_one_encoder_bat
     call; a small request sent during 10,000 texts waited 1.0-1.3 s. It now runs in the
     encoder's own batches, and a request that arrives is considered between them."""
     encoder = GatedEncoder(Encoder(minilm_dir, batch_size=2, cache_dir=model_cache))
-    scheduler = EncoderScheduler("minilm", encoder, BatchSettings(batch_size=32, window=64))  # type: ignore[arg-type]
+    scheduler = EncoderScheduler("minilm", encoder, BatchSettings(lookahead=64))
     big, small = DOCS * 10, ["boots", "rain boots"]
     results = _arriving_during_a_held_batch(encoder, scheduler, scheduler.embed, big, small, 64)
     assert all(len(call) <= 2 for call in encoder.calls)
-    rows = {name: [tuple(ids) for ids in encoder.encode(texts).ids] for name, texts in (("big", big), ("small", small))}
+    rows = {name: [tuple(ids) for ids in encoder.tokenize(texts).ids]
+            for name, texts in (("big", big), ("small", small))}
     assert run_until_done(encoder.calls, rows["small"]) <= 3 * 2  # without the hand-back, at least 64 + 2
     assert run_until_done(encoder.calls, rows["big"]) == len(big) + len(small)
     for texts, vectors in zip((big, small), results):
@@ -481,7 +491,7 @@ def test_requests_of_one_size_are_served_in_arrival_order(bert_reranker: Reranke
     """Shortest-first must not turn into taking turns: with equal requests, taking turns would
     finish all of them late; serving them in order finishes the first one a third of the way."""
     model = GatedModel(bert_reranker)
-    scheduler, _ = make(model, window=8)
+    scheduler, _ = make(model, lookahead=8)
     requests = {name: pairs_of(DOCS * 3, f"crocs {name}") for name in "abc"}  # 21 rows each
     results, rows_run_when_done = _queued_in_order_behind_a_held_batch(model, scheduler, requests)
     assert rows_run_when_done["a"] <= 1 + 24  # its three windows
@@ -516,7 +526,7 @@ def test_a_bad_text_fails_its_own_embedding_request_alone(minilm_encoder: Encode
     window shared by other requests: 182 of 245 innocent /embed requests failed, with a message
     quoting another client's text. Each request's texts are now checked and tokenized alone."""
     encoder = GatedEncoder(minilm_encoder)
-    scheduler = EncoderScheduler("minilm", encoder, BatchSettings(batch_size=4, window=64))  # type: ignore[arg-type]
+    scheduler = EncoderScheduler("minilm", encoder, BatchSettings(lookahead=64))
     requests = [[f"secret text of client {i}", "boots"] for i in range(5)]
     requests[2] = ["my own text", "half an emoji \ud800"]
 
@@ -556,11 +566,10 @@ class PoisonedModel(GatedModel):
 
     def __init__(self, reranker: Reranker, poison: tuple[str, str]) -> None:
         super().__init__(reranker)
-        self.poison = tuple(reranker.encode([poison]).ids[0])
+        self.poison = tuple(reranker.tokenize([poison]).ids[0])
 
-    def infer(self, rows: EncodedRows, index: Any = None) -> np.ndarray:
-        picked = range(len(rows.ids)) if index is None else index
-        if any(tuple(rows.ids[i]) == self.poison for i in picked):
+    def infer(self, rows: TokenRows, index: np.ndarray) -> np.ndarray:
+        if any(tuple(rows.ids[i]) == self.poison for i in index):
             raise InvalidInput(f"this batch holds the text {self.poison}")
         return super().infer(rows, index)
 
@@ -570,7 +579,7 @@ def test_a_failing_shared_batch_fails_only_the_request_at_fault(bert_reranker: R
     fault gets its own error only (never one quoting another request's rows)."""
     poison = ("crocs clog", "the poisoned document")
     model = PoisonedModel(bert_reranker, poison)
-    scheduler, _ = make(model, batch_size=8)
+    scheduler, _ = make(model)
     requests = [pairs_of(["Crocs Kids' Baya Clog", "boots"]), [poison, ("crocs clog", "sandal")],
                 pairs_of(["leather boots", "sandal"])]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,10 @@ from crossrank.errors import InvalidInput, ModelError
 from crossrank.models.config import read_json
 from crossrank.models.load import load_model
 from crossrank.options import check_max_length, whole_number
+from crossrank.runtime.base import Runtime, check_max_batch_tokens
 from crossrank.runtime.select import check_threads
 from crossrank.texts import check_documents, check_text
-from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
+from crossrank.tokenize import PairTokenizer, TokenRows, pad_batch
 
 POOLINGS = ("mean", "cls")
 
@@ -53,7 +55,7 @@ class Embedded:
         return int(self.tokens.sum())
 
     @classmethod
-    def of(cls, rows: EncodedRows, vectors: np.ndarray) -> Embedded:
+    def of(cls, rows: TokenRows, vectors: np.ndarray) -> Embedded:
         tokens = np.bincount(rows.owner, weights=rows.lengths, minlength=len(rows.truncated)).astype(np.int64)
         return cls(vectors, tokens, rows.truncated)
 
@@ -86,7 +88,9 @@ class Encoder:
 
     Pooling (mean or CLS) and L2 normalisation are read from the model's
     sentence-transformers files (``1_Pooling/config.json``, ``modules.json``), then from the
-    catalogue, and default to mean pooling without normalisation.
+    catalogue, and default to mean pooling without normalisation. Texts are sorted by length and
+    run in batches of at most ``batch_size`` texts and ``max_batch_tokens`` tokens, padding counted
+    (default: the runtime's, derived from its threads on the CPU).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Encoder:
         *,
         max_length: int | None = None,
         batch_size: int = 32,
+        max_batch_tokens: int | None = None,
         pooling: str | None = None,
         normalize: bool | None = None,
         providers: Sequence[str] | None = None,
@@ -106,6 +111,7 @@ class Encoder:
         if pooling is not None and pooling not in POOLINGS:
             raise InvalidInput(f"pooling must be one of {POOLINGS}")
         batch_size = whole_number(batch_size, "batch_size", 1)
+        max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
         threads = check_threads(threads)
         loaded = load_model(
             model, task="feature-extraction", revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code
@@ -128,16 +134,17 @@ class Encoder:
         self.batch_size = int(batch_size)
         from crossrank.runtime.onnx import OnnxRuntime  # imported on use: a reranker on OpenVINO never loads it
 
-        self.runtime = OnnxRuntime(loaded.onnx_path, providers=providers, threads=threads, output="last_hidden_state")
+        self.runtime: Runtime = OnnxRuntime(loaded.onnx_path, providers=providers, threads=threads,
+                                            output="last_hidden_state", max_batch_tokens=max_batch_tokens)
         hidden = loaded.config.raw.get("hidden_size")
         self.dim = int(hidden) if isinstance(hidden, int) else int(self.embed(["probe"]).shape[1])
 
     def embed(self, texts: Sequence[str] | TokenIds) -> np.ndarray:
         """One embedding per text (or :class:`TokenIds` row): float32, shape ``(len(texts), dim)``, in input order."""
-        rows = self.encode(texts)
+        rows = self.tokenize(texts)
         if not rows.ids:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        return self.embed_rows(rows)
+        return self.infer(rows)
 
     def check_ids(self, ids: TokenIds) -> None:
         """:class:`InvalidInput` naming the first empty input or id outside the vocabulary."""
@@ -150,24 +157,29 @@ class Encoder:
                 raise UnknownTokenId(f"input[{i}] holds the token id {bad}, outside this model's vocabulary "
                                      f"of {size} ids (0 to {size - 1})")
 
-    # -- the seams the server's scheduler uses ---------------------------------------------
-    def encode(self, texts: Sequence[str] | TokenIds) -> EncodedRows:
+    # -- the seams the server's scheduler uses (crossrank.scheduler.TextEmbedder) -----------
+    def tokenize(self, texts: Sequence[str] | TokenIds) -> TokenRows:
         """The checked texts (or token ids), tokenized (one row per input)."""
         if isinstance(texts, TokenIds):
             self.check_ids(texts)
             limit = self.max_length
             ids = [[int(t) for t in row[:limit]] for row in texts.rows]
-            return EncodedRows(ids, [[0] * len(row) for row in ids], np.arange(len(ids), dtype=np.int64),
+            return TokenRows(ids, [[0] * len(row) for row in ids], np.arange(len(ids), dtype=np.int64),
                                np.fromiter((len(row) > limit for row in texts.rows), dtype=bool, count=len(ids)))
         return self.tokenizer.encode_texts(check_documents(texts))
 
+    @property
+    def max_batch_tokens(self) -> int | None:
+        """Most tokens one model call holds, padding counted: the runtime's budget in effect (None: no bound)."""
+        return self.runtime.max_batch_tokens
+
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """The batches (index arrays into ``lengths``) in which ``embed_rows`` runs rows of these
+        """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these
         lengths: length-sorted, and on the CPU token-budgeted (100 passages 1.16x faster than
         sorted batches of 32, same vectors)."""
         return self.runtime.plan(lengths, self.batch_size)
 
-    def embed_rows(self, rows: EncodedRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    def infer(self, rows: TokenRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Embeddings (float32) of the selected rows (all by default), in :meth:`plan`'s batches."""
         selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
         out: np.ndarray | None = None
@@ -180,6 +192,16 @@ class Encoder:
             out[batch] = pooled
         assert out is not None
         return out
+
+    def encode(self, texts: Sequence[str] | TokenIds) -> TokenRows:
+        """Deprecated name of :meth:`tokenize` (it tokenizes; :meth:`embed` computes embeddings)."""
+        warnings.warn("Encoder.encode is deprecated; use Encoder.tokenize", DeprecationWarning, stacklevel=2)
+        return self.tokenize(texts)
+
+    def embed_rows(self, rows: TokenRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Deprecated name of :meth:`infer`."""
+        warnings.warn("Encoder.embed_rows is deprecated; use Encoder.infer", DeprecationWarning, stacklevel=2)
+        return self.infer(rows, index)
 
     def embed_query(self, text: str) -> np.ndarray:
         """The embedding of one text, shape ``(dim,)``."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from crossrank.options import (
     instruction_in_effect,
     whole_number,
 )
+from crossrank.runtime.base import Runtime, check_max_batch_tokens
 from crossrank.runtime.select import Choice, Mode, check_threads, choose_runtime
 from crossrank.scores import (
     Activation,
@@ -39,7 +41,7 @@ from crossrank.scores import (
     relevance_logit,
 )
 from crossrank.texts import check_documents, check_pairs, check_text
-from crossrank.tokenize import EncodedRows, PairTokenizer, pad_batch
+from crossrank.tokenize import PairTokenizer, TokenRows, pad_batch
 
 __all__ = ["LongDocuments", "Ranked", "Reranker", "Scores", "Truncation"]
 
@@ -62,7 +64,9 @@ class Reranker:
 
     ``model`` is a hub id, a catalogue alias or a local directory in the hub layout.
     ``max_length`` caps tokens per pair (default: the model's own limit). Documents are
-    sorted by length and padded per batch of ``batch_size`` pairs. ``activation="sigmoid"``
+    sorted by length and padded per batch of at most ``batch_size`` pairs and
+    ``max_batch_tokens`` tokens, padding counted (rows × longest row; default: the runtime's,
+    derived from its threads on the CPU, see :mod:`crossrank.runtime.base`). ``activation="sigmoid"``
     gives scores in 0..1; ``"none"`` gives the raw relevance logit. With
     ``long_documents="window"`` a document longer than the limit is scored as overlapping
     windows and keeps its best window's score. Safe to use from several threads.
@@ -94,6 +98,7 @@ class Reranker:
         *,
         max_length: int | None = None,
         batch_size: int = 32,
+        max_batch_tokens: int | None = None,
         activation: Activation = "sigmoid",
         providers: Sequence[str] | None = None,
         threads: int | None = None,
@@ -109,6 +114,7 @@ class Reranker:
         trust_remote_code: bool = False,
     ) -> None:
         self.batch_size = whole_number(batch_size, "batch_size", 1)
+        self._max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
         threads = check_threads(threads)
         self.long_documents: LongDocuments = check_long_documents(long_documents)
         self.activation = check_activation(activation)
@@ -143,8 +149,8 @@ class Reranker:
         self.window_stride = check_window_stride(
             default_stride if window_stride is None else window_stride, self.max_length,
             self.tokenizer.pair_overhead)
-        self.runtime = self._make_runtime(loaded, providers, threads, cache_dir)
-        if hasattr(self.runtime, "output_shape"):  # an ONNX graph: refused now if it outputs no scores
+        self.runtime: Runtime = self._make_runtime(loaded, providers, threads, cache_dir)
+        if self.runtime.output_shape is not None:  # a graph: refused now if it outputs no scores
             check_score_output(self.name, self.runtime.output, self.runtime.output_shape)
         if mode == "auto" and runtime is None and self.choice.runtime == "openvino":
             self._measure_auto(loaded, providers, threads, cache_dir)
@@ -207,7 +213,7 @@ class Reranker:
         if self.cache is not None:
             logit, truncated = self._cached_logits(checked, opts)
         else:
-            rows = self._encode(checked, opts)
+            rows = self._tokenize(checked, opts)
             logit = max_per_owner(self.infer(rows), rows.owner, len(checked))
             truncated = rows.truncated
         with self._lock:
@@ -263,7 +269,7 @@ class Reranker:
                 logit[i], truncated[i] = hit
         if missing:
             first = [positions[0] for positions in missing.values()]
-            rows = self._encode([pairs[i] for i in first], opts)
+            rows = self._tokenize([pairs[i] for i in first], opts)
             fresh = max_per_owner(self.infer(rows), rows.owner, len(first))
             for j, (key, positions) in enumerate(missing.items()):
                 self.cache.put(key, float(fresh[j]), bool(rows.truncated[j]))
@@ -271,8 +277,8 @@ class Reranker:
                 truncated[positions] = rows.truncated[j]
         return logit, truncated
 
-    # -- the seams the server's scheduler uses ---------------------------------------------
-    def encode(
+    # -- the seams the server's scheduler uses (crossrank.scheduler.PairScorer) -------------
+    def tokenize(
         self,
         pairs: Sequence[tuple[str, str]],
         *,
@@ -280,14 +286,19 @@ class Reranker:
         max_windows: int | None = None,
         max_tokens: int | None = None,
         instruction: str | None = None,
-    ) -> EncodedRows:
+    ) -> TokenRows:
         """The checked pairs' token rows (one per pair, or per window), for :meth:`infer`; each
         row holds its own prompt, so rows of calls with different instructions may share a batch."""
         opts = check_options(long_documents=long_documents, max_windows=max_windows, max_tokens=max_tokens,
                              instruction=instruction)
-        return self._encode(check_pairs(pairs), opts)
+        return self._tokenize(check_pairs(pairs), opts)
 
-    def _encode(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> EncodedRows:
+    def encode(self, pairs: Sequence[tuple[str, str]], **options: Any) -> TokenRows:
+        """Deprecated name of :meth:`tokenize` (it tokenizes; it computes no encoding)."""
+        warnings.warn("Reranker.encode is deprecated; use Reranker.tokenize", DeprecationWarning, stacklevel=2)
+        return self.tokenize(pairs, **options)
+
+    def _tokenize(self, pairs: Sequence[tuple[str, str]], opts: ScoreOptions) -> TokenRows:
         instruction = self.instruction_for(opts.instruction)
         tokenizer = self._tokenizer_for(instruction)
         if self.template is not None:  # the prompt around each pair; the tokenizer adds prefix and suffix
@@ -344,12 +355,16 @@ class Reranker:
                     f"instruction or the query, or raise max_length."
                 )
 
+    @property
+    def max_batch_tokens(self) -> int | None:
+        """Most tokens one model call holds, padding counted: the runtime's budget in effect (None: no bound)."""
+        return self.runtime.max_batch_tokens
+
     def plan(self, lengths: np.ndarray) -> list[np.ndarray]:
         """The batches (index arrays into ``lengths``) in which ``infer`` runs rows of these lengths."""
-        plan: list[np.ndarray] = self.runtime.plan(lengths, self.batch_size)  # each runtime shapes its own
-        return plan
+        return self.runtime.plan(lengths, self.batch_size)  # each runtime shapes its own
 
-    def infer(self, rows: EncodedRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    def infer(self, rows: TokenRows, index: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Relevance logits (float64) of the selected rows (all by default), in :meth:`plan`'s batches."""
         selected = np.arange(len(rows.ids)) if index is None else np.asarray(index, dtype=np.int64)
         out = np.empty(len(selected), dtype=np.float64)
@@ -366,9 +381,9 @@ class Reranker:
         from crossrank.runtime.auto import ChoiceCache, choice_key, measured_mode
 
         exact = Choice("exact", "onnxruntime", "f32", "")
-        made: list[Any] = []
+        made: list[Runtime] = []
 
-        def make_exact() -> Any:
+        def make_exact() -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
             made.append(self._make_runtime(loaded, providers, threads, cache_dir, exact))
             return made[0].run
 
@@ -386,14 +401,15 @@ class Reranker:
     def _make_runtime(
         self, loaded: LoadedModel, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None,
         choice: Choice | None = None,
-    ) -> Any:
+    ) -> Runtime:
+        """The runtime of ``choice`` (default: this reranker's) for the loaded model."""
         choice = choice or self.choice
         if choice.runtime == "torch":
             from crossrank.runtime.torch import TorchRuntime
 
             return TorchRuntime(
                 loaded.files.directory, device=choice.device, precision=choice.precision, threads=threads,
-                head=loaded.head, trust_remote_code=loaded.trust_remote_code,
+                head=loaded.head, trust_remote_code=loaded.trust_remote_code, max_batch_tokens=self._max_batch_tokens,
             )
         from crossrank.models.export import default_cache_dir
         from crossrank.models.first_token import first_token_graph
@@ -410,10 +426,11 @@ class Reranker:
                 pad_id=self.tokenizer.pad_id,
                 max_width=self.max_length,
                 cache_dir=root / "openvino",
+                max_batch_tokens=self._max_batch_tokens,
             )
         from crossrank.runtime.onnx import OnnxRuntime  # imported here: the fast mode never loads it
 
-        return OnnxRuntime(path, providers=providers, threads=threads)
+        return OnnxRuntime(path, providers=providers, threads=threads, max_batch_tokens=self._max_batch_tokens)
 
     def __repr__(self) -> str:
         return (

@@ -2,15 +2,16 @@
 
 The path of a rerank request::
 
-    score(pairs) --(tokenizer thread)--> EncodedRows --> queue of rows (bounded, in rows)
-        --(inference thread)--> look-ahead window, filled shortest request first,
-        sorted by length, packed by token budget, cut into the runtime's batches (Reranker.plan)
-        --> Reranker.infer(rows) per batch --> logits scattered back to each request, in order
+    score(pairs) --(tokenizer thread)--> TokenRows --> queue of rows (bounded, in rows)
+        --(inference thread)--> a look-ahead of rows, filled shortest request first,
+        cut into the model's batches (Reranker.plan: length-sorted, at most batch_size rows and
+        max_batch_tokens tokens) --> Reranker.infer(rows) per batch --> logits scattered back
+        to each request, in order
 
-Tokenization runs on its own thread, so the rows of request n+1 are encoded while batch n
+Tokenization runs on its own thread, so the rows of request n+1 are tokenized while batch n
 runs in ONNX Runtime (which releases the GIL). Rows from different requests share batches;
-a request larger than one batch is split and reassembled. Windows are filled shortest
-remaining work first, and a request that arrives while a window runs is considered at the
+a request larger than one batch is split and reassembled. The look-ahead is filled shortest
+remaining work first, and a request that arrives while a look-ahead runs is considered at the
 next model call: a request of thousands of rows no longer holds the small ones behind it until it
 is done, while requests of one size are still served in arrival order. The queue is bounded:
 when it is full, :class:`~crossrank.errors.Overloaded` is raised at once (429). A
@@ -23,9 +24,14 @@ request's rows are run again alone, so a request gets only its own error and nev
 request's text. Each row carries its own prompt (an LLM reranker's instruction is tokenized into
 it), so requests with different instructions share batches and each is scored with its own.
 
-The scheduler owns no tokenization or scoring logic: it calls the ``Reranker`` seams
-``encode``, ``plan`` and ``infer`` (the ``Encoder``'s ``encode``, ``plan`` and ``embed_rows``) and
-the ``scores`` helpers, so a served score equals the library's.
+The scheduler owns no tokenization or scoring logic: it calls the seams of
+:class:`~crossrank.model_seams.PairScorer` (``Reranker``: ``tokenize``, ``plan``, ``infer``) or
+:class:`~crossrank.model_seams.TextEmbedder` (``Encoder``: the same)
+and the ``scores`` helpers, so a served score equals the library's. It owns no batch size or token
+budget either: the model's ``plan`` does (``Reranker(batch_size=..., max_batch_tokens=...)``).
+
+("Look-ahead" is this module's word for the rows taken at once; a "window" is a piece of a long
+document, see ``long_documents="window"``.)
 """
 
 from __future__ import annotations
@@ -41,13 +47,16 @@ from typing import Any
 
 import numpy as np
 
-from crossrank.encode import Embedded, Encoder, TokenIds
-from crossrank.memory import release_memory
+from crossrank.encode import Embedded, TokenIds
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
-from crossrank.options import check_options
-from crossrank.rerank import LongDocuments, Reranker
+from crossrank.memory import release_memory
+from crossrank.model_seams import PairScorer, RowModel, TextEmbedder
+from crossrank.options import LongDocuments, check_options
 from crossrank.scores import Activation, Scores, activate, max_per_owner
-from crossrank.tokenize import EncodedRows, plan_batches
+from crossrank.tokenize import TokenRows
+
+__all__ = ["BatchObserver", "BatchSettings", "CrossScheduler", "EncoderScheduler", "PairScorer", "RowModel",
+           "TextEmbedder"]
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +69,30 @@ BatchObserver = Callable[[int, int, float], None]
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """How a scheduler packs work.
+    """How a server batches each model's work.
 
-    ``batch_size`` rows at most per model call and ``max_batch_tokens`` tokens counting
-    padding (rows x longest row). ``window`` rows are looked at ahead of each packing and
-    sorted by length, so similar lengths share a batch (less padding). ``max_queue`` bounds
-    the pairs (or texts) admitted and not finished, counting each window of a document cut
-    into windows; beyond it requests are refused (429). With
-    ``batching=False`` a batch never mixes requests (for comparison and debugging).
+    The models' batches: ``batch_size`` rows and ``max_batch_tokens`` tokens at most per model
+    call, padding counted (rows x longest row); the server loads each ``Reranker`` and
+    ``Encoder`` with them and the scheduler runs the model's own batches (``plan``). ``None``
+    tokens: the runtime's default, derived from its threads on the CPU.
+
+    The scheduler: ``lookahead`` rows are taken at once from the waiting requests (shortest
+    first) and cut into the model's length-sorted batches, so similar lengths share a batch
+    (less padding). ``max_queue`` bounds the pairs (or texts) admitted and not finished,
+    counting each window of a document cut into windows; beyond it requests are refused (429).
+    With ``batching=False`` a batch never mixes requests (for comparison and debugging).
     """
 
     batch_size: int = 32
-    max_batch_tokens: int = 16384
-    window: int = 256
+    max_batch_tokens: int | None = None
+    lookahead: int = 256
     max_queue: int = 20000
     batching: bool = True
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_batch_tokens < 1 or self.window < 1 or self.max_queue < 1:
-            raise InvalidInput("batch_size, max_batch_tokens, window and max_queue must be at least 1")
+        tokens = 1 if self.max_batch_tokens is None else self.max_batch_tokens
+        if self.batch_size < 1 or tokens < 1 or self.lookahead < 1 or self.max_queue < 1:
+            raise InvalidInput("batch_size, max_batch_tokens, lookahead (--window) and max_queue must be at least 1")
 
 
 class _Job:
@@ -95,8 +109,8 @@ class _Job:
         self.waiting = False  # in the scheduler's list of jobs with units to hand over
         self.arrival = 0  # the scheduler's count of jobs queued before this one
         self.remaining = 0
-        self.out: np.ndarray | None = None
-        self.rows: EncodedRows | None = None
+        self.out: np.ndarray | None = None  # made at the first result, in its shape and dtype
+        self.rows: TokenRows | None = None
 
     @property
     def pending(self) -> int:
@@ -144,17 +158,20 @@ class _Queue:
             self.admitted -= size
 
 
-class _Base:
-    def __init__(self, name: str, settings: BatchSettings, observer: BatchObserver | None,
+class _Scheduler:
+    """The queue, the tokenizer thread and the inference thread, over any :class:`RowModel`."""
+
+    def __init__(self, name: str, model: RowModel, settings: BatchSettings, observer: BatchObserver | None,
                  tokenizer_threads: int = 1) -> None:
         self._tokenize_pool = ThreadPoolExecutor(tokenizer_threads, thread_name_prefix=f"crossrank-tok-{name}")
         self.name = name
+        self._model = model
         self.settings = settings
         self.observer = observer
         self.queue = _Queue(settings.max_queue)
         self._jobs: list[_Job] = []  # jobs with units to hand to the inference thread
         self._arrivals = 0
-        self._arrived = False  # a job was queued since the last window was taken
+        self._arrived = False  # a job was queued since the last look-ahead was taken
         self._worked = False  # work was taken since the thread was last idle
         self._cond = threading.Condition()
         self._closed = False
@@ -182,13 +199,13 @@ class _Base:
             self._cond.notify()
 
     def _take(self) -> list[tuple[_Job, list[int]]] | None:
-        """The next look-ahead window, as (job, units) pieces; None once closed.
+        """The next look-ahead, as (job, units) pieces; None once closed.
 
-        Shortest remaining work first: the jobs with the fewest units left fill the window
+        Shortest remaining work first: the jobs with the fewest units left fill the look-ahead
         first (earliest arrival first among equals). Requests of one size are then served
         in arrival order, and a small request does not wait behind a large one; a large
         request runs when no smaller work waits (under overload, until its deadline).
-        Without batching a window holds one job's units.
+        Without batching a look-ahead holds one job's units.
         """
         with self._cond:
             while not self._jobs and not self._closed:
@@ -210,11 +227,11 @@ class _Base:
             pieces: list[tuple[_Job, list[int]]] = []
             count = 0
             for job in self._jobs:
-                if count >= self.settings.window:
+                if count >= self.settings.lookahead:
                     break
                 if job.cancelled:
                     continue
-                share = self.settings.window - count
+                share = self.settings.lookahead - count
                 units, job.returned = job.returned[:share], job.returned[share:]
                 end = min(job.units, job.taken + share - len(units))
                 units.extend(range(job.taken, end))
@@ -229,7 +246,7 @@ class _Base:
             return pieces
 
     def _give_back(self, pieces: Sequence[tuple[_Job, int]]) -> None:
-        """Return taken, unrun units to their jobs; they run first at the job's next window."""
+        """Return taken, unrun units to their jobs; they run first at the job's next look-ahead."""
         with self._cond:
             for job, unit in pieces:
                 if job.cancelled:
@@ -247,8 +264,9 @@ class _Base:
         self._worker.join(timeout=30)
         self._tokenize_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _submit(self, count: int, encode: Callable[[], EncodedRows], deadline: float | None) -> tuple[_Job, Any]:
-        """Admit a request of ``count`` units, check and tokenize it on its own (``encode``, on
+    async def _submit(self, count: int, tokenize: Callable[[], TokenRows],
+                      deadline: float | None) -> tuple[_Job, Any]:
+        """Admit a request of ``count`` units, check and tokenize it on its own (``tokenize``, on
         the tokenizer thread), admit its extra rows, queue them; (its job, its results)."""
         if self._closed:
             raise Overloaded("the server is shutting down")
@@ -257,7 +275,7 @@ class _Base:
         job = _Job(count, loop, loop.create_future())
         try:
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            rows: EncodedRows = await asyncio.wait_for(loop.run_in_executor(self._tokenize_pool, encode), timeout)
+            rows = await asyncio.wait_for(loop.run_in_executor(self._tokenize_pool, tokenize), timeout)
         except TimeoutError as exc:
             self.queue.release(job.size)
             raise DeadlineExceeded("the request did not finish before its deadline and was cancelled") from exc
@@ -274,7 +292,6 @@ class _Base:
             job.size += extra
         job.rows = rows
         job.units = job.remaining = len(rows.ids)
-        job.out = self._output(len(rows.ids))
         self._enqueue(job)
         return job, await self._wait(job, deadline)
 
@@ -297,47 +314,42 @@ class _Base:
             pieces = self._take()
             if pieces is None:
                 return
-            window = [(job, unit) for job, units in pieces for unit in units]
-            if not window:
+            lookahead = [(job, unit) for job, units in pieces for unit in units]
+            if not lookahead:
                 continue
             try:
-                rows = self._rows(window)
-                lengths = rows.lengths
-                # the scheduler's bounds, then the model's own batches (on the CPU a few hundred
-                # tokens each): a request that arrives waits for one of those, not for a whole
-                # batch of the scheduler's (32 windows of 512 tokens: 2 s here)
-                batches = [
-                    batch[part]
-                    for batch in plan_batches(lengths, self.settings.batch_size, self.settings.max_batch_tokens)
-                    for part in self._plan(lengths[batch])
-                ]
+                rows = self._rows(lookahead)
+                # the model's own batches (on the CPU a few hundred tokens each): a request that
+                # arrives waits for one of those, not for the whole look-ahead
+                batches = self._model.plan(rows.lengths)
                 batches.sort(key=lambda batch: int(batch.min()))  # the first jobs' units first
                 for done, batch in enumerate(batches):
                     if done and self._arrived and self.settings.batching:
-                        # a request came in: if it is smaller, it goes first, not after this window
-                        self._give_back([window[i] for rest in batches[done:] for i in rest])
+                        # a request came in: if it is smaller, it goes first, not after this look-ahead
+                        self._give_back([lookahead[i] for rest in batches[done:] for i in rest])
                         break
-                    live = np.fromiter((i for i in batch if not window[i][0].cancelled), dtype=np.int64)
+                    live = np.fromiter((i for i in batch if not lookahead[i][0].cancelled), dtype=np.int64)
                     if len(live):
-                        self._run_batch(rows, live, window)
+                        self._run_batch(rows, live, lookahead)
             except Exception as exc:  # never leave a waiter hanging, whatever went wrong
-                log.exception("the scheduler of model %s failed on a window of %d rows", self.name, len(window))
-                jobs = list({id(job): job for job, _ in window}.values())
+                log.exception("the scheduler of model %s failed on a look-ahead of %d rows", self.name,
+                              len(lookahead))
+                jobs = list({id(job): job for job, _ in lookahead}.values())
                 for job in jobs:
                     job.fail(_own_error(exc, len(jobs), "the scheduler failed on this request; see the server log"))
 
-    def _run_batch(self, rows: EncodedRows, batch: np.ndarray, window: list[tuple[_Job, int]]) -> None:
+    def _run_batch(self, rows: TokenRows, batch: np.ndarray, lookahead: list[tuple[_Job, int]]) -> None:
         """Run the model on ``rows[batch]`` and hand each result to its job."""
         started = time.perf_counter()
         try:
-            results = self._call(rows, batch)
+            results = self._model.infer(rows, batch)
         except Exception as exc:
-            jobs = list({id(window[i][0]): window[i][0] for i in batch}.values())
+            jobs = list({id(lookahead[i][0]): lookahead[i][0] for i in batch}.values())
             if len(jobs) > 1:  # each request's rows alone: one request's fault fails it alone
                 log.warning("a batch of %d requests failed on model %s; running each alone", len(jobs), self.name)
                 for job in jobs:
-                    self._run_batch(rows, np.fromiter((i for i in batch if window[i][0] is job), dtype=np.int64),
-                                    window)
+                    self._run_batch(rows, np.fromiter((i for i in batch if lookahead[i][0] is job), dtype=np.int64),
+                                    lookahead)
                 return
             log.exception("inference failed for a batch of %d rows on model %s", len(batch), self.name)
             jobs[0].fail(_own_error(exc, 1, "inference failed on this batch"))
@@ -345,37 +357,27 @@ class _Base:
         if self.observer is not None:
             self.observer(len(batch), int(rows.lengths[batch].max()) * len(batch), time.perf_counter() - started)
         for i, value in zip(batch, results):
-            job, unit = window[i]
+            job, unit = lookahead[i]
             if job.cancelled:
                 continue
+            if job.out is None:
+                job.out = np.empty((job.units, *results.shape[1:]), dtype=results.dtype)
             job.out[unit] = value
             job.remaining -= 1
             if job.remaining == 0:
                 job.resolve(job.out)
 
-    def _rows(self, window: list[tuple[_Job, int]]) -> EncodedRows:
-        """The window's units as tokenized rows, in window order."""
-        return EncodedRows(
-            ids=[job.rows.ids[row] for job, row in window],  # type: ignore[union-attr]
-            type_ids=[job.rows.type_ids[row] for job, row in window],  # type: ignore[union-attr]
-            owner=np.arange(len(window)),
-            truncated=np.zeros(len(window), dtype=bool),
+    def _rows(self, lookahead: list[tuple[_Job, int]]) -> TokenRows:
+        """The look-ahead's units as tokenized rows, in look-ahead order."""
+        return TokenRows(
+            ids=[job.rows.ids[row] for job, row in lookahead],  # type: ignore[union-attr]
+            type_ids=[job.rows.type_ids[row] for job, row in lookahead],  # type: ignore[union-attr]
+            owner=np.arange(len(lookahead)),
+            truncated=np.zeros(len(lookahead), dtype=bool),
         )
 
-    def _output(self, rows: int) -> np.ndarray:
-        """Where a request's results for ``rows`` rows go."""
-        raise NotImplementedError
 
-    def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """The model's own batches for rows of these lengths."""
-        raise NotImplementedError
-
-    def _call(self, rows: EncodedRows, batch: np.ndarray) -> np.ndarray:
-        """The model's results for ``rows[batch]``, one per row."""
-        raise NotImplementedError
-
-
-class CrossScheduler(_Base):
+class CrossScheduler(_Scheduler):
     """Batches (query, document) pairs of concurrent requests for one ``Reranker``.
 
     >>> scheduler = CrossScheduler("msmarco", reranker)  # doctest: +SKIP
@@ -385,14 +387,14 @@ class CrossScheduler(_Base):
     def __init__(
         self,
         name: str,
-        reranker: Reranker,
+        reranker: PairScorer,
         settings: BatchSettings = BatchSettings(),
         *,
         observer: BatchObserver | None = None,
         tokenizer_threads: int = 1,
     ) -> None:
         self.reranker = reranker
-        super().__init__(name, settings, observer, tokenizer_threads)
+        super().__init__(name, reranker, settings, observer, tokenizer_threads)
 
     async def score(
         self,
@@ -416,32 +418,22 @@ class CrossScheduler(_Base):
         if not pairs:
             return self.reranker.details(np.zeros(0, dtype=np.float64), np.zeros(0, dtype=bool), opts)
 
-        def encode() -> EncodedRows:
-            return self.reranker.encode(pairs, long_documents=opts.long_documents, max_windows=opts.max_windows,
-                                        max_tokens=opts.max_tokens, instruction=opts.instruction)
+        def tokenize() -> TokenRows:
+            return self.reranker.tokenize(pairs, long_documents=opts.long_documents, max_windows=opts.max_windows,
+                                          max_tokens=opts.max_tokens, instruction=opts.instruction)
 
-        job, logits = await self._submit(len(pairs), encode, deadline)
+        job, logits = await self._submit(len(pairs), tokenize, deadline)
         rows = job.rows
         assert rows is not None
         return self.reranker.details(activate(max_per_owner(logits, rows.owner, len(pairs)), act), rows.truncated,
                                      opts)
 
-    # -- the inference thread's calls ----------------------------------------------------------
-    def _output(self, rows: int) -> np.ndarray:
-        return np.empty(rows, dtype=np.float64)
 
-    def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
-        return self.reranker.plan(lengths)
-
-    def _call(self, rows: EncodedRows, batch: np.ndarray) -> np.ndarray:
-        return self.reranker.infer(rows, batch)
-
-
-class EncoderScheduler(_Base):
+class EncoderScheduler(_Scheduler):
     """Batches texts of concurrent embedding requests for one ``Encoder``.
 
     Each request's texts are checked and tokenized on the tokenizer thread; waiting requests,
-    shortest first, fill a window of up to ``window`` texts, which are length-sorted and run
+    shortest first, fill a look-ahead of up to ``lookahead`` texts, which are length-sorted and run
     in the encoder's batches; a request that arrives meanwhile is considered between batches,
     as for the cross-encoder. The rows are split back to their requests.
     """
@@ -449,14 +441,14 @@ class EncoderScheduler(_Base):
     def __init__(
         self,
         name: str,
-        encoder: Encoder,
+        encoder: TextEmbedder,
         settings: BatchSettings = BatchSettings(),
         *,
         observer: BatchObserver | None = None,
         tokenizer_threads: int = 1,
     ) -> None:
         self.encoder = encoder
-        super().__init__(name, settings, observer, tokenizer_threads)
+        super().__init__(name, encoder, settings, observer, tokenizer_threads)
 
     async def embed(self, texts: Sequence[str], *, deadline: float | None = None) -> np.ndarray:
         """Embeddings (float32, ``(len(texts), dim)``) in input order."""
@@ -468,19 +460,9 @@ class EncoderScheduler(_Base):
         if not len(inputs):
             return Embedded(np.zeros((0, self.encoder.dim), dtype=np.float32), np.zeros(0, dtype=np.int64),
                             np.zeros(0, dtype=bool))
-        job, vectors = await self._submit(len(inputs), lambda: self.encoder.encode(inputs), deadline)
+        job, vectors = await self._submit(len(inputs), lambda: self.encoder.tokenize(inputs), deadline)
         assert job.rows is not None
         return Embedded.of(job.rows, vectors)
-
-    # -- the inference thread's calls ----------------------------------------------------------
-    def _output(self, rows: int) -> np.ndarray:
-        return np.empty((rows, self.encoder.dim), dtype=np.float32)
-
-    def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
-        return self.encoder.plan(lengths)
-
-    def _call(self, rows: EncodedRows, batch: np.ndarray) -> np.ndarray:
-        return self.encoder.embed_rows(rows, batch)
 
 
 def _own_error(exc: Exception, requests: int, generic: str) -> CrossrankError:

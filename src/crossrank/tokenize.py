@@ -38,7 +38,7 @@ WINDOW_TOKENS = 1 << 16
 
 
 @dataclass
-class EncodedRows:
+class TokenRows:
     """Ragged token rows for a list of pairs (one row per pair, or per window)."""
 
     ids: list[list[int]]
@@ -185,7 +185,7 @@ class PairTokenizer:
         return [(q, d) for (q, _), (_, d) in zip(fitted, pairs)], cut
 
     # -- encoding ------------------------------------------------------------------------------
-    def encode(self, pairs: Sequence[tuple[str, str]], max_tokens: int | None = None) -> EncodedRows:
+    def encode(self, pairs: Sequence[tuple[str, str]], max_tokens: int | None = None) -> TokenRows:
         """One row per pair, documents truncated to fit ``max_length`` (first cut after
         ``max_tokens`` tokens when given, as :meth:`cut_texts`). ``truncated`` flags a pair
         whose document or query did not fit whole."""
@@ -203,7 +203,7 @@ class PairTokenizer:
     def encode_windows(
         self, pairs: Sequence[tuple[str, str]], stride: int, max_windows: int | None = None,
         max_tokens: int | None = None,
-    ) -> EncodedRows:
+    ) -> TokenRows:
         """Overlapping windows of each document (``stride`` tokens shared between windows), at
         most ``max_windows`` and never more than :attr:`max_windows` per document."""
         windows = self.max_windows if max_windows is None else min(max_windows, self.max_windows)
@@ -242,7 +242,7 @@ class PairTokenizer:
             raise InvalidInput(f"max_tokens must be a whole number, at least 1; got {max_tokens!r}")
         return [head.text for head in self._cut(texts, min(max_tokens, self.max_windows * self.max_length))]
 
-    def encode_texts(self, texts: Sequence[str]) -> EncodedRows:
+    def encode_texts(self, texts: Sequence[str]) -> TokenRows:
         """Single texts (bi-encoders), truncated to ``max_length``."""
         heads = self._heads(texts, self.max_length)
         truncated = np.zeros(len(texts), dtype=bool)
@@ -300,11 +300,11 @@ class _Rows:
         self.type_ids.append(enc.type_ids)
         self.owner.append(owner)
 
-    def done(self, truncated: np.ndarray) -> EncodedRows:
-        return EncodedRows(self.ids, self.type_ids, np.asarray(self.owner, dtype=np.int64), truncated)
+    def done(self, truncated: np.ndarray) -> TokenRows:
+        return TokenRows(self.ids, self.type_ids, np.asarray(self.owner, dtype=np.int64), truncated)
 
 
-def pad_batch(rows: EncodedRows, index: Sequence[int] | np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+def pad_batch(rows: TokenRows, index: Sequence[int] | np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
     """Pad the selected rows to their longest one: input_ids, attention_mask, token_type_ids."""
     width = max(len(rows.ids[i]) for i in index)
     n = len(index)

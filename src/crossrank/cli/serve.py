@@ -113,8 +113,11 @@ def register(sub: Any) -> None:
     batch = parser.add_argument_group("batching")
     batch.add_argument("--batch-size", type=int, help="most pairs per model call; larger amortises overhead "
                        "but waits for and pads more (default: 32) [CROSSRANK_BATCH_SIZE]")
-    batch.add_argument("--max-batch-tokens", type=int, help="most tokens per model call, padding counted; "
-                       "bounds memory and latency of long documents (default: 16384) [CROSSRANK_MAX_BATCH_TOKENS]")
+    batch.add_argument("--max-batch-tokens", type=int, help="most tokens per model call, padding counted (rows x "
+                       "longest row); smaller keeps activations in the CPU caches and bounds memory and the wait of "
+                       "a request arriving meanwhile, larger amortises overhead (default: the runtime's: 384 per "
+                       "thread on ONNX Runtime CPU, 1024 per thread on OpenVINO, 65536 on a GPU) "
+                       "[CROSSRANK_MAX_BATCH_TOKENS]")
     batch.add_argument("--window", type=int, help="pairs looked at ahead and sorted by length before packing; "
                        "larger pads less but is less first-come-first-served (default: 256) [CROSSRANK_WINDOW]")
     batch.add_argument("--no-batching", action="store_true", default=None,
@@ -183,7 +186,7 @@ def build_settings(options: Mapping[str, Any]) -> Any:
     batch = BatchSettings(
         batch_size=pick("batch_size", base_batch.batch_size),
         max_batch_tokens=pick("max_batch_tokens", base_batch.max_batch_tokens),
-        window=pick("window", base_batch.window),
+        lookahead=pick("window", base_batch.lookahead),
         max_queue=pick("max_queue", base_batch.max_queue),
         batching=not pick("no_batching", False),
     )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from crossrank.errors import InvalidInput, ModelError
+from crossrank.runtime.base import check_max_batch_tokens, tokens_per_threads
 from crossrank.tokenize import plan_batches
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,11 @@ def select_providers(requested: Sequence[str] | None) -> list[str]:
 
 
 class OnnxRuntime:
-    """One inference session; ``run`` is safe to call from several threads."""
+    """One inference session; ``run`` is safe to call from several threads.
+
+    ``max_batch_tokens`` bounds the tokens of one call, padding counted (default: on the CPU
+    :data:`TOKENS_PER_THREAD` per thread; on an accelerator no bound, as it wants large batches).
+    """
 
     def __init__(
         self,
@@ -59,7 +63,9 @@ class OnnxRuntime:
         providers: Sequence[str] | None = None,
         threads: int | None = None,
         output: str | None = None,
+        max_batch_tokens: int | None = None,
     ) -> None:
+        max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -85,22 +91,23 @@ class OnnxRuntime:
         self.input_names = list(inputs)
         self.input_dtypes = {name: _DTYPES.get(i.type, np.int64) for name, i in inputs.items()}
         outputs = {o.name: o for o in self.session.get_outputs()}
-        self.output = output if output in outputs else next(iter(outputs))
+        self.output: str = output if output is not None and output in outputs else next(iter(outputs))
         #: the chosen output's declared shape: ints, and names or None for dynamic axes
         self.output_shape: list[int | str | None] = list(outputs[self.output].shape)
         self.path = path
-        self.providers = self.session.get_providers()
-        self.batch_tokens = TOKENS_PER_THREAD * int(threads or os.cpu_count() or 1)
+        self.providers: list[str] = list(self.session.get_providers())
+        on_cpu = self.providers[0] == "CPUExecutionProvider"  # accelerators want large batches: no default bound
+        #: most tokens per call, padding counted (None: no bound)
+        self.max_batch_tokens: int | None = max_batch_tokens or (
+            tokens_per_threads(TOKENS_PER_THREAD, threads) if on_cpu else None)
 
     name = "onnxruntime"
 
     def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-        """Length-sorted batches of at most ``batch_size`` rows and ``batch_tokens`` tokens."""
-        if self.providers[0] != "CPUExecutionProvider":
-            return plan_batches(lengths, batch_size)  # accelerators want large batches
-        return plan_batches(lengths, batch_size, self.batch_tokens)
+        """Length-sorted batches of at most ``batch_size`` rows and ``max_batch_tokens`` tokens."""
+        return plan_batches(lengths, batch_size, self.max_batch_tokens)
 
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         """Run the graph on the arrays it declares; returns the chosen (default: first) output."""
         inputs = {}
         for name in self.input_names:

@@ -19,9 +19,8 @@ Needs the optional ``openvino`` package: ``pip install 'crossrank[fast]'``.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ import numpy as np
 from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.derived import derived_dir, publish
+from crossrank.runtime.base import check_max_batch_tokens, tokens_per_threads
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,9 @@ class OpenVinoRuntime:
         pad_id: int = 0,
         max_width: int | None = None,
         round_width: Callable[[int], int] = padded_width,
+        max_batch_tokens: int | None = None,
     ) -> None:
+        max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
         ov = require("openvino", "fast", "The fast mode (OpenVINO runtime)")
         self.path = path
         self.precision = precision
@@ -144,7 +146,8 @@ class OpenVinoRuntime:
             d.get_length() if d.is_static else None for d in self._output.get_partial_shape()
         ]
         self.providers = [f"OpenVINO CPU ({precision})"]
-        self.batch_tokens = TOKENS_PER_THREAD * int(threads or os.cpu_count() or 1)
+        #: most tokens per call, padding counted (each row's :func:`padded_width`)
+        self.max_batch_tokens: int = max_batch_tokens or tokens_per_threads(TOKENS_PER_THREAD, threads)
         self._local = threading.local()
 
     def _request(self) -> Any:
@@ -154,9 +157,9 @@ class OpenVinoRuntime:
         return request
 
     def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-        return plan_power_of_two(lengths, batch_size, self.batch_tokens)
+        return plan_power_of_two(lengths, batch_size, self.max_batch_tokens)
 
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         """Run on the declared inputs, padding the sequence axis as ``round_width`` says."""
         width = feed["input_ids"].shape[1]
         target = self.round_width(width)

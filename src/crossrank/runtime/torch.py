@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +22,13 @@ from crossrank.errors import ModelError
 from crossrank.extras import require
 from crossrank.models.head import Head, refuse_fresh_weights
 from crossrank.models.remote_code import from_pretrained
+from crossrank.runtime.base import check_max_batch_tokens
 from crossrank.tokenize import plan_batches
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["f32", "f16", "bf16"]
-#: tokens per batch on a GPU (rows x padded length): large enough to fill the card, small
+#: the default ``max_batch_tokens`` on a GPU (rows x padded length): large enough to fill the card, small
 #: enough that the attention scores of one batch stay far below its memory
 GPU_BATCH_TOKENS = 65_536
 
@@ -44,9 +46,14 @@ def cuda_available() -> bool:
 class TorchRuntime:
     """A ``transformers`` sequence-classification model, a sentence-transformers module stack
     (``head`` of kind ``st-modules``) or an LLM yes/no reranker's body and head row (``llm-yes-no``);
-    ``run`` is safe from several threads."""
+    ``run`` is safe from several threads.
+
+    ``max_batch_tokens`` bounds the tokens of one call, padding counted (default: none on the
+    CPU, :data:`GPU_BATCH_TOKENS` on a GPU, where the row cap is lifted to fill the card)."""
 
     name = "torch"
+    output = "logits"
+    output_shape = None  #: no graph to read it from; the weights' head is checked on load
 
     def __init__(
         self,
@@ -57,7 +64,11 @@ class TorchRuntime:
         threads: int | None = None,
         head: Head | None = None,
         trust_remote_code: bool = False,
+        max_batch_tokens: int | None = None,
     ) -> None:
+        max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
+        #: most tokens per call, padding counted (None: no bound)
+        self.max_batch_tokens: int | None = max_batch_tokens or (None if device == "cpu" else GPU_BATCH_TOKENS)
         torch = require("torch", "torch", "The torch runtime (GPU path)")
         transformers = require("transformers", "torch", "The torch runtime (GPU path)")
         self.torch = torch
@@ -115,11 +126,11 @@ class TorchRuntime:
 
     def plan(self, lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
         if self.device == "cpu":
-            return plan_batches(lengths, batch_size)
-        # a GPU wants few large batches: the row cap is lifted, a token budget bounds memory
-        return plan_batches(lengths, max(batch_size, 1024), GPU_BATCH_TOKENS)
+            return plan_batches(lengths, batch_size, self.max_batch_tokens)
+        # a GPU wants few large batches: the row cap is lifted, the token budget bounds memory
+        return plan_batches(lengths, max(batch_size, 1024), self.max_batch_tokens)
 
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
             inputs: dict[str, Any] = {

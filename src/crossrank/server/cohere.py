@@ -22,7 +22,7 @@ from crossrank.errors import InvalidInput
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
 from crossrank.scores import ranked_order
-from crossrank.server.common import Instruction, check_query, models_of, score_pairs, scoring_details
+from crossrank.server.common import Instruction, check_query, models_of, score_request, scoring_details
 
 #: a key in a /rerank body that marks the Cohere shape (rather than Weaviate's)
 COHERE_KEYS = ("model", "top_n", "return_documents", "rank_fields", "max_chunks_per_doc", "max_tokens_per_doc")
@@ -74,7 +74,7 @@ async def cohere_rerank(request: Request, body: CohereRequest, version: str) -> 
     texts = [document_text(doc, i, body.rank_fields) for i, doc in enumerate(body.documents)]
     window = body.max_chunks_per_doc is not None and body.max_chunks_per_doc > 1
     # the cut after max_tokens_per_doc is the tokenizer's, which reads only what it keeps
-    result = await score_pairs(
+    result = await score_request(
         request, model, [(query, text) for text in texts],
         long_documents="window" if window else None,
         max_windows=body.max_chunks_per_doc if window else None,

@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 #: the ``instruction`` extension field every rerank format accepts: the instruction in an LLM
 #: reranker's prompt for this request (absent: the model's configured default); checked with the
-#: library's own options (:func:`crossrank.options.check_instruction`) in :func:`score_pairs`
+#: library's own options (:func:`crossrank.options.check_instruction`) in :func:`score_request`
 Instruction = Annotated[str | None, Field(
     default=None,
     description="crossrank extension: the instruction in an LLM reranker's prompt (e.g. Qwen3-Reranker) for this "
@@ -122,7 +122,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     raise ClientGone()
 
 
-async def score_pairs(
+async def score_request(
     request: Request,
     model: CrossModel,
     pairs: Sequence[tuple[str, str]],

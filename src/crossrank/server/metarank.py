@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
-from crossrank.server.common import Instruction, check_query, embed_texts, models_of, score_pairs, took_ms
+from crossrank.server.common import Instruction, check_query, embed_texts, models_of, score_request, took_ms
 
 
 class CrossPair(BaseModel):
@@ -50,7 +50,7 @@ def build_router() -> APIRouter:
         started = time.perf_counter()
         model = models_of(request).cross_model(name)
         pairs = [(check_query(p.query), p.text) for p in body.input]
-        result = await score_pairs(request, model, pairs, instruction=body.instruction)
+        result = await score_request(request, model, pairs, instruction=body.instruction)
         return CrossResponse(scores=result.values.tolist(), took=took_ms(started))
 
     @router.post("/inference/encoder/{name}", response_model=EncoderResponse)

@@ -58,7 +58,7 @@ from crossrank.server.common import (
     check_count,
     check_query,
     models_of,
-    score_pairs,
+    score_request,
     scoring_details,
 )
 
@@ -280,7 +280,7 @@ def build_router() -> APIRouter:
             reranker_name = None
         else:
             model = models_of(request).cross_model(reranker or None)
-            result = await score_pairs(request, model, [(query, c.text) for c in found], instruction=body.instruction)
+            result = await score_request(request, model, [(query, c.text) for c in found], instruction=body.instruction)
             hits = hits_from_scores(found, result.values, top_k)
             reranker_name = model.entry.name
             details = scoring_details(result)

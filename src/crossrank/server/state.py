@@ -110,6 +110,7 @@ def load_served_models(
             if entry.type == "cross-encoder":
                 reranker = Reranker(
                     entry.model, max_length=entry.max_length, batch_size=settings.batch.batch_size,
+                    max_batch_tokens=settings.batch.max_batch_tokens,
                     activation=entry.activation,  # type: ignore[arg-type]
                     threads=settings.threads, long_documents=entry.long_documents,  # type: ignore[arg-type]
                     revision=entry.revision, cache_dir=settings.cache_dir,
@@ -124,7 +125,8 @@ def load_served_models(
                 cross.append(CrossModel(entry, reranker, scheduler))
             else:
                 encoder = Encoder(entry.model, max_length=entry.max_length, batch_size=settings.batch.batch_size,
-                                  threads=settings.threads, revision=entry.revision, cache_dir=settings.cache_dir,
+                                  max_batch_tokens=settings.batch.max_batch_tokens, threads=settings.threads,
+                                  revision=entry.revision, cache_dir=settings.cache_dir,
                                   providers=entry.providers, trust_remote_code=entry.trust_remote_code)
                 encoder.embed(["warm up the model before serving"])
                 if entry.dim is not None and entry.dim != encoder.dim:

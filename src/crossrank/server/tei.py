@@ -38,7 +38,7 @@ from crossrank.server.common import (
     models_of,
     parse,
     read_json,
-    score_pairs,
+    score_request,
     settings_of,
 )
 from crossrank.server.errors import NotReady
@@ -90,7 +90,7 @@ async def tei_rerank(request: Request, body: TeiRerankRequest) -> list[dict[str,
         raise PayloadTooLarge(f"the query is longer than {tokenizer.query_limit} tokens (half of "
                               f"{model.reranker.max_length} with the texts) and 'truncate' is false; "
                               f"send 'truncate': true (or omit it) to cut it")
-    result = await score_pairs(request, model, [(query, text) for text in body.texts],
+    result = await score_request(request, model, [(query, text) for text in body.texts],
                                activation="none" if body.raw_scores else "sigmoid", instruction=body.instruction)
     if body.truncate is False:
         _refuse_cut(result.truncated, f"{model.reranker.max_length} tokens with the query")
@@ -161,11 +161,12 @@ def build_router() -> APIRouter:
         settings = settings_of(request)
         if models.cross:
             cross = models.cross_model(None)
-            model_id, max_input = cross.entry.model, cross.reranker.max_length
+            model_id, max_input, max_batch_tokens = cross.entry.model, cross.reranker.max_length, \
+                cross.reranker.max_batch_tokens
             model_type: dict[str, Any] = {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
         else:
             bi = models.bi_model(None)
-            model_id, max_input = bi.entry.model, bi.encoder.max_length
+            model_id, max_input, max_batch_tokens = bi.entry.model, bi.encoder.max_length, bi.encoder.max_batch_tokens
             model_type = {"embedding": {"pooling": bi.encoder.pooling}}
         return {
             "model_id": model_id,
@@ -174,7 +175,7 @@ def build_router() -> APIRouter:
             "model_type": model_type,
             "max_concurrent_requests": settings.batch.max_queue,
             "max_input_length": max_input,
-            "max_batch_tokens": settings.batch.max_batch_tokens,
+            "max_batch_tokens": max_batch_tokens,  # the model's budget in effect (None: no bound)
             "max_batch_requests": None,
             "max_client_batch_size": settings.max_documents,
             "tokenization_workers": settings.tokenizer_threads,

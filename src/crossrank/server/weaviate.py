@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from crossrank.server.common import Instruction, check_query, models_of, score_pairs
+from crossrank.server.common import Instruction, check_query, models_of, score_request
 from crossrank.server.errors import NotReady
 
 
@@ -27,7 +27,7 @@ class WeaviateRequest(BaseModel):
 async def weaviate_rerank(request: Request, body: WeaviateRequest) -> dict[str, Any]:
     model = models_of(request).cross_model(None)
     query = check_query(body.query)
-    result = await score_pairs(request, model, [(query, doc) for doc in body.documents], instruction=body.instruction)
+    result = await score_request(request, model, [(query, doc) for doc in body.documents], instruction=body.instruction)
     return {
         "query": body.query,
         "scores": [{"document": doc, "score": float(s)} for doc, s in zip(body.documents, result.values)],
