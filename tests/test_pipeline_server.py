@@ -200,3 +200,19 @@ def test_a_dense_index_reuses_the_served_encoder_or_loads_into_the_cache_dir(
         isolated_hf_home.chmod(0o700)
     assert opened["d"].encoder is not None and list(cache.rglob("*.onnx")) and not list(isolated_hf_home.rglob("*"))
     assert opened["d"].retrieve("dense", "clog for kids", 2)[0].id in {"s0", "s3"}
+
+
+def test_an_index_damaged_while_served_is_a_500_that_hides_its_paths(
+    tmp_path: Path, bert_dir: Path, model_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, path = _bm25_app(tmp_path, bert_dir, model_cache)
+    with client:
+        assert client.post("/search", json={"query": "clogs"}).status_code == 200
+        docs = next(path.glob("gen-*")) / "docs.jsonl"
+        docs.write_bytes(b"\xff" * docs.stat().st_size)  # the open store now reads garbage
+        with caplog.at_level("ERROR"):
+            response = client.post("/search", json={"query": "clogs"})
+    assert response.status_code == 500, response.text  # the server's storage failed, not the request
+    error = response.json()["error"]
+    assert error["type"] == "index_corrupt" and str(tmp_path) not in response.text
+    assert "corrupt" in caplog.text and str(path) in caplog.text  # the operator reads the details in the log

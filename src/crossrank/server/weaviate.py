@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.server.common import Instruction, check_query, models_of, score_pairs
-from crossrank.server.errors import NotReady
+from crossrank.errors import NotReady
 
 
 class WeaviateRequest(BaseModel):
