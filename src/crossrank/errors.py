@@ -101,6 +101,13 @@ class MissingExtra(CrossrankError, ImportError):
         )
 
 
+class IncompatibleDependency(CrossrankError):
+    """An installed package lacks what crossrank uses (e.g. a uvicorn outside the tested range);
+    the message names what is missing and the release to install."""
+
+    kind = "incompatible_dependency"
+
+
 class Overloaded(CrossrankError):
     """The work queue is full; retry later."""
 
