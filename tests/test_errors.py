@@ -17,6 +17,9 @@ from crossrank.errors import (
     IndexCorrupt,
     IndexUnusable,
     InvalidInput,
+    ModelError,
+    ModelLoadFailed,
+    ModelNotFound,
     answer_of,
     exit_code,
 )
@@ -46,6 +49,20 @@ def test_a_corrupt_index_is_a_hidden_server_failure_and_a_missing_one_is_the_cal
     missing = IndexUnusable("no index at /tmp/x.idx")
     assert isinstance(missing, BadIndex) and isinstance(missing, InvalidInput)
     assert answer_of(missing) == (422, True) and exit_code(missing) == 2
+
+
+def _load_failure(cause: CrossrankError) -> ModelLoadFailed:
+    try:
+        raise ModelLoadFailed(f"model 'm' failed to load: {cause}") from cause
+    except ModelLoadFailed as exc:
+        return exc
+
+
+def test_a_model_that_fails_to_load_is_answered_as_what_stopped_it() -> None:
+    assert exit_code(_load_failure(ModelNotFound("/no/such/model does not exist"))) == 2
+    assert exit_code(_load_failure(InvalidInput("the model takes no instruction"))) == 2
+    assert answer_of(_load_failure(ModelError("the export crashed"))) == (500, False)
+    assert exit_code(_load_failure(ModelError("the export crashed"))) == 1
 
 
 def test_the_cli_exit_code_comes_from_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

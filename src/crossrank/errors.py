@@ -81,6 +81,12 @@ class ModelNotFound(ModelError):
     kind = "model_not_found"
 
 
+class ModelLoadFailed(ModelError):
+    """A served model failed to load at start-up; raised from the error that stopped it, and
+    answered as that error (a model that does not exist is the caller's to fix, a crashed export
+    is not)."""
+
+
 class HubUnavailable(ModelError):
     """The Hugging Face hub could not be reached and the model is not in the local cache."""
 
@@ -185,7 +191,9 @@ HIDDEN_MESSAGE = "the server failed on this request; see the server log"
 
 
 def answer_of(exc: CrossrankError) -> Answer:
-    """The :data:`ANSWERS` row of ``exc``'s class."""
+    """The :data:`ANSWERS` row of ``exc``'s class (of its cause for :class:`ModelLoadFailed`)."""
+    if isinstance(exc, ModelLoadFailed) and isinstance(exc.__cause__, CrossrankError):
+        return answer_of(exc.__cause__)
     for cls, answer in ANSWERS:
         if isinstance(exc, cls):
             return answer
