@@ -181,6 +181,7 @@ ANSWERS: tuple[tuple[type[CrossrankError], Answer], ...] = (
     (NotReady, Answer(503, True)),
     (DeadlineExceeded, Answer(504, True)),
     (HubUnavailable, Answer(503, True)),
+    (DownloadFailed, Answer(503, True)),
     (IndexCorrupt, Answer(500, False)),
     (ModelError, Answer(500, False)),
     (CrossrankError, Answer(500, False)),
