@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from crossrank import Encoder, Reranker
 from crossrank.errors import InvalidInput
-from crossrank.retrieval import Index, Record, build_index
+from crossrank.retrieval import Index, Pipeline, Record, SearchResult, build_index
+from crossrank.retrieval.pipeline import SearchRun
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from crossrank.server import ModelEntry, ServerSettings, create_app, load_served_models  # noqa: E402
 from crossrank.server.app import DEFAULT_ROUTERS  # noqa: E402
-from crossrank.server.search import build_router, open_search_indexes, parse_entry, read_search_config  # noqa: E402
+from crossrank.server.search import (  # noqa: E402
+    SearchIndex,
+    build_router,
+    open_search_indexes,
+    parse_entry,
+    read_search_config,
+)
 
 DOCS = [
     "Crocs Kids' Baya Clog",
@@ -26,6 +34,12 @@ DOCS = [
     "Garden clog, green rubber",
     "Wool socks for winter boots",
 ]
+
+
+def _served(client: TestClient) -> dict[str, SearchIndex]:
+    """The app's opened search indexes."""
+    served: dict[str, SearchIndex] = getattr(client.app, "state").search
+    return served
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +70,38 @@ def test_search_reranks_configured_index(client: TestClient, bert_reranker: Rera
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["index"], body["retriever"], body["reranker"], body["candidates"]) == ("shoes", "hybrid", "ce", 4)
-    found = Index.open(client.app.state.search["shoes"].index.path).retriever("hybrid").retrieve("clog for kids", 4)
+    found = Index.open(_served(client)["shoes"].index.path).retriever("hybrid").retrieve("clog for kids", 4)
     scores = bert_reranker.score("clog for kids", [c.text for c in found])
     order = np.argsort(-scores, kind="stable")[:3]
     assert [h["id"] for h in body["hits"]] == [found[i].id for i in order]
     assert [h["rerank_score"] for h in body["hits"]] == pytest.approx([float(scores[i]) for i in order], abs=1e-6)
     assert [h["first_stage_rank"] for h in body["hits"]] == [found[i].rank for i in order]
     assert set(body["timings_ms"]) == {"retrieve", "rerank", "total"}
+
+
+def test_the_route_and_the_library_pipeline_run_one_implementation(
+    client: TestClient, bert_reranker: Reranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[str] = []
+    result = SearchRun.result
+
+    def counted(self: SearchRun, *args: Any, **kwargs: Any) -> SearchResult:
+        runs.append(self.query)
+        return result(self, *args, **kwargs)
+
+    monkeypatch.setattr(SearchRun, "result", counted)
+    served = client.post("/search", json={"query": "clog for kids", "retriever": "bm25", "top_k": 3}).json()
+    index = Index.open(_served(client)["shoes"].index.path)
+    try:
+        local = Pipeline(index.retriever("bm25"), bert_reranker).search("clog for kids", candidates=4, top_k=3)
+    finally:
+        index.close()
+    assert runs == ["clog for kids", "clog for kids"]  # both went through SearchRun
+    hits = [h.to_dict() for h in local.hits]
+    assert [(h["id"], h["rank"], h["first_stage_rank"]) for h in served["hits"]] == [
+        (h["id"], h["rank"], h["first_stage_rank"]) for h in hits]
+    assert [h["rerank_score"] for h in served["hits"]] == pytest.approx([h["rerank_score"] for h in hits], abs=1e-6)
+    assert served["candidates"] == local.candidates == 4
 
 
 def test_search_options_and_unreranked_index(client: TestClient) -> None:
@@ -134,7 +173,7 @@ def test_the_server_follows_a_rebuild_and_closes_the_old_generation(
     client, path = _bm25_app(tmp_path, bert_dir, model_cache)
     with client:
         assert [h["id"] for h in client.post("/search", json={"query": "clogs"}).json()["hits"]] == ["old"]
-        served = client.app.state.search["live"]
+        served = _served(client)["live"]
         old = served.index
         build_index(path, [Record("new", "clogs for adults"), Record("new2", "more clogs")])
         hits = client.post("/search", json={"query": "clogs"}).json()["hits"]
@@ -200,3 +239,19 @@ def test_a_dense_index_reuses_the_served_encoder_or_loads_into_the_cache_dir(
         isolated_hf_home.chmod(0o700)
     assert opened["d"].encoder is not None and list(cache.rglob("*.onnx")) and not list(isolated_hf_home.rglob("*"))
     assert opened["d"].retrieve("dense", "clog for kids", 2)[0].id in {"s0", "s3"}
+
+
+def test_an_index_damaged_while_served_is_a_500_that_hides_its_paths(
+    tmp_path: Path, bert_dir: Path, model_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, path = _bm25_app(tmp_path, bert_dir, model_cache)
+    with client:
+        assert client.post("/search", json={"query": "clogs"}).status_code == 200
+        docs = next(path.glob("gen-*")) / "docs.jsonl"
+        docs.write_bytes(b"\xff" * docs.stat().st_size)  # the open store now reads garbage
+        with caplog.at_level("ERROR"):
+            response = client.post("/search", json={"query": "clogs"})
+    assert response.status_code == 500, response.text  # the server's storage failed, not the request
+    error = response.json()["error"]
+    assert error["type"] == "index_corrupt" and str(tmp_path) not in response.text
+    assert "corrupt" in caplog.text and str(path) in caplog.text  # the operator reads the details in the log

@@ -499,7 +499,7 @@ def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_clients_host(client: Te
 def test_decode_json_takes_what_json_over_http_allows() -> None:
     from crossrank.errors import InvalidInput
     from crossrank.server.body import decode_json
-    from crossrank.server.errors import MalformedBody
+    from crossrank.errors import MalformedBody
 
     assert decode_json(b'\xef\xbb\xbf{"a": "clog \\ud83d\\udc5f"}') == {"a": "clog \U0001f45f"}  # BOM, paired escape
     assert decode_json(b'{"n": ' + str(10**400).encode() + b', "x": 1.5e300}') == {"n": 10**400, "x": 1.5e300}

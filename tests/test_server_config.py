@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from crossrank.cli import build_parser
-from crossrank.cli.serve import _FLAGS, build_settings, resolve_options
+from crossrank.cli.serve import FILE_KEYS, SETTINGS, build_settings, resolve_options
+from crossrank.cli.serve_settings import Setting
 from crossrank.errors import InvalidInput
 from crossrank.server.config import read_config
 
@@ -110,12 +112,57 @@ def test_settings_from_a_file_must_be_numbers() -> None:
     assert build_settings(resolve_options(parse("--graceful-timeout", "0", "--port", "0"), {}, {})).port == 0
 
 
-def test_help_names_the_environment_variable_of_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_shows_every_setting_with_its_default_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse("--help")
-    text = " ".join(capsys.readouterr().out.split())
-    for var, _ in _FLAGS.values():
-        assert var in text
+    text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # argparse wraps at hyphens
+    for setting in SETTINGS:
+        help_text = " ".join(setting.help_text().split()).replace("- ", "-")
+        assert setting.flag in text and help_text in text, setting.name
+        assert "(default: " in help_text
+        if setting.default is not None and setting.shown_default is None:
+            shown = f"{setting.default:g}" if isinstance(setting.default, float) else str(setting.default)
+            assert f"(default: {shown})" in text, setting.name
+    for variable in ("CROSSRANK_CONFIG", "CROSSRANK_MODEL_NAME", "CROSSRANK_PORT", "CROSSRANK_NO_BATCHING=1",
+                     "CROSSRANK_MAX_BATCH_TOKENS", "CROSSRANK_MODE", "CROSSRANK_INSTRUCTION"):
+        assert f"[{variable}]" in text  # the names deployments already use
+
+
+def test_declared_defaults_are_the_server_settings_defaults() -> None:
+    from crossrank.scheduler import BatchSettings
+    from crossrank.server.config import ServerSettings
+
+    fields = {f"batch.{f.name}": f.default for f in dataclasses.fields(BatchSettings)}
+    fields.update({f.name: f.default for f in dataclasses.fields(ServerSettings)})
+    for setting in SETTINGS:
+        if setting.field is not None:
+            path = setting.field.removeprefix("!")
+            assert fields[path] == (setting.default if path == setting.field else not setting.default), setting.name
+    assert build_settings(resolve_options(parse(), {}, {})) == ServerSettings()
+
+
+def _values(setting: Setting) -> tuple[object, object, object]:
+    """Three distinct valid values of ``setting``: for the flag, the environment and the file."""
+    if setting.choices:
+        first, second, third = (setting.choices + setting.choices)[1:4]
+        return first, second, third
+    return {int: (3, 4, 5), float: (3.5, 4.5, 5.5), str: ("a", "b", "c"), bool: (True, True, False)}[setting.type]
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_flag_beats_environment_beats_file_beats_default_for_every_setting(setting: Setting) -> None:
+    flag, env, file = _values(setting)
+    argv = (setting.flag,) if setting.type is bool else (setting.flag, str(flag))
+    environment = {setting.variable: "1" if setting.type is bool else str(env)} if setting.variable else {}
+    in_file = {setting.name: file} if setting.file else {}
+    assert resolve_options(parse(*argv), environment, in_file)[setting.name] == flag
+    if setting.variable:
+        assert resolve_options(parse(), environment, in_file)[setting.name] == env
+    if setting.file:
+        assert resolve_options(parse(), {}, in_file)[setting.name] == file
+    else:
+        assert setting.name not in FILE_KEYS
+    assert resolve_options(parse(), {}, {})[setting.name] == setting.default
 
 
 def test_unknown_server_keys_in_the_file_are_refused() -> None:

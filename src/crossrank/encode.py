@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossrank.errors import InvalidInput, ModelError
+from crossrank.errors import InvalidInput, ModelError, UnknownTokenId
 from crossrank.models.config import read_json
 from crossrank.models.load import load_model
 from crossrank.options import check_max_length, whole_number
@@ -20,10 +20,6 @@ from crossrank.texts import check_documents, check_text
 from crossrank.tokenize import PairTokenizer, TokenRows, pad_batch
 
 POOLINGS = ("mean", "cls")
-
-
-class UnknownTokenId(InvalidInput):
-    """A token id outside the model's vocabulary."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from crossrank.cli import eval as eval_command
 from crossrank.cli import rerank_run
 from crossrank.cli import bench
 from crossrank.cli import train as train_command
-from crossrank.errors import CrossrankError
+from crossrank.errors import CrossrankError, exit_code
 
 COMMANDS = (rerank, models, demo, index_command, search_command, serve, eval_command, rerank_run, bench, train_command)
 
@@ -47,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
-    except CrossrankError as exc:
+    except CrossrankError as exc:  # 2: the input or options need fixing; 1: crossrank or its environment failed
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from crossrank.errors import CrossrankError, InvalidInput
+from crossrank.errors import InvalidInput, ServerError
 from crossrank.extras import require
 from crossrank.rerank import Reranker
 from crossrank.texts import check_documents, check_text
@@ -27,17 +27,6 @@ __all__ = ["RerankClient", "Scorer", "ServerError", "scorer_for"]
 
 #: seconds to wait for a server's answer unless the caller says otherwise
 DEFAULT_TIMEOUT_S = 60.0
-
-
-class ServerError(CrossrankError):
-    """A crossrank server could not be reached, answered an error status, or answered
-    something that is not a Cohere rerank reply. ``status`` is the HTTP status, if any."""
-
-    kind = "server_error"
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Scorer(Protocol):

@@ -4,14 +4,13 @@ Every first stage implements :class:`Retriever` (``retrieve(query, k) -> list[Ca
 :class:`Pipeline` puts a cross-encoder behind any of them.
 """
 
+from crossrank.errors import BadIndex, CorpusChanged, IndexCorrupt, IndexUnusable
 from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Hit, Retriever, SearchResult
 from crossrank.retrieval.build import BuildReport, build_index
 from crossrank.retrieval.fusion import reciprocal_rank_fusion
 from crossrank.retrieval.index import Index
-from crossrank.retrieval.layout import BadIndex
 from crossrank.retrieval.pipeline import Pipeline, search_paragraphs, split_paragraphs
 from crossrank.retrieval.records import Record, ReadStats, read_records
-from crossrank.retrieval.source import CorpusChanged
 
 __all__ = [
     "RETRIEVER_KINDS",
@@ -21,6 +20,8 @@ __all__ = [
     "CorpusChanged",
     "Hit",
     "Index",
+    "IndexCorrupt",
+    "IndexUnusable",
     "Pipeline",
     "ReadStats",
     "Record",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from crossrank.encode import Encoder
-from crossrank.errors import CrossrankError, InvalidInput
+from crossrank.errors import BadIndex, CrossrankError, IndexCorrupt, IndexUnusable, InvalidInput
 from crossrank.extras import require
 from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
@@ -29,7 +29,6 @@ from crossrank.retrieval.docstore import DocStore, read_deleted
 from crossrank.retrieval.filtered import filtered_dense
 from crossrank.retrieval.filters import filter_query, normalize_filter
 from crossrank.retrieval.fusion import reciprocal_rank_fusion
-from crossrank.retrieval.layout import BadIndex
 from crossrank.retrieval.records import Record
 
 log = logging.getLogger(__name__)
@@ -63,20 +62,20 @@ class Index:
         try:
             self.docs = DocStore(generation)
         except (OSError, ValueError) as exc:
-            raise BadIndex(f"{root}: stored documents are unreadable ({exc}); the index is corrupt") from exc
+            raise IndexCorrupt(f"{root}: stored documents are unreadable ({exc}); the index is corrupt") from exc
         if len(self.docs) != manifest["documents"]:
             self.docs.close()
-            raise BadIndex(f"{root}: the stored documents ({len(self.docs)}) do not match the manifest "
-                           f"({manifest['documents']}); the index is corrupt")
+            raise IndexCorrupt(f"{root}: the stored documents ({len(self.docs)}) do not match the manifest "
+                               f"({manifest['documents']}); the index is corrupt")
         try:
             self.deleted = len(read_deleted(generation))
         except (OSError, ValueError) as exc:
             self.docs.close()
-            raise BadIndex(f"{root}: {exc}; the index is corrupt") from exc
+            raise IndexCorrupt(f"{root}: {exc}; the index is corrupt") from exc
         if self.deleted != manifest.get("deleted", 0):
             self.docs.close()
-            raise BadIndex(f"{root}: {self.deleted} deleted documents, the manifest says {manifest.get('deleted')}; "
-                           "the index is corrupt")
+            raise IndexCorrupt(f"{root}: {self.deleted} deleted documents, the manifest says {manifest.get('deleted')}; "
+                               "the index is corrupt")
         #: the fields kept with each document (``crossrank index --store``), which filters may name
         self.stored_fields: list[str] = [str(p) for p in manifest.get("store") or []]
         self._lexical: Any = None
@@ -190,8 +189,8 @@ class Index:
         except (CrossrankError, KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except BaseException as exc:  # OSError, ValueError, RuntimeError, or a Rust panic (a BaseException)
-            raise BadIndex(f"{self.path}: {part} is unreadable ({type(exc).__name__}: {exc}); "
-                           "the index is corrupt or incomplete (rebuild it)") from exc
+            raise IndexCorrupt(f"{self.path}: {part} is unreadable ({type(exc).__name__}: {exc}); "
+                               "the index is corrupt or incomplete (rebuild it)") from exc
 
     # -- engines ------------------------------------------------------------------------------
     def lexical(self) -> Any:
@@ -218,15 +217,15 @@ class Index:
                 path = self.generation / layout.VECTORS_FILE
                 dense = self.dense
                 if dense is None:
-                    raise BadIndex(f"{self.path} has no vectors: rebuild it with an encoder (--encoder)")
+                    raise IndexUnusable(f"{self.path} has no vectors: rebuild it with an encoder (--encoder)")
                 if not path.is_file():
-                    raise BadIndex(f"{self.path}: the vector file {layout.VECTORS_FILE} is missing; the index is corrupt")
+                    raise IndexCorrupt(f"{self.path}: the vector file {layout.VECTORS_FILE} is missing; the index is corrupt")
                 with self.engine("the vector index"):
                     vectors = usearch.Index.restore(str(path), view=True)
                 if vectors is None or len(vectors) != len(self) or int(vectors.ndim) != int(dense["dim"]):
-                    raise BadIndex(f"{self.path}: the vectors do not match the documents and manifest "
-                                   f"({0 if vectors is None else len(vectors)} of {vectors.ndim if vectors else '?'} "
-                                   f"dimensions for {len(self)} documents of {dense['dim']}); the index is corrupt")
+                    raise IndexCorrupt(f"{self.path}: the vectors do not match the documents and manifest "
+                                       f"({0 if vectors is None else len(vectors)} of {vectors.ndim if vectors else '?'} "
+                                       f"dimensions for {len(self)} documents of {dense['dim']}); the index is corrupt")
                 vectors.expansion_search = EXPANSION_SEARCH  # set once, before any search
                 self._vectors = vectors
             return self._vectors
@@ -234,7 +233,7 @@ class Index:
     def _check_encoder(self, encoder: Encoder | None) -> Encoder:
         dense = self.dense
         if dense is None:
-            raise BadIndex(f"{self.path} has no vectors: rebuild it with an encoder (--encoder) for dense search")
+            raise IndexUnusable(f"{self.path} has no vectors: rebuild it with an encoder (--encoder) for dense search")
         if encoder is None:
             with self._lock:
                 if self._encoder is None:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from crossrank.errors import InvalidInput
+from crossrank.errors import BadIndex, IndexCorrupt, IndexUnusable, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,6 @@ LEXICAL_DIR = "lexical"
 VECTORS_FILE = "vectors.usearch"
 
 
-class BadIndex(InvalidInput):
-    """The index directory is missing, incomplete, corrupt or incompatible."""
-
-    kind = "bad_index"
-
-
 _GENERATION_NAME = re.compile(r"gen-[0-9]{6,}")
 METRICS = ("cos", "ip")
 
@@ -53,16 +47,16 @@ METRICS = ("cos", "ip")
 def current_name(root: Path) -> str:
     """The generation name CURRENT holds (read once; it is replaced, never edited, by a publish)."""
     if not root.exists():
-        raise BadIndex(f"no index at {root} (build one with `crossrank index CORPUS {root}`)")
+        raise IndexUnusable(f"no index at {root} (build one with `crossrank index CORPUS {root}`)")
     pointer = root / CURRENT
     if not pointer.is_file():
-        raise BadIndex(f"{root} is not a crossrank index (no {CURRENT} file)")
+        raise IndexUnusable(f"{root} is not a crossrank index (no {CURRENT} file)")
     try:
         name = pointer.read_bytes().decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadIndex(f"{root}: {CURRENT} is unreadable ({exc}); the index is corrupt") from exc
+        raise IndexCorrupt(f"{root}: {CURRENT} is unreadable ({exc}); the index is corrupt") from exc
     if not _GENERATION_NAME.fullmatch(name):
-        raise BadIndex(f"{root}: {CURRENT} does not name a generation ({name[:40]!r}); the index is corrupt")
+        raise IndexCorrupt(f"{root}: {CURRENT} does not name a generation ({name[:40]!r}); the index is corrupt")
     return name
 
 
@@ -80,7 +74,7 @@ def live_generation(root: Path) -> Path:
             return generation
         if current_name(root) == name:
             break
-    raise BadIndex(f"{root}: {CURRENT} points at a missing generation {name!r}; the index is corrupt")
+    raise IndexCorrupt(f"{root}: {CURRENT} points at a missing generation {name!r}; the index is corrupt")
 
 
 def republished(root: Path, name: str) -> bool:
@@ -96,15 +90,15 @@ def read_manifest(generation: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
-        raise BadIndex(f"{generation}: {MANIFEST} is missing; the index is corrupt") from exc
+        raise IndexCorrupt(f"{generation}: {MANIFEST} is missing; the index is corrupt") from exc
     except OSError as exc:
-        raise BadIndex(f"{path} is unreadable ({exc.strerror or exc}); the index is corrupt") from exc
+        raise IndexCorrupt(f"{path} is unreadable ({exc.strerror or exc}); the index is corrupt") from exc
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise BadIndex(f"{path} is not valid JSON; the index is corrupt") from exc
+        raise IndexCorrupt(f"{path} is not valid JSON; the index is corrupt") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BadIndex(f"{path} is not a crossrank index manifest")
+        raise IndexCorrupt(f"{path} is not a crossrank index manifest")
     if manifest.get("version") != FORMAT_VERSION:
-        raise BadIndex(f"{path}: index format version {manifest.get('version')} is not supported")
+        raise IndexUnusable(f"{path}: index format version {manifest.get('version')} is not supported")
     _check_manifest(path, manifest)
     return manifest
 
@@ -114,20 +108,20 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
         return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
     if not whole(manifest.get("documents"), 0):
-        raise BadIndex(f"{path}: 'documents' must be a count, not {manifest.get('documents')!r}; the index is corrupt")
+        raise IndexCorrupt(f"{path}: 'documents' must be a count, not {manifest.get('documents')!r}; the index is corrupt")
     if not whole(manifest.get("deleted", 0), 0) or manifest.get("deleted", 0) > manifest["documents"]:
-        raise BadIndex(f"{path}: 'deleted' must be a count of at most 'documents', not "
-                       f"{str(manifest.get('deleted'))[:40]}; the index is corrupt")
+        raise IndexCorrupt(f"{path}: 'deleted' must be a count of at most 'documents', not "
+                           f"{str(manifest.get('deleted'))[:40]}; the index is corrupt")
     store = manifest.get("store", [])
     if not isinstance(store, list) or not all(isinstance(name, str) for name in store):
-        raise BadIndex(f"{path}: 'store' must list the stored field names, not {str(store)[:80]}; the index is corrupt")
+        raise IndexCorrupt(f"{path}: 'store' must list the stored field names, not {str(store)[:80]}; the index is corrupt")
     dense = manifest.get("dense")
     if dense is None:
         return
     if (not isinstance(dense, dict) or not isinstance(dense.get("model"), str) or not whole(dense.get("dim"), 1)
             or dense.get("metric", "cos") not in METRICS):
-        raise BadIndex(f"{path}: 'dense' must record the encoder's model, dim and metric ({METRICS}), "
-                       f"not {str(dense)[:120]}; the index is corrupt")
+        raise IndexCorrupt(f"{path}: 'dense' must record the encoder's model, dim and metric ({METRICS}), "
+                           f"not {str(dense)[:120]}; the index is corrupt")
 
 
 def file_sizes(generation: Path) -> dict[str, int]:
@@ -146,7 +140,7 @@ def check_files(root: Path, generation: Path, manifest: dict[str, Any]) -> None:
     if files is None:
         return
     if not isinstance(files, dict):
-        raise BadIndex(f"{root}: the manifest's 'files' is not a mapping; the index is corrupt")
+        raise IndexCorrupt(f"{root}: the manifest's 'files' is not a mapping; the index is corrupt")
     for name, size in files.items():
         path = generation / str(name)
         try:
@@ -154,10 +148,10 @@ def check_files(root: Path, generation: Path, manifest: dict[str, Any]) -> None:
         except OSError:
             actual = None
         if actual is None:
-            raise BadIndex(f"{root}: {generation.name}/{name} is missing; the index is corrupt or incomplete")
+            raise IndexCorrupt(f"{root}: {generation.name}/{name} is missing; the index is corrupt or incomplete")
         if actual != size:
-            raise BadIndex(f"{root}: {generation.name}/{name} has {actual} bytes, not the {size} it was built "
-                           "with (truncated or overwritten); the index is corrupt")
+            raise IndexCorrupt(f"{root}: {generation.name}/{name} has {actual} bytes, not the {size} it was built "
+                               "with (truncated or overwritten); the index is corrupt")
 
 
 def write_manifest(generation: Path, manifest: dict[str, Any]) -> None:

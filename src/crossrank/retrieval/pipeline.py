@@ -44,27 +44,53 @@ class Pipeline:
                filter: dict[str, Any] | None = None) -> SearchResult:
         """``filter`` (stored fields of the embedded index, see :mod:`crossrank.retrieval.filters`)
         is applied inside the first stage, so ``candidates`` matching documents are reranked."""
-        query = check_text(query, "query")
-        _positive(candidates, "candidates")
-        _positive(top_k, "top_k")
-        started = time.perf_counter()
-        found = retrieve(self.retriever, query, candidates, filter)
-        retrieved = time.perf_counter()
-        timings = {"retrieve": (retrieved - started) * 1000.0}
-        if self.reranker is None or not found:
-            hits = first_stage_hits(found, top_k)
+        run = SearchRun(query, candidates, top_k)
+        found = run.retrieved(retrieve(self.retriever, run.query, candidates, filter))
+        scores = self.reranker.score(run.query, run.texts) if self.reranker is not None and found else None
+        return run.result(scores, retriever=self.retriever.name,
+                          reranker=self.reranker.name if self.reranker is not None else None)
+
+
+class SearchRun:
+    """One retrieve → rerank search, step by step: check the arguments, take the first stage's
+    candidates, then the reranker's scores of :attr:`texts` (or none) and give the result.
+
+    The caller makes the two calls in between, so the same steps serve :meth:`Pipeline.search`
+    (which calls its :class:`Reranker` directly) and the server's ``POST /search`` (which retrieves
+    in a worker thread and awaits its batching scheduler).
+    """
+
+    def __init__(self, query: str, candidates: int, top_k: int) -> None:
+        self.query = check_text(query, "query")
+        self.candidates = _positive(candidates, "candidates")
+        self.top_k = _positive(top_k, "top_k")
+        self.found: list[Candidate] = []
+        self.timings_ms: dict[str, float] = {}
+        self._started = self._retrieved = time.perf_counter()
+
+    def retrieved(self, found: list[Candidate]) -> list[Candidate]:
+        """Record the first stage's candidates (and its time); returns them."""
+        self.found = found
+        self._retrieved = time.perf_counter()
+        self.timings_ms["retrieve"] = (self._retrieved - self._started) * 1000.0
+        return found
+
+    @property
+    def texts(self) -> list[str]:
+        """The candidates' texts, in first-stage order: what the reranker scores."""
+        return [c.text for c in self.found]
+
+    def result(self, scores: np.ndarray | None, *, retriever: str, reranker: str | None) -> SearchResult:
+        """The best ``top_k`` candidates by ``scores`` (one per candidate; ties keep the
+        first-stage order), or in first-stage order when ``scores`` is None (no reranking)."""
+        if scores is None:
+            hits = first_stage_hits(self.found, self.top_k)
         else:
-            hits = rerank_candidates(self.reranker, query, found, top_k)
-            timings["rerank"] = (time.perf_counter() - retrieved) * 1000.0
-        timings["total"] = (time.perf_counter() - started) * 1000.0
-        return SearchResult(
-            query=query,
-            hits=hits,
-            retriever=self.retriever.name,
-            reranker=self.reranker.name if self.reranker is not None else None,
-            candidates=len(found),
-            timings_ms=timings,
-        )
+            hits = hits_from_scores(self.found, scores, self.top_k)
+            self.timings_ms["rerank"] = (time.perf_counter() - self._retrieved) * 1000.0
+        self.timings_ms["total"] = (time.perf_counter() - self._started) * 1000.0
+        return SearchResult(query=self.query, hits=hits, retriever=retriever, reranker=reranker,
+                            candidates=len(self.found), timings_ms=dict(self.timings_ms))
 
 
 def retrieve(retriever: Retriever, query: str, k: int, filter: dict[str, Any] | None) -> list[Candidate]:

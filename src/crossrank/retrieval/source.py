@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from crossrank.errors import InvalidInput
+from crossrank.errors import CorpusChanged, InvalidInput
 
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
@@ -28,12 +28,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x28\xb5\x2f\xfd", "zstd"),
 )
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd")
-
-
-class CorpusChanged(InvalidInput):
-    """The corpus file was modified, replaced or grew while it was being read."""
-
-    kind = "corpus_changed"
 
 
 def compression_of(path: Path) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import Request
 
-from crossrank.server.errors import Unauthorized
+from crossrank.errors import Unauthorized
 
 MESSAGE = "this route needs the header 'Authorization: Bearer <api key>'"
 

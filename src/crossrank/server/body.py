@@ -23,8 +23,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from crossrank.errors import InvalidInput
-from crossrank.server.errors import MalformedBody
+from crossrank.errors import InvalidInput, MalformedBody
 from crossrank.texts import may_hold_surrogates, surrogate_in
 
 #: the ASGI scope key that holds a request's parsed body

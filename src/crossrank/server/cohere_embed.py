@@ -20,11 +20,10 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from crossrank.errors import InvalidInput
+from crossrank.errors import InvalidInput, PayloadTooLarge
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.common import embed_inputs, models_of
-from crossrank.server.errors import PayloadTooLarge
 
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 SUPPORTED_TYPES = ("float", "binary", "ubinary")

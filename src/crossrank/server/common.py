@@ -13,12 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from crossrank.encode import Embedded, TokenIds
-from crossrank.errors import InvalidInput
+from crossrank.errors import ClientGone, InvalidInput, PayloadTooLarge
 from crossrank.rerank import LongDocuments
 from crossrank.scores import Activation, Scores
 from crossrank.server.body import parsed_json
 from crossrank.server.config import ServerSettings
-from crossrank.server.errors import PayloadTooLarge
 from crossrank.server.metrics import Metrics
 from crossrank.server.state import BiModel, CrossModel, ServedModels
 
@@ -37,10 +36,6 @@ Instruction = Annotated[str | None, Field(
     description="crossrank extension: the instruction in an LLM reranker's prompt (e.g. Qwen3-Reranker) for this "
     "request; absent: the model's configured default. A model whose head reads no instruction answers 422.",
 )]
-
-
-class ClientGone(Exception):
-    """The client closed the connection before its answer was ready."""
 
 
 def settings_of(request: Request) -> ServerSettings:

@@ -24,7 +24,9 @@ its answer has been sent. Here:
   text) and the connection is closed.
 
 The deadlines are added to the protocol class uvicorn would pick itself (httptools where it
-is installed, h11 otherwise), through the attributes both share.
+is installed, h11 otherwise), through the attributes both share; those are uvicorn's internals,
+so uvicorn is pinned to a tested release and :mod:`crossrank.server.uvicorn_internals` checks them
+at start-up.
 
 Each connection holds a file descriptor, and many systems start processes with a soft limit
 of 1,024 of them: :func:`raise_open_files_limit` lifts it to the hard limit.
@@ -45,6 +47,7 @@ except ImportError:  # Windows
     fcntl = termios = None  # type: ignore[assignment]
 
 from crossrank.server.errors import envelope_body
+from crossrank.server.uvicorn_internals import check_uvicorn
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,7 @@ _BAD_HTTP = _closing_answer("400 Bad Request", "invalid_http",
 
 def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
     """uvicorn's own HTTP protocol class with the deadlines above (pass it as ``Config(http=...)``)."""
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
-    base: Any = AutoHTTPProtocol
+    base: Any = check_uvicorn()  # AutoHTTPProtocol, checked for the internals used below
     answer = _timeout_answer(client_timeout_s)
 
     class DeadlineProtocol(base):  # type: ignore[misc]

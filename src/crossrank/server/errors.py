@@ -1,13 +1,14 @@
-"""One table from error to HTTP status, and one JSON envelope for every error.
+"""One JSON envelope for every error, answered from the table in :mod:`crossrank.errors`.
 
 Every error answer looks like ``{"error": {"type": ..., "message": ...}}``; a top-level
 ``message`` repeats the text for clients (Cohere's SDK, TEI's) that read that field instead.
-Exception text reaches the client only for crossrank's own errors, whose messages are written
-for users; anything else is logged and answered with a generic 500.
+Exception text reaches the client only for crossrank's own errors whose row in
+:data:`crossrank.errors.ANSWERS` says it may; the rest are logged and answered with a generic text.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,59 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from crossrank.errors import (
-    CrossrankError,
-    DeadlineExceeded,
-    HubUnavailable,
-    InvalidInput,
-    ModelError,
-    ModelNotFound,
-    Overloaded,
-)
+from crossrank.errors import HIDDEN_MESSAGE, CrossrankError, answer_of
 
-class MalformedBody(InvalidInput):
-    """The request body cannot be read as JSON: not UTF-8, not JSON, or JSON that Python alone
-    accepts (NaN, Infinity, a number beyond float range)."""
-
-
-class PayloadTooLarge(InvalidInput):
-    """The request body or the number of documents is above the configured maximum."""
-
-    kind = "payload_too_large"
-
-
-class Unauthorized(CrossrankError):
-    """The inference routes need ``Authorization: Bearer <key>``."""
-
-    kind = "unauthorized"
-
-
-class NotReady(CrossrankError):
-    """The server is starting or shutting down."""
-
-    kind = "not_ready"
-
-
-class ShuttingDown(NotReady):
-    """The server stopped before this request finished (``--graceful-timeout`` ran out)."""
-
-    kind = "shutting_down"
-
-
-#: most specific class first; the first match wins
-STATUS: tuple[tuple[type[CrossrankError], int], ...] = (
-    (PayloadTooLarge, 413),
-    (MalformedBody, 400),
-    (InvalidInput, 422),
-    (Unauthorized, 401),
-    (ModelNotFound, 404),
-    (Overloaded, 429),
-    (NotReady, 503),
-    (DeadlineExceeded, 504),
-    (HubUnavailable, 503),
-    (ModelError, 500),
-    (CrossrankError, 500),
-)
+log = logging.getLogger(__name__)
 
 #: seconds a client should wait after a 429 before retrying
 RETRY_AFTER_SECONDS = 1
@@ -77,10 +28,7 @@ _HTTP_KINDS = {400: "invalid_input", 401: "unauthorized", 404: "not_found", 405:
 
 
 def status_of(exc: CrossrankError) -> int:
-    for cls, status in STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
+    return answer_of(exc).status
 
 
 def envelope_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -92,15 +40,15 @@ def envelope(kind: str, message: str, status: int, headers: dict[str, str] | Non
 
 
 def crossrank_response(exc: CrossrankError) -> JSONResponse:
-    status = status_of(exc)
+    status, shown = answer_of(exc)
     headers: dict[str, str] = {}
     if status == 429:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    message = str(exc) if status < 500 or isinstance(exc, (DeadlineExceeded, NotReady, HubUnavailable)) else (
-        "the model failed on this request; see the server log"
-    )
+    if not shown:
+        log.error("%s answered %d: %s", type(exc).__name__, status, exc, exc_info=exc)
+    message = str(exc) if shown else HIDDEN_MESSAGE
     return envelope(exc.kind, message, status, headers or None)
 
 

@@ -31,18 +31,18 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crossrank.errors import CrossrankError, InvalidInput, Overloaded
-from crossrank.server.auth import MESSAGE, authorized, needs_key
-from crossrank.server.body import PARSED, decode_json
-from crossrank.server.common import ClientGone
-from crossrank.server.errors import (
+from crossrank.errors import (
+    ClientGone,
+    CrossrankError,
+    InvalidInput,
+    Overloaded,
     PayloadTooLarge,
     ShuttingDown,
     Unauthorized,
-    crossrank_response,
-    internal_error,
-    status_of,
 )
+from crossrank.server.auth import MESSAGE, authorized, needs_key
+from crossrank.server.body import PARSED, decode_json
+from crossrank.server.errors import crossrank_response, internal_error, status_of
 from crossrank.server.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from crossrank.encode import TokenIds, UnknownTokenId
-from crossrank.errors import InvalidInput
+from crossrank.encode import TokenIds
+from crossrank.errors import InvalidInput, UnknownTokenId
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.common import embed_inputs, models_of

@@ -35,7 +35,6 @@ import asyncio
 import logging
 import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ from crossrank.extras import require
 from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Retriever
 from crossrank.retrieval.index import Index
-from crossrank.retrieval.pipeline import first_stage_hits, hits_from_scores, retrieve
+from crossrank.retrieval.pipeline import SearchRun, retrieve
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.common import (
@@ -258,43 +257,37 @@ def build_router() -> APIRouter:
     @router.post("/search", dependencies=[Depends(require_api_key)])
     async def search(body: SearchRequest, request: Request) -> dict[str, Any]:
         """Retrieve candidates from a configured index, rerank them, return the best with timings."""
-        started = time.perf_counter()
         query = check_query(body.query)
         target = _index_of(request, body.index)
         entry = target.entry
         kind = body.retriever or entry.retriever
-        candidates = body.candidates or entry.candidates
-        top_k = body.top_k or entry.top_k
-        check_count(request, candidates, "candidates")
+        run = SearchRun(query, body.candidates or entry.candidates, body.top_k or entry.top_k)
+        check_count(request, run.candidates, "candidates")
         target.retriever(kind)  # 422 for an unknown kind before any work
-        found = await asyncio.to_thread(target.retrieve, kind, query, candidates, body.filter)
-        retrieved = time.perf_counter()
-        timings = {"retrieve": (retrieved - started) * 1000.0}
+        run.retrieved(await asyncio.to_thread(target.retrieve, kind, run.query, run.candidates, body.filter))
         reranker = body.model or (entry.reranker if entry.reranker is not None else None)
         details: dict[str, Any] = {"instruction": None, "truncation": None}
         if not body.rerank or reranker is None:
             if body.instruction is not None:
                 raise InvalidInput("'instruction' goes to the reranker, but this search does not rerank "
                                    "('rerank': false, or the index's reranker is null); leave it out")
-            hits = first_stage_hits(found, top_k)
-            reranker_name = None
+            result = run.result(None, retriever=kind, reranker=None)
         else:
             model = models_of(request).cross_model(reranker or None)
-            result = await score_request(request, model, [(query, c.text) for c in found], instruction=body.instruction)
-            hits = hits_from_scores(found, result.values, top_k)
-            reranker_name = model.entry.name
-            details = scoring_details(result)
-            timings["rerank"] = (time.perf_counter() - retrieved) * 1000.0
-        timings["total"] = (time.perf_counter() - started) * 1000.0
+            scored = await score_request(request, model, [(run.query, text) for text in run.texts],
+                                       instruction=body.instruction)
+            details = scoring_details(scored)
+            result = run.result(scored.values, retriever=kind, reranker=model.entry.name)
+        reply = result.to_dict()
         return {
-            "query": body.query,
+            "query": reply["query"],
             "index": entry.name,
-            "retriever": kind,
-            "reranker": reranker_name,
+            "retriever": reply["retriever"],
+            "reranker": reply["reranker"],
             **details,
-            "candidates": len(found),
-            "hits": [hit.to_dict() for hit in hits],
-            "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+            "candidates": reply["candidates"],
+            "hits": reply["hits"],
+            "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
         }
 
     return router

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossrank.encode import Encoder
-from crossrank.errors import CrossrankError, InvalidInput, ModelError, ModelNotFound
+from crossrank.errors import CrossrankError, InvalidInput, ModelError, ModelLoadFailed, ModelNotFound
 from crossrank.rerank import Reranker
 from crossrank.scheduler import BatchObserver, CrossScheduler, EncoderScheduler
 from crossrank.server.config import ModelEntry, ServerSettings
@@ -135,6 +135,6 @@ def load_served_models(
         except Exception as exc:
             ServedModels(cross, bi).close()
             reason = str(exc) if isinstance(exc, CrossrankError) else f"{type(exc).__name__}: {exc}"
-            raise ModelError(f"model {entry.name!r} ({entry.model}) failed to load: {reason}") from exc
+            raise ModelLoadFailed(f"model {entry.name!r} ({entry.model}) failed to load: {reason}") from exc
         log.info("loaded %s %r (%s) in %.1f s", entry.type, entry.name, entry.model, time.perf_counter() - started)
     return ServedModels(cross, bi)

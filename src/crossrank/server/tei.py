@@ -24,9 +24,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank import __version__
-from crossrank.errors import InvalidInput
+from crossrank.errors import InvalidInput, NotReady, PayloadTooLarge
 from crossrank.scores import ranked_order
-from crossrank.server.errors import PayloadTooLarge
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
@@ -41,7 +40,6 @@ from crossrank.server.common import (
     score_request,
     settings_of,
 )
-from crossrank.server.errors import NotReady
 from crossrank.server.weaviate import WeaviateRequest, weaviate_rerank
 
 Direction = Literal["Right", "Left", "right", "left"]

@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from crossrank.errors import NotReady
 from crossrank.server.common import Instruction, check_query, models_of, score_request
-from crossrank.server.errors import NotReady
 
 
 class WeaviateRequest(BaseModel):
