@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean peers
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +25,19 @@ test: $(STAMP)
 	@sh scripts/ensure-debian-package.sh java openjdk-17-jre-headless "the Spark tests"
 	$(BIN)/python -m pytest -q
 
+# The peer environment for `crossrank bench --compare`'s sentence-transformers ONNX/OpenVINO rows:
+# a separate venv, since their packages pin an older transformers than crossrank's (see the file).
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): benchmarks/peers/requirements.txt benchmarks/peers/constraints.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q torch==2.13.0
+	$(PEERS_VENV)/bin/pip install -q -c benchmarks/peers/constraints.txt -r benchmarks/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP)
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) build src/*.egg-info

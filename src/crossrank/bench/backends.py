@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,20 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_m
 
 @dataclass
 class Backend:
-    """A named scoring function, with what it is and how long it took to load."""
+    """A named scoring function, with what it is and how long it took to load.
+
+    ``timer``, when given, returns the backend's own measure of its last call (a peer in
+    another process times the call there, without the transfer); ``close`` ends what the
+    backend started; ``info`` goes into the JSON report (package versions...).
+    """
 
     name: str
     label: str
     score: Callable[[str, list[str]], np.ndarray]
     load_seconds: float = 0.0
+    timer: Callable[[], float] | None = None
+    close: Callable[[], None] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,8 @@ def ratio_table(result: BenchResult, baseline: str) -> str:
 def detail_table(result: BenchResult) -> str:
     """Every cell: median, p10, p90, pairs/s, rounds, agreement with the reference backend."""
     lines = [
-        "| backend | workload | median | p10 | p90 | pairs/s | rounds | max abs diff | top-10 overlap |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| backend | workload | median | p10 | p90 | pairs/s | rounds | max abs diff | top-10 overlap | Spearman |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b in result.backends:
         for k, n in _columns(result):
@@ -105,9 +105,10 @@ def detail_table(result: BenchResult) -> str:
                 continue
             overlap = "—" if c.top10_overlap is None else f"{c.top10_overlap}/10"
             diff = "—" if c.max_abs_diff is None else f"{c.max_abs_diff:.1e}"
+            rho = "—" if c.spearman is None else f"{c.spearman:.4f}"
             lines.append(
                 f"| {b.name} | {_header(k, n)} | {_ms(c.median_ms)} | {_ms(c.p10_ms)} | {_ms(c.p90_ms)} "
-                f"| {c.pairs_per_s:,.0f} | {len(c.seconds)} | {diff} | {overlap} |"
+                f"| {c.pairs_per_s:,.0f} | {len(c.seconds)} | {diff} | {overlap} | {rho} |"
             )
     return "\n".join(lines)
 
@@ -116,7 +117,9 @@ def to_json(result: BenchResult, settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "machine": machine(),
         "settings": settings,
-        "backends": [{"name": b.name, "label": b.label, "load_seconds": b.load_seconds} for b in result.backends],
+        "backends": [
+            {"name": b.name, "label": b.label, "load_seconds": b.load_seconds, **b.info} for b in result.backends
+        ],
         "cells": [c.to_json() for c in result.cells],
     }
 

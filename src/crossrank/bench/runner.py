@@ -39,6 +39,7 @@ class Cell:
     seconds: list[float]
     max_abs_diff: float | None = None  # vs the reference backend's scores
     top10_overlap: int | None = None  # |top-10 ∩ reference top-10| (N >= 10)
+    spearman: float | None = None  # rank correlation with the reference's scores (N >= 10)
 
     @property
     def median_ms(self) -> float:
@@ -76,13 +77,21 @@ class BenchResult:
         return None
 
 
-def _agreement(scores: np.ndarray, reference: np.ndarray) -> tuple[float, int | None]:
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ranks by stable sort; exact ties are rare in real scores)."""
+    ranks_a = np.argsort(np.argsort(a, kind="stable"), kind="stable")
+    ranks_b = np.argsort(np.argsort(b, kind="stable"), kind="stable")
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
+def _agreement(scores: np.ndarray, reference: np.ndarray) -> tuple[float, int | None, float | None]:
+    """Max abs difference; top-10 overlap and Spearman against the reference (N >= 10)."""
     diff = float(np.max(np.abs(scores - reference))) if len(scores) else 0.0
     if len(scores) < 10:
-        return diff, None
+        return diff, None, None
     top = set(np.argsort(-scores, kind="stable")[:10].tolist())
     ref = set(np.argsort(-reference, kind="stable")[:10].tolist())
-    return diff, len(top & ref)
+    return diff, len(top & ref), spearman(scores, reference)
 
 
 def run_bench(
@@ -107,7 +116,7 @@ def run_bench(
             work = make_workload(kind, n, seed=seed)  # type: ignore[arg-type]
             timings: dict[str, list[float]] = {b.name: [] for b in backends}
             reference: np.ndarray | None = None
-            agreement: dict[str, tuple[float, int | None]] = {}
+            agreement: dict[str, tuple[float, int | None, float | None]] = {}
             for b in backends:  # warm-up call, also the scores compared with the reference
                 scores = np.asarray(b.score(work.query, work.documents), dtype=np.float64)
                 if reference is None:
@@ -120,7 +129,8 @@ def run_bench(
                         time.sleep(pause_s)
                     t0 = time.perf_counter()
                     b.score(work.query, work.documents)
-                    timings[b.name].append(time.perf_counter() - t0)
+                    elapsed_call = time.perf_counter() - t0
+                    timings[b.name].append(b.timer() if b.timer is not None else elapsed_call)
                 elapsed = time.perf_counter() - started
                 if progress:
                     progress(f"[{done}/{cells_total}] {n} {kind}: round {r + 1}/{repeats} ({elapsed:.0f} s)")
@@ -128,6 +138,6 @@ def run_bench(
                     log.info("%d %s: stopping after %d rounds (cell budget %.0f s)", n, kind, r + 1, cell_budget_s)
                     break
             for b in backends:
-                diff, overlap = agreement[b.name]
-                result.cells.append(Cell(b.name, kind, n, timings[b.name], diff, overlap))
+                diff, overlap, rho = agreement[b.name]
+                result.cells.append(Cell(b.name, kind, n, timings[b.name], diff, overlap, rho))
     return result

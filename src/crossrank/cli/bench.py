@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from crossrank.bench import ALL_PEERS as _ALL_PEERS
 from crossrank.bench.shapes import SHAPES
 from crossrank.errors import InvalidInput
 
@@ -39,12 +40,19 @@ def register(sub: Any) -> None:
             "same run, interleaved round by round so that machine noise hits all alike, and "
             "the speed-up over sentence-transformers is printed. Writes bench.json and "
             "bench.png to --out.\n\n"
+            "sentence-transformers' ONNX and OpenVINO backends (st-onnx, st-onnx-o3, st-openvino, "
+            "st-openvino-int8: static int8 calibrated on 300 generated local texts) need packages that "
+            "pin an older transformers, so they run in a separate environment: `make peers` builds "
+            ".venv-peers, found by default in the current directory or crossrank's checkout, or "
+            "pass --peer-python. Each peer row carries its top-10 overlap and Spearman against "
+            "the first row (sentence-transformers torch fp32); measure them on a trained model.\n\n"
             "Without --model, a random-weight model with the exact shape of "
             "ms-marco-MiniLM-L6-v2 is built once and used (same compute as the trained one); "
             "--shape picks another catalogued family's architecture (ettin-17m, gte-modernbert-base, "
             "bge-reranker-v2-m3, qwen3-reranker-0.6b...).\n\n"
             "examples:\n  crossrank bench --compare --threads 2\n"
             "  crossrank bench --shape ettin-17m --compare --peers sentence-transformers\n"
+            "  make peers && crossrank bench --compare --model ./trained-model  # with the ONNX/OpenVINO rows\n"
             "  crossrank bench --shape qwen3-reranker-0.6b --compare --peers sentence-transformers  "
             "# an LLM: 1 and 4 documents, 3 rounds"
         ),
@@ -68,8 +76,13 @@ def register(sub: Any) -> None:
         help="also time the installed peers on the same model and inputs (slower: the peers are)",
     )
     parser.add_argument(
-        "--peers", type=_str_list, default=["sentence-transformers", "fastembed", "flashrank"],
-        help="peers for --compare (default: sentence-transformers,fastembed,flashrank; missing ones are skipped)",
+        "--peers", type=_str_list, default=list(_ALL_PEERS),
+        help=f"peers for --compare (default: {','.join(_ALL_PEERS)}; missing ones are skipped)",
+    )
+    parser.add_argument(
+        "--peer-python", type=Path, default=None,
+        help="Python of the environment `make peers` builds, for the st-onnx/st-openvino peers "
+        "(default: .venv-peers/bin/python in the current directory or crossrank's checkout, if there)",
     )
     parser.add_argument(
         "--sizes", type=_int_list, default=None,
@@ -102,7 +115,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossrank.bench import bench_model, prepare_backends, run_bench
+    from crossrank.bench import bench_model, close_backends, prepare_backends, run_bench
+    from crossrank.bench.peer_env import default_peer_python
     from crossrank.bench.report import (
         caveats,
         detail_table,
@@ -148,21 +162,27 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
 
+    if args.peer_python is not None and not args.peer_python.is_file():
+        raise InvalidInput(f"--peer-python {args.peer_python} does not exist (build it with `make peers`)")
+    peer_python = args.peer_python or default_peer_python()
     model = args.model or bench_model(args.shape or "minilm-l6")
     with tempfile.TemporaryDirectory(prefix="crossrank-bench-") as work:  # the peers' model copies
         backends = prepare_backends(
             model, modes=args.modes, peers=args.peers if args.compare else [], threads=threads,
-            work_dir=Path(work), progress=progress, device=args.device,
+            work_dir=Path(work), progress=progress, device=args.device, peer_python=peer_python,
         )
-        result = run_bench(
-            backends,
-            sizes=args.sizes,
-            kinds=args.kinds,
-            repeats=args.repeats,
-            min_repeats=min(5, args.repeats),
-            cell_budget_s=args.cell_budget,
-            progress=progress,
-        )
+        try:
+            result = run_bench(
+                backends,
+                sizes=args.sizes,
+                kinds=args.kinds,
+                repeats=args.repeats,
+                min_repeats=min(5, args.repeats),
+                cell_budget_s=args.cell_budget,
+                progress=progress,
+            )
+        finally:
+            close_backends(backends)
     if not args.quiet:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     info = machine()
@@ -177,14 +197,14 @@ def run(args: argparse.Namespace) -> int:
         print(ratio_table(result, "sentence-transformers"))
     print()
     print(detail_table(result))
-    print(f"\nscores compared with {backends[0].label} (max abs diff of sigmoid scores; top-10 overlap)")
+    print(f"\nscores compared with {backends[0].label} (max abs diff of sigmoid scores; top-10 overlap; Spearman)")
     notes = caveats(load_at_start, info["cores"], is_random(model))
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     settings = {
         "model": str(model), "threads": threads, "modes": args.modes, "sizes": args.sizes,
         "kinds": args.kinds, "repeats": args.repeats, "cell_budget_s": args.cell_budget, "device": args.device,
-        "warnings": notes,
+        "warnings": notes, "peer_python": str(peer_python) if peer_python else None,
     }
     write_json(result, settings, out / "bench.json")
     print(f"wrote {out / 'bench.json'}", end="")
