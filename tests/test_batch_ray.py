@@ -32,7 +32,7 @@ OBJECT_STORE = 100 * 2**20
 class Loads(PairScorer):
     """Reports its process and how many models it loaded, per row."""
 
-    def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         answer = super().__call__(batch)
         answer["pid"], answer["loads"] = os.getpid(), self.loads
         return answer

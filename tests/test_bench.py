@@ -56,7 +56,8 @@ def test_runner_interleaves_measures_and_compares() -> None:
 
 
 def test_reports_render_every_backend(tmp_path: Path) -> None:
-    result = run_bench([_fake("sentence-transformers", 0), _fake("mine", 0)], sizes=(1, 3), kinds=("titles", "passages"), repeats=1)
+    peers = [_fake("sentence-transformers", 0), _fake("mine", 0)]
+    result = run_bench(peers, sizes=(1, 3), kinds=("titles", "passages"), repeats=1)
     table = latency_table(result)
     assert "| 1 title | 3 titles | 1 passage | 3 passages |" in table and "mine label" in table
     assert "1.00×" in ratio_table(result, "sentence-transformers")
@@ -132,7 +133,9 @@ def test_bench_on_a_missing_gpu_says_so(capsys: pytest.CaptureFixture[str]) -> N
     assert "no CUDA GPU" in capsys.readouterr().err
 
 
-def test_gpu_comparison_keeps_only_gpu_peers(bert_dir: Path, model_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_gpu_comparison_keeps_only_gpu_peers(
+    bert_dir: Path, model_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """--device cuda skips the CPU-only peers by name (here no GPU: crossrank itself falls back)."""
     with caplog.at_level("WARNING"):
         backends = prepare_backends(

@@ -54,7 +54,7 @@ def test_rerank_reads_jsonl_from_stdin_with_top_k(bert_dir: Path, isolated_hf_ho
     stdin = "\n".join(json.dumps({"text": t}) for t in ["a", "b", "c", "d"]) + "\n"
     out = run(["rerank", "--model", str(bert_dir), "-q", "x", "--docs", "-", "--top-k", "2"], stdin=stdin)
     assert out.returncode == 0, out.stderr
-    assert "rank" in out.stdout and len([l for l in out.stdout.splitlines() if l.strip()]) == 4
+    assert "rank" in out.stdout and len([line for line in out.stdout.splitlines() if line.strip()]) == 4
 
 
 def test_rerank_on_a_missing_gpu_falls_back_to_the_cpu(bert_dir: Path, model_cache: Path, isolated_hf_home: Path) -> None:
@@ -80,7 +80,9 @@ def test_rerank_on_a_missing_gpu_falls_back_to_the_cpu(bert_dir: Path, model_cac
         (["--docs", "-"], "", "no documents"),
     ],
 )
-def test_rerank_bad_input_says_what_to_fix(bert_dir: Path, isolated_hf_home: Path, args: list[str], stdin: str | None, message: str) -> None:
+def test_rerank_bad_input_says_what_to_fix(
+    bert_dir: Path, isolated_hf_home: Path, args: list[str], stdin: str | None, message: str
+) -> None:
     out = run(["rerank", "--model", str(bert_dir), "-q", "x", *args], stdin=stdin)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
 

@@ -123,7 +123,8 @@ def _arguments(rng: random.Random) -> list[str]:
     if rng.random() < 0.3:
         args += ["--id", rng.choice(["id", "_id", "details.color", "missing", "text"])]
     if rng.random() < 0.3:
-        args += ["--text", rng.choice(["text", "title,text", "details.color", "text,details", "nope", "tags", "title,details.color"])]
+        fields = ["text", "title,text", "details.color", "text,details", "nope", "tags", "title,details.color"]
+        args += ["--text", rng.choice(fields)]
     if rng.random() < 0.3:
         args += ["--on-error", rng.choice(["skip", "stop"])]
     return args

@@ -19,12 +19,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from fakehub import FakeHub
 
 from crossrank import Reranker
 from crossrank.models.export import cached_export
 from crossrank.models.external_data import all_tensors, consolidate, data_path
 from crossrank.models.resolve import resolve_model
+from fakehub import FakeHub
 
 DOCS = ["Crocs Kids' Baya Clog", "Crocs Specialist Vent Work", "lemon cake", ""]
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fakehub import FakeHub
 from sentence_transformers import CrossEncoder
-from test_parity import reference_logits
 
 from crossrank import ModelError, Reranker
 from crossrank.models.head import read_head
 from crossrank.models.synthetic import build_random_model, build_st_cross_encoder
+from fakehub import FakeHub
+from test_parity import reference_logits
 
 QUERY = "which shoes are good for walking in the rain"
 #: mixed lengths (one longer than ModernBERT's 16-token local window), an empty document, unicode

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakehub import FakeHub
 
 from crossrank import Reranker
 from crossrank.models.export import cached_export
 from crossrank.models.resolve import resolve_model
 from crossrank.models.synthetic import build_random_model
+from fakehub import FakeHub
 
 DOCS = ["Crocs Kids' Baya Clog", "Crocs Specialist Vent Work", "lemon cake"]
 
@@ -27,7 +27,8 @@ def _onnx_repo(source: Path, cache: Path, target: Path) -> Path:
     (target / "onnx").mkdir(parents=True)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(source / name, target / name)
-    shutil.copy(cached_export(resolve_model(source), task="sequence-classification", cache_dir=cache), target / "onnx" / "model.onnx")
+    exported = cached_export(resolve_model(source), task="sequence-classification", cache_dir=cache)
+    shutil.copy(exported, target / "onnx" / "model.onnx")
     return target
 
 
@@ -69,7 +70,9 @@ def _score_in_subprocess(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_download_then_load_from_cache_without_downloading_again(hub: FakeHub, bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
+def test_download_then_load_from_cache_without_downloading_again(
+    hub: FakeHub, bert_dir: Path, model_cache: Path, tmp_path: Path
+) -> None:
     hub.downloads.clear()
     first = _score_in_subprocess(hub, tmp_path / "hf", "org/tiny-ce")
     assert "onnx/model.onnx" in hub.downloads and "config.json" in hub.downloads
@@ -90,7 +93,9 @@ def test_revision_pinning_selects_the_other_weights(hub: FakeHub, tmp_path: Path
     assert np.allclose(v2, by_commit)
 
 
-def test_a_repository_without_onnx_is_downloaded_and_exported_once(hub: FakeHub, bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
+def test_a_repository_without_onnx_is_downloaded_and_exported_once(
+    hub: FakeHub, bert_dir: Path, model_cache: Path, tmp_path: Path
+) -> None:
     hub.downloads.clear()
     scores = _score_in_subprocess(hub, tmp_path / "hf", "org/weights-only")
     assert "model.safetensors" in hub.downloads

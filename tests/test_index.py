@@ -21,7 +21,8 @@ WORDS = "clog sandal boot sneaker slipper loafer heel wedge pump mule oxford der
 
 
 def _records(n: int, offset: int = 0) -> list[Record]:
-    return [Record(f"d{i}", f"{WORDS[i % len(WORDS)]} number {i} {WORDS[(i * 7) % len(WORDS)]}") for i in range(offset, offset + n)]
+    return [Record(f"d{i}", f"{WORDS[i % len(WORDS)]} number {i} {WORDS[(i * 7) % len(WORDS)]}")
+            for i in range(offset, offset + n)]
 
 
 def _bm25_ids(path: Path, query: str, k: int = 5) -> list[str]:

@@ -13,8 +13,7 @@ import pytest
 from crossrank import Encoder
 from crossrank.cli import main
 from crossrank.errors import InvalidInput
-from crossrank.retrieval import Index, Record, build_index, read_records
-from crossrank.retrieval import filtered
+from crossrank.retrieval import Index, Record, build_index, filtered, read_records
 from crossrank.retrieval.filters import parse_filter_expressions
 
 FILLER = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor " * 3

@@ -155,7 +155,8 @@ def test_langchain_retriever_searches_the_index_and_reranks(
     out = CrossrankRetriever(index=Index.open(index_path), **source, candidates=5, top_k=3).invoke(QUERY)
     assert [d.id for d in out] == [h.id for h in want]
     assert [d.page_content for d in out] == [h.text for h in want]
-    np.testing.assert_allclose([d.metadata["relevance_score"] for d in out], np.array([h.rerank_score for h in want], dtype=float), rtol=1e-5)
+    expected = np.array([h.rerank_score for h in want], dtype=float)
+    np.testing.assert_allclose([d.metadata["relevance_score"] for d in out], expected, rtol=1e-5)
     assert [(d.metadata["rank"], d.metadata["first_stage_rank"]) for d in out] == \
         [(h.rank, h.first_stage_rank) for h in want]
     by_asin = {m["asin"]: m for m in META}  # the index's stored fields travel in the metadata
@@ -195,7 +196,8 @@ def test_llamaindex_postprocessor_gives_the_rerankers_order_and_keeps_metadata(
 # -- Haystack --------------------------------------------------------------------------------------
 def test_haystack_ranker_gives_the_rerankers_order_in_a_pipeline(
         source: dict[str, Any], bert_reranker: Reranker) -> None:
-    from haystack import Document, Pipeline as HaystackPipeline
+    from haystack import Document
+    from haystack import Pipeline as HaystackPipeline
 
     from crossrank.integrations.haystack import CrossrankRanker
 
@@ -271,7 +273,7 @@ def test_unreachable_and_silent_servers_give_a_clear_error() -> None:
     with socket.socket() as silent:  # accepts connections (backlog) and never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
-        url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(ServerError, match="did not answer within 0.5 s"):
             RerankClient(url, timeout=0.5).score(QUERY, ["a"])
 

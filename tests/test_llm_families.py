@@ -35,6 +35,7 @@ from crossrank.models.llm_head import BGE_RERANKER_GEMMA, MXBAI_RERANK_V2, QWEN3
 from crossrank.models.synthetic import build_llm_reranker
 from fakehub import FakeHub
 from test_llm_heads import DOCS, QUERY, card_logits
+
 LONG = " ".join(["rain boots keep feet dry"] * 40)
 Reference = Callable[..., np.ndarray]
 

@@ -69,7 +69,8 @@ def test_raw_scores_equal_the_model_card_with_default_and_custom_instructions(qw
     assert reranker.instruction == "Given a web search query, retrieve relevant passages that answer the query"
     ours = reranker.score(QUERY, DOCS, activation="none")
     ref = card_logits(qwen3, QUERY, DOCS)
-    print(f"qwen3-reranker: max |crossrank - card sample| = {np.abs(ours - ref).max():.2e} (logits up to {np.abs(ref).max():.1f})")
+    print(f"qwen3-reranker: max |crossrank - card sample| = {np.abs(ours - ref).max():.2e} "
+          f"(logits up to {np.abs(ref).max():.1f})")
     assert np.abs(ours - ref).max() < 1e-4
     assert np.ptp(ref) > 1e-2
     # the card's P(yes) = softmax over (no, yes) = sigmoid of the log-odds

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from crossrank.encode import Embedded, Encoder, TokenIds
-from crossrank.memory import release_memory
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
+from crossrank.memory import release_memory
 from crossrank.options import check_options
 from crossrank.rerank import LongDocuments, Reranker
 from crossrank.scores import Activation, Scores, activate, max_per_owner

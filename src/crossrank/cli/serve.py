@@ -245,12 +245,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     uvicorn = require("uvicorn", "server", "crossrank serve")
     require("fastapi", "server", "crossrank serve")
+    from crossrank.retrieval.index import Index
     from crossrank.server.app import create_app
     from crossrank.server.config import ModelEntry, model_entry, read_config
     from crossrank.server.connections import protocol_class, raise_open_files_limit
     from crossrank.server.drain import DrainingServer
     from crossrank.server.metrics import Metrics
-    from crossrank.retrieval.index import Index
     from crossrank.server.state import load_served_models
 
     config = args.config if args.config is not None else _env("CROSSRANK_CONFIG")

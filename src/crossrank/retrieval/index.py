@@ -24,7 +24,14 @@ from crossrank.errors import CrossrankError, InvalidInput
 from crossrank.extras import require
 from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
-from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD, BuildReport, build_index, delete_documents, lexical_analyzer
+from crossrank.retrieval.build import (
+    ORD_FIELD,
+    TEXT_FIELD,
+    BuildReport,
+    build_index,
+    delete_documents,
+    lexical_analyzer,
+)
 from crossrank.retrieval.docstore import DocStore, read_deleted
 from crossrank.retrieval.filtered import filtered_dense
 from crossrank.retrieval.filters import filter_query, normalize_filter

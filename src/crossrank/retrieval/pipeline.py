@@ -14,10 +14,10 @@ import numpy as np
 
 from crossrank.errors import InvalidInput
 from crossrank.rerank import Reranker
-from crossrank.texts import check_text
 from crossrank.retrieval.base import Candidate, Hit, Retriever, SearchResult
 from crossrank.retrieval.index import Index
 from crossrank.scores import ranked_order
+from crossrank.texts import check_text
 
 
 def _positive(value: Any, what: str) -> int:

@@ -25,6 +25,7 @@ from crossrank.errors import (
     Overloaded,
 )
 
+
 class MalformedBody(InvalidInput):
     """The request body cannot be read as JSON: not UTF-8, not JSON, or JSON that Python alone
     accepts (NaN, Infinity, a number beyond float range)."""

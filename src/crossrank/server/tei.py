@@ -26,14 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from crossrank import __version__
 from crossrank.errors import InvalidInput
 from crossrank.scores import ranked_order
-from crossrank.server.errors import PayloadTooLarge
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
 from crossrank.server.common import (
+    Instruction,
     check_count,
     check_query,
-    Instruction,
     embed_texts,
     models_of,
     parse,
@@ -41,7 +40,7 @@ from crossrank.server.common import (
     score_pairs,
     settings_of,
 )
-from crossrank.server.errors import NotReady
+from crossrank.server.errors import NotReady, PayloadTooLarge
 from crossrank.server.weaviate import WeaviateRequest, weaviate_rerank
 
 Direction = Literal["Right", "Left", "right", "left"]
