@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +21,9 @@ from crossrank.batch.scorer import PairScorer
 # Ray binds a cluster to this machine's network address unless told that it runs alone: the test
 # cluster listens on the loopback only (read when Ray is imported, and by the node processes)
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+if TYPE_CHECKING:
+    from pandas import DataFrame
+
 ray = pytest.importorskip("ray", reason="crossrank[ray] is not installed")
 pd = pytest.importorskip("pandas")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -32,7 +36,7 @@ OBJECT_STORE = 100 * 2**20
 class Loads(PairScorer):
     """Reports its process and how many models it loaded, per row."""
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, batch: DataFrame) -> DataFrame:
         answer = super().__call__(batch)
         answer["pid"], answer["loads"] = os.getpid(), self.loads
         return answer
@@ -77,7 +81,7 @@ def test_equals_single_process_and_loads_once_per_actor(
     assert report.reranked == 12 and report.pairs == 12 * 7 and report.missing_documents == 1 and not report.failures
     assert_same_run(out, reference)
 
-    rows = pd.DataFrame({"qid": ["q"] * 64, "docid": [f"d{i}" for i in range(64)], "query": ["a b"] * 64,
+    rows = DataFrame({"qid": ["q"] * 64, "docid": [f"d{i}" for i in range(64)], "query": ["a b"] * 64,
                          "text": [f"text {i}" for i in range(64)]})
     scored = ray_data.score_dataset(ray.data.from_pandas([rows.iloc[i:i + 8] for i in range(0, 64, 8)]),
                                     spec_of(bert_dir, model_cache), workers=2, batch_rows=8, scorer=Loads).to_pandas()
@@ -105,7 +109,7 @@ def test_bad_rows_are_named_and_the_rest_scored(cluster: str, bert_dir: Path, mo
                                                 bert_reranker: Reranker) -> None:
     from crossrank.batch import ray_data
 
-    rows = pd.DataFrame({"qid": ["q1", "q1", "q2", "q2"], "docid": ["a", "b", "c", "d"],
+    rows = DataFrame({"qid": ["q1", "q1", "q2", "q2"], "docid": ["a", "b", "c", "d"],
                          "query": ["one query", "one query", "two", "two"],
                          "text": ["fine text", None, 5, "more fine text"]})
     scored = ray_data.score_dataset(ray.data.from_pandas(rows), spec_of(bert_dir, model_cache), workers=1

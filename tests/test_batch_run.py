@@ -3,8 +3,9 @@ pairs scored in this process: same file as the single-process path, resuming, ba
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from crossrank import Reranker
 from crossrank.batch.run import Job, run_on_engine, spill_pairs
 from crossrank.batch.scorer import PairScorer, RerankerSpec
 from crossrank.evaluate.rerank_run import rerank_run
+
+if TYPE_CHECKING:
+    from pandas import DataFrame
 
 pd = pytest.importorskip("pandas")
 
@@ -28,10 +32,12 @@ def scorer(bert_dir: Path, model_cache: Path) -> PairScorer:
     return PairScorer(RerankerSpec(str(bert_dir), {"cache_dir": str(model_cache), "batch_size": 4}), keep=("pos",))
 
 
-def here(scorer: PairScorer, spoil: str | None = None, drop: str | None = None):  # type: ignore[no-untyped-def]
+def here(
+    scorer: PairScorer, spoil: str | None = None, drop: str | None = None
+) -> Callable[[list[Path]], Iterator[DataFrame]]:
     """An in-process 'engine': scores the frames in reverse row order (engines do not keep order);
     ``spoil`` makes a row of that query bad, ``drop`` loses a row of that query."""
-    def score(parts: list[Path]) -> Iterator[pd.DataFrame]:
+    def score(parts: list[Path]) -> Iterator[DataFrame]:
         for part in parts:
             frame = pd.read_parquet(part).iloc[::-1].copy()
             if spoil is not None:
@@ -93,7 +99,7 @@ def test_the_pairs_are_spilled_in_parts_of_whole_queries_and_removed_after(
     assert [q for f in frames for q in dict.fromkeys(f["qid"])] == order  # no query split across parts
     seen: list[list[Path]] = []
 
-    def engine(parts: list[Path]) -> Iterator[pd.DataFrame]:
+    def engine(parts: list[Path]) -> Iterator[DataFrame]:
         seen.append(parts)
         return here(scorer)(parts)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ def test_workloads_are_deterministic_and_sized() -> None:
         make_workload("tweets", 3)  # type: ignore[arg-type]
 
 
+Scorer = Callable[[str, list[str]], np.ndarray]
+
+
 def _fake(name: str, offset: float) -> Backend:
     """A deterministic scorer for runner tests (the runner is what is tested, not a model)."""
 
@@ -37,12 +41,21 @@ def _fake(name: str, offset: float) -> Backend:
     return Backend(name, f"{name} label", score)
 
 
+def _recording(score: Scorer, name: str, calls: list[str]) -> Scorer:
+    """``score`` that appends ``name`` to ``calls`` first."""
+
+    def recorded(query: str, docs: list[str]) -> np.ndarray:
+        calls.append(name)
+        return score(query, docs)
+
+    return recorded
+
+
 def test_runner_interleaves_measures_and_compares() -> None:
     calls: list[str] = []
     backends = [_fake("ref", 0.0), _fake("shifted", 0.5)]
     for b in backends:
-        inner = b.score
-        b.score = lambda q, d, inner=inner, name=b.name: (calls.append(name), inner(q, d))[1]  # type: ignore[misc]
+        b.score = _recording(b.score, b.name, calls)
     messages: list[str] = []
     result = run_bench(backends, sizes=(1, 12), kinds=("titles",), repeats=3, progress=messages.append)
     assert len(result.cells) == 4 and messages

@@ -22,7 +22,9 @@ def run(args: list[str], *, stdin: str | None = None, env: dict[str, str] | None
 
 def test_every_command_has_help() -> None:
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert isinstance(choices, dict)
+    commands: dict[str, object] = choices
     assert {"rerank", "models", "demo"} <= set(commands)
     for name in commands:
         out = run([name, "--help"])

@@ -23,7 +23,8 @@ TEXTS = [
 
 def _cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    return 1.0 - (a64 * b64).sum(1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
+    distance: np.ndarray = 1.0 - (a64 * b64).sum(1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
+    return distance
 
 
 def _reference(directory: Path) -> np.ndarray:

@@ -122,6 +122,7 @@ def test_synthetic_dataset_is_valid_beir_with_planted_grades(tmp_path: Path) -> 
     records = {r.id: r.text for r in data.records()}
     assert data.splits() == ["test"] and len(records) == info.documents == 40
     assert set(queries) == set(qrels) and len(queries) == info.queries == 5
+    assert info.no_relevant_query is not None
     assert qrels[info.no_relevant_query] and set(qrels[info.no_relevant_query].values()) == {0}
     for qid in ("q0", "q3"):
         terms = queries[qid].split()

@@ -27,6 +27,9 @@ from crossrank.evaluate.stages import ALL_STAGES, StageRun, parse_stages, run_st
 from crossrank.evaluate.synthetic import SyntheticInfo, write_synthetic_beir
 from crossrank.evaluate.trec import read_run
 from crossrank.retrieval import Index
+from crossrank.retrieval.base import Candidate, Retriever
+
+Qrels = dict[str, dict[str, int]]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -63,11 +66,11 @@ def qrels(dataset: BeirDataset) -> dict[str, dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def queries(dataset: BeirDataset, qrels: dict[str, dict[str, int]]) -> dict[str, str]:
+def queries(dataset: BeirDataset, qrels: Qrels) -> dict[str, str]:
     return dataset.queries(qrels)
 
 
-def retrievers(index: Index, encoder: Encoder) -> dict[str, object]:
+def retrievers(index: Index, encoder: Encoder) -> dict[str, Retriever]:
     return {kind: index.retriever(kind, encoder=encoder) for kind in ("bm25", "dense", "hybrid")}
 
 
@@ -79,7 +82,7 @@ def test_stage_names_and_selection() -> None:
         parse_stages("bm25,splade")
 
 
-def test_bm25_finds_the_planted_documents(index: Index, qrels: dict, queries: dict, synthetic: SyntheticInfo) -> None:
+def test_bm25_finds_the_planted_documents(index: Index, qrels: Qrels, queries: dict[str, str], synthetic: SyntheticInfo) -> None:
     runs = run_stages(["bm25"], {"bm25": index.retriever("bm25")}, queries, progress=False)
     assert list(runs) == ["bm25"]
     assert evaluate(qrels, runs["bm25"].ranked_ids()).mean == pytest.approx(synthetic.ideal, abs=1e-12)
@@ -87,7 +90,7 @@ def test_bm25_finds_the_planted_documents(index: Index, qrels: dict, queries: di
 
 
 def test_dense_and_hybrid_stages(
-    index: Index, minilm_encoder: Encoder, qrels: dict, queries: dict, synthetic: SyntheticInfo
+    index: Index, minilm_encoder: Encoder, qrels: Qrels, queries: dict[str, str], synthetic: SyntheticInfo
 ) -> None:
     runs = run_stages(["dense", "hybrid"], retrievers(index, minilm_encoder), queries, depth=30, progress=False)
     dense = evaluate(qrels, runs["dense"].ranked_ids()).mean
@@ -99,7 +102,7 @@ def test_dense_and_hybrid_stages(
 
 
 def test_order_preserving_reranker_yields_exactly_the_first_stage_metrics(
-    index: Index, minilm_encoder: Encoder, qrels: dict, queries: dict
+    index: Index, minilm_encoder: Encoder, qrels: Qrels, queries: dict[str, str]
 ) -> None:
     runs = run_stages(
         ALL_STAGES, retrievers(index, minilm_encoder), queries, reranker=OrderPreserving(), depth=20, top_n=5,
@@ -112,7 +115,7 @@ def test_order_preserving_reranker_yields_exactly_the_first_stage_metrics(
 
 
 def test_cross_encoder_stage_orders_by_the_reranker_scores(
-    index: Index, minilm_encoder: Encoder, queries: dict, bert_reranker: Reranker
+    index: Index, minilm_encoder: Encoder, queries: dict[str, str], bert_reranker: Reranker
 ) -> None:
     top_n = 3
     runs = run_stages(
@@ -133,7 +136,7 @@ def test_cross_encoder_stage_orders_by_the_reranker_scores(
         assert runs["dense+ce"].latencies_ms[qid] >= runs["dense"].latencies_ms[qid]
 
 
-def test_reranked_stage_without_a_reranker_is_an_error(index: Index, queries: dict) -> None:
+def test_reranked_stage_without_a_reranker_is_an_error(index: Index, queries: dict[str, str]) -> None:
     with pytest.raises(InvalidInput, match="needs a reranker"):
         run_stages(["bm25+ce"], {"bm25": index.retriever("bm25")}, queries, progress=False)
 
@@ -151,7 +154,7 @@ def outcome(
     return run_evaluation(config, reranker=bert_reranker, encoder=minilm_encoder)
 
 
-def test_results_json_has_every_stage_and_agrees_with_the_run_files(outcome: EvalOutcome, qrels: dict) -> None:
+def test_results_json_has_every_stage_and_agrees_with_the_run_files(outcome: EvalOutcome, qrels: Qrels) -> None:
     results = json.loads(outcome.files["results"].read_text())
     assert [row["stage"] for row in results["stages"]] == list(ALL_STAGES)
     assert results["dataset"]["queries"] == len(qrels) and results["config"]["top_n"] == 5
@@ -251,7 +254,7 @@ class FailsOn:
     def __init__(self, bad: str) -> None:
         self.bad = bad
 
-    def retrieve(self, query: str, k: int) -> list:
+    def retrieve(self, query: str, k: int) -> list[Candidate]:
         if query == self.bad:
             raise RuntimeError("engine exploded")
         return []
@@ -293,7 +296,7 @@ def test_cli_eval_reports_failed_queries_and_keeps_the_rest(
 
     original = BM25Retriever.retrieve
 
-    def flaky(self: BM25Retriever, query: str, k: int) -> list:
+    def flaky(self: BM25Retriever, query: str, k: int) -> list[Candidate]:
         if query == "self_test":
             raise ValueError("The field 'text' does not have positions indexed")
         return original(self, query, k)
@@ -313,7 +316,7 @@ def test_cli_eval_reports_failed_queries_and_keeps_the_rest(
 
 
 def test_several_rerankers_side_by_side_on_the_same_candidates(
-    index: Index, queries: dict, bert_reranker: Reranker
+    index: Index, queries: dict[str, str], bert_reranker: Reranker
 ) -> None:
     runs = run_stages(["bm25+ce"], {"bm25": index.retriever("bm25")}, queries, depth=8, top_n=4, progress=False,
                       rerankers={"same": OrderPreserving(), "bert": bert_reranker})
@@ -340,9 +343,7 @@ class Finds:
     def __init__(self, counts: dict[str, int]) -> None:
         self.counts = counts
 
-    def retrieve(self, query: str, k: int) -> list:
-        from crossrank.retrieval.base import Candidate
-
+    def retrieve(self, query: str, k: int) -> list[Candidate]:
         return [Candidate(f"d{i}", f"text {i}", float(-i), i + 1) for i in range(min(k, self.counts[query]))]
 
 
@@ -387,7 +388,7 @@ def test_paired_comparisons_count_queries_and_test_the_difference() -> None:
     assert "bm25+ce@a vs bm25: nDCG@10 +0.1200 (p = " in text and "3 better, 1 worse, 1 tied" in text
 
 
-def test_the_report_carries_candidates_tests_and_every_query(outcome: EvalOutcome, queries: dict) -> None:
+def test_the_report_carries_candidates_tests_and_every_query(outcome: EvalOutcome, queries: dict[str, str]) -> None:
     from crossrank.evaluate.report import render_html
 
     results = outcome.payload  # what results.json holds (a later test writes another run to the same place)

@@ -86,7 +86,10 @@ def postgres_dsn() -> Iterator[str]:
         prefix = [runuser, "-u", "postgres", "--"]
         os.chown(base, user.pw_uid, user.pw_gid)
     data, port = base / "data", free_port()
-    run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)  # noqa: E731
+
+    def run(*args: str) -> None:
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
+
     run(str(bindir / "initdb"), "-D", str(data), "-U", "crossrank", "--auth=trust", "-E", "UTF8", "--no-sync")
     run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60", "start",
         "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off")

@@ -107,7 +107,7 @@ def test_a_full_disk_is_not_cached_as_a_verdict(
     """ENOSPC while writing the copy runs this load unpruned; the next load, with space again, prunes."""
     full_graph = load_model(bert_dir, task="sequence-classification", cache_dir=model_cache).onnx_path
     write = first_token._write
-    failures = []
+    failures: list[Path] = []
 
     def full_once(path: Path, data: bytes) -> None:
         if not failures:

@@ -67,7 +67,8 @@ def _score_in_subprocess(
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    scores: list[float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return scores
 
 
 def test_download_then_load_from_cache_without_downloading_again(

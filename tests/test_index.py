@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def test_replace_publishes_only_when_complete(tmp_path: Path) -> None:
     path = tmp_path / "idx"
     build_index(path, _records(10))
 
-    def exploding() -> list[Record]:
+    def exploding() -> Iterator[Record]:
         yield from _records(5, offset=100)
         raise RuntimeError("disk on fire")
 
@@ -172,7 +173,7 @@ def test_interrupt_is_cleaned_up(tmp_path: Path) -> None:
     path = tmp_path / "idx"
     build_index(path, _records(10))
 
-    def interrupted() -> list[Record]:
+    def interrupted() -> Iterator[Record]:
         yield from _records(3, offset=50)
         raise KeyboardInterrupt
 
@@ -235,7 +236,8 @@ class _SmallEncoder:
         return self.inner.embed(texts)[:, : self.dim]
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        vector: np.ndarray = self.embed([text])[0]
+        return vector
 
 
 def test_add_to_a_dense_index_extends_the_vectors(tmp_path: Path, minilm_encoder: Encoder) -> None:
@@ -273,7 +275,7 @@ def test_a_corpus_rewritten_while_indexing_is_not_published(tmp_path: Path) -> N
     path = tmp_path / "idx"
     build_index(path, _records(5))
 
-    def rewritten_midway() -> object:
+    def rewritten_midway() -> Iterator[Record]:
         for number, record in enumerate(read_records(corpus), start=1):
             if number == 500:  # another process rewrites the corpus in place
                 corpus.write_text('{"id": "z", "text": "short"}\n')

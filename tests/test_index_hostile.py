@@ -13,6 +13,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,18 +26,22 @@ WORDS = "clog sandal boot sneaker slipper loafer heel wedge pump mule oxford der
 RECORDS = [Record(f"d{i}", f"{WORDS[i % len(WORDS)]} number {i} {WORDS[(i * 5) % len(WORDS)]}") for i in range(40)]
 
 
+# Each damages an index directory in place; whatever a one-line damage returns is ignored.
+Damage = Callable[[Path], object]
+
+
 def _generation(root: Path) -> Path:
     return root / (root / "CURRENT").read_text().strip()
 
 
-def _manifest(root: Path, change: Callable[[dict], None]) -> None:
+def _manifest(root: Path, change: Callable[[dict[str, Any]], object]) -> None:
     path = _generation(root) / "manifest.json"
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))
 
 
-def _truncate(relative: str, keep: float = 0.5) -> Callable[[Path], None]:
+def _truncate(relative: str, keep: float = 0.5) -> Damage:
     def damage(root: Path) -> None:
         path = _generation(root) / relative
         data = path.read_bytes()
@@ -44,20 +49,42 @@ def _truncate(relative: str, keep: float = 0.5) -> Callable[[Path], None]:
     return damage
 
 
-def _garbage(relative: str, data: bytes = b"\x00\xffnot what you think\x89PNG" * 40) -> Callable[[Path], None]:
+def _garbage(relative: str, data: bytes = b"\x00\xffnot what you think\x89PNG" * 40) -> Damage:
     def damage(root: Path) -> None:
         (_generation(root) / relative).write_bytes(data)
     return damage
 
 
-def _remove(relative: str) -> Callable[[Path], None]:
+def _remove(relative: str) -> Damage:
     def damage(root: Path) -> None:
         target = _generation(root) / relative
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
     return damage
 
 
-def _lexical_files(root: Path, damage: Callable[[Path], None]) -> None:
+def _directory_instead(relative: str) -> Damage:
+    """Replace a file or directory of the generation by an empty directory."""
+    def damage(root: Path) -> None:
+        _remove(relative)(root)
+        (_generation(root) / relative).mkdir()
+    return damage
+
+
+def _current_a_directory(root: Path) -> None:
+    (root / "CURRENT").unlink()
+    (root / "CURRENT").mkdir()
+
+
+def _generation_a_file(root: Path) -> None:
+    generation = _generation(root)
+    shutil.rmtree(generation)
+    generation.write_text("x")
+
+
+def _lexical_files(root: Path, damage: Damage) -> None:
     for path in sorted((_generation(root) / "lexical").iterdir()):
         if path.is_file() and not path.name.startswith(".") and path.name != "meta.json":
             damage(path)
@@ -82,27 +109,27 @@ def _offsets_out_of_order(root: Path) -> None:
     np.save(path, offsets)
 
 
-def _offsets(values: np.ndarray) -> Callable[[Path], None]:
+def _offsets(values: np.ndarray) -> Damage:
     def damage(root: Path) -> None:
         np.save(_generation(root) / "offsets.npy", values, allow_pickle=True)
     return damage
 
 
-LEXICAL_VARIANTS: dict[str, Callable[[Path], None]] = {
+LEXICAL_VARIANTS: dict[str, Damage] = {
     "CURRENT empty": lambda r: (r / "CURRENT").write_text(""),
     "CURRENT garbage bytes": lambda r: (r / "CURRENT").write_bytes(b"\xff\xfe\x00gen"),
     "CURRENT points outside": lambda r: (r / "CURRENT").write_text("../../etc\n"),
     "CURRENT points at a file": lambda r: (r / "CURRENT").write_text("gen-000001/manifest.json\n"),
-    "CURRENT is a directory": lambda r: ((r / "CURRENT").unlink(), (r / "CURRENT").mkdir()),
+    "CURRENT is a directory": _current_a_directory,
     "CURRENT missing": lambda r: (r / "CURRENT").unlink(),
     "generation deleted": lambda r: shutil.rmtree(_generation(r)),
-    "generation is a file": lambda r: (shutil.rmtree(_generation(r)), _generation(r).write_text("x")),
+    "generation is a file": _generation_a_file,
     "manifest missing": _remove("manifest.json"),
     "manifest empty": _garbage("manifest.json", b""),
     "manifest truncated": _truncate("manifest.json"),
     "manifest garbage": _garbage("manifest.json"),
     "manifest a list": _garbage("manifest.json", b"[1, 2]"),
-    "manifest a directory": lambda r: (_remove("manifest.json")(r), (_generation(r) / "manifest.json").mkdir()),
+    "manifest a directory": _directory_instead("manifest.json"),
     "manifest documents a string": lambda r: _manifest(r, lambda m: m.update(documents="forty")),
     "manifest documents a list": lambda r: _manifest(r, lambda m: m.update(documents=[40])),
     "manifest documents negative": lambda r: _manifest(r, lambda m: m.update(documents=-1)),
@@ -119,7 +146,7 @@ LEXICAL_VARIANTS: dict[str, Callable[[Path], None]] = {
     "docs truncated": _truncate("docs.jsonl"),
     "docs garbage of the same size": _same_size_garbage_docs,
     "docs records not objects": _docs_records_not_objects,
-    "docs a directory": lambda r: (_remove("docs.jsonl")(r), (_generation(r) / "docs.jsonl").mkdir()),
+    "docs a directory": _directory_instead("docs.jsonl"),
     "offsets missing": _remove("offsets.npy"),
     "offsets empty": _garbage("offsets.npy", b""),
     "offsets truncated": _truncate("offsets.npy"),
@@ -130,7 +157,7 @@ LEXICAL_VARIANTS: dict[str, Callable[[Path], None]] = {
     "offsets pickled objects": _offsets(np.array([{}] * (len(RECORDS) + 1), dtype=object)),
     "offsets out of order": _offsets_out_of_order,
     "lexical missing": _remove("lexical"),
-    "lexical empty": lambda r: (_remove("lexical")(r), (_generation(r) / "lexical").mkdir()),
+    "lexical empty": _directory_instead("lexical"),
     "lexical meta garbage": _garbage("lexical/meta.json"),
     "lexical meta truncated": _truncate("lexical/meta.json"),
     "lexical meta empty": _garbage("lexical/meta.json", b""),
@@ -192,13 +219,13 @@ def pristine_dense(tmp_path_factory: pytest.TempPathFactory, minilm_encoder: Enc
     return path
 
 
-DENSE_VARIANTS: dict[str, Callable[[Path], None]] = {
+DENSE_VARIANTS: dict[str, Damage] = {
     "vectors missing": _remove("vectors.usearch"),
     "vectors empty": _garbage("vectors.usearch", b""),
     "vectors truncated": _truncate("vectors.usearch"),
     "vectors cut to the header": _truncate("vectors.usearch", keep=0.01),
     "vectors garbage": _garbage("vectors.usearch"),
-    "vectors a directory": lambda r: (_remove("vectors.usearch")(r), (_generation(r) / "vectors.usearch").mkdir()),
+    "vectors a directory": _directory_instead("vectors.usearch"),
     "manifest dim wrong": lambda r: _manifest(r, lambda m: m["dense"].update(dim=7)),
     "manifest metric unknown": lambda r: _manifest(r, lambda m: m["dense"].update(metric="manhattan")),
 }
@@ -223,7 +250,7 @@ def test_a_reader_opening_during_a_publish_sees_the_new_generation(
     real = layout.read_manifest
     rebuilt: list[str] = []
 
-    def rebuild_first(generation: Path) -> dict:
+    def rebuild_first(generation: Path) -> dict[str, Any]:
         if not rebuilt:  # the reader resolved CURRENT; a rebuild publishes and deletes that generation now
             rebuilt.append(build_index(root, [Record("new", "espadrille")]).generation)
         return real(generation)

@@ -38,7 +38,7 @@ def _product(i: int) -> dict[str, Any]:
 
 
 MATCHING = {f"P{i:03d}" for i in range(0, 200, 20)}
-FILTERS = {
+FILTERS: dict[str, dict[str, Any]] = {
     "term": {"color": "navy"},
     "terms": {"color": ["green", "NAVY"]},
     "range": {"price": {"gte": 10, "lt": 40}},

@@ -23,6 +23,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ import transformers
 from crossrank import InvalidInput, ModelError, Reranker
 from crossrank.models.head import read_head
 from crossrank.models.llm_head import BGE_RERANKER_GEMMA, MXBAI_RERANK_V2, QWEN3_RERANKER, TEMPLATES, YesNoTemplate
-from crossrank.models.synthetic import build_llm_reranker
+from crossrank.models.synthetic import LlmFamily, build_llm_reranker
 from fakehub import FakeHub
 from test_llm_heads import DOCS, QUERY, card_logits
 
@@ -40,20 +41,29 @@ LONG = " ".join(["rain boots keep feet dry"] * 40)
 Reference = Callable[..., np.ndarray]
 
 
-def _lm(directory: Path, dtype: torch.dtype) -> tuple[object, object]:
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), padding_side="left")
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype).eval()
-    return tokenizer, model
+def _lm(directory: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    """transformers' tokenizer and causal LM (untyped third-party objects)."""
+    tokenizer: Any = transformers.AutoTokenizer.from_pretrained(str(directory), padding_side="left")
+    model: Any = transformers.AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype)
+    return tokenizer, model.eval()
 
 
-def _last_logits(model: object, tokenizer: object, rows: list[list[int]]) -> torch.Tensor:
+def _token_ids(tokenizer: Any) -> Callable[[str], list[int]]:
+    """The token ids of a text, without special tokens."""
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return ids
+
+
+def _last_logits(model: Any, tokenizer: Any, rows: list[list[int]]) -> torch.Tensor:
     """The last token's logits: a left-padded batch (padded to a multiple of 8, as both references do)
     in fp32; row by row in float64, where transformers' masks give NaN on left-padded Gemma 2 rows."""
     with torch.no_grad():
-        if model.dtype == torch.float64:  # type: ignore[attr-defined]
-            return torch.cat([model(input_ids=torch.tensor([row])).logits[:, -1, :] for row in rows])  # type: ignore[operator]
-        batch = tokenizer.pad({"input_ids": rows}, padding=True, pad_to_multiple_of=8, return_tensors="pt")  # type: ignore[attr-defined]
-        return model(**batch).logits[:, -1, :]  # type: ignore[operator]
+        if model.dtype == torch.float64:
+            return torch.cat([model(input_ids=torch.tensor([row])).logits[:, -1, :] for row in rows])
+        batch = tokenizer.pad({"input_ids": rows}, padding=True, pad_to_multiple_of=8, return_tensors="pt")
+        logits: torch.Tensor = model(**batch).logits
+        return logits[:, -1, :]
 
 
 def _only_second(first: list[int], second: list[int], max_length: int) -> list[int]:
@@ -67,7 +77,7 @@ def mxbai_reference(directory: Path, query: str, docs: list[str], instruction: s
                     max_length: int = 8192, dtype: torch.dtype = torch.float32) -> np.ndarray:
     """``MxbaiRerankV2.prepare_inputs`` + ``forward``: logit("1") − logit("0") of the last token."""
     tokenizer, model = _lm(directory, dtype)
-    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    ids = _token_ids(tokenizer)
     task = ("You are a search relevance expert who evaluates how well documents match search queries. For each "
             "query-document pair, carefully analyze the semantic relationship between them, then provide your binary "
             "relevance judgment (0 for not relevant, 1 for relevant).\nRelevance:")
@@ -77,7 +87,7 @@ def mxbai_reference(directory: Path, query: str, docs: list[str], instruction: s
     predefined = len(prefix) + len(task_ids) + len(suffix) + len(sep)
     model_max = model.config.max_position_embeddings
     max_length = min(max_length, model_max - predefined)
-    rows = []
+    rows: list[list[int]] = []
     for doc in docs:
         text = f"query: {query}" if not instruction else f"instruction: {instruction}\nquery: {query}"
         q = tokenizer(text, add_special_tokens=False, max_length=max_length * 3 // 4, truncation=True)["input_ids"]
@@ -87,26 +97,28 @@ def mxbai_reference(directory: Path, query: str, docs: list[str], instruction: s
         rows.append(prefix + item + sep + task_ids + suffix)
     last = _last_logits(model, tokenizer, rows)
     yes, no = ids("1")[0], ids("0")[0]
-    return (last[:, yes] - last[:, no]).double().numpy()
+    return np.asarray((last[:, yes] - last[:, no]).double().numpy())
 
 
 def gemma_reference(directory: Path, query: str, docs: list[str], instruction: str | None = None,
                     max_length: int = 512, dtype: torch.dtype = torch.float32) -> np.ndarray:
     """FlagEmbedding's ``BaseLLMReranker.compute_score_single_gpu``: the logit of "Yes" of the last token."""
     tokenizer, model = _lm(directory, dtype)
-    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prompt = ids(instruction or BGE_RERANKER_GEMMA.default_instruction)
+    ids = _token_ids(tokenizer)
+    default = BGE_RERANKER_GEMMA.default_instruction
+    assert default is not None
+    prompt = ids(instruction or default)
     sep = ids("\n")
     encode_max_length = max_length + len(sep) + len(prompt)
     q = tokenizer(f"A: {query}", add_special_tokens=False, max_length=max_length * 3 // 4, truncation=True)["input_ids"]
-    rows = []
+    rows: list[list[int]] = []
     for doc in docs:
         p = tokenizer(f"B: {doc}", add_special_tokens=False, max_length=max_length, truncation=True)["input_ids"]
         assert tokenizer.bos_token_id is not None and tokenizer.bos_token_id != tokenizer.pad_token_id
         item = _only_second([tokenizer.bos_token_id] + q, sep + p, encode_max_length)
         rows.append(item + sep + prompt)
     last = _last_logits(model, tokenizer, rows)
-    return last[:, ids("Yes")[0]].double().numpy()
+    return np.asarray(last[:, ids("Yes")[0]].double().numpy())
 
 
 def qwen3_reference(directory: Path, query: str, docs: list[str], instruction: str | None = None,
@@ -118,7 +130,11 @@ def qwen3_reference(directory: Path, query: str, docs: list[str], instruction: s
 def reference_limit(template: YesNoTemplate, directory: Path, max_length: int, instruction: str | None = None) -> int:
     """The reference's own limit that keeps the same document tokens as crossrank's ``max_length``."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory))
-    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    ids = _token_ids(tokenizer)
+
+    def count(text: str) -> int:
+        return len(ids(text))
+
     fixed = sum(count(p) for part in template.fixed_parts(instruction) for p in part if p != "<bos>")
     if template is MXBAI_RERANK_V2:  # its limit covers query, separator and document
         return max_length - (fixed - count("\n"))
@@ -127,7 +143,7 @@ def reference_limit(template: YesNoTemplate, directory: Path, max_length: int, i
     return max_length  # the card's limit counts every token
 
 
-FAMILIES: dict[str, tuple[str, str, Reference]] = {  # id: (family, causal LM, reference)
+FAMILIES: dict[str, tuple[LlmFamily, str, Reference]] = {  # id: (family, causal LM, reference)
     "mxbai-qwen2": ("mxbai-rerank-v2", "qwen2", mxbai_reference),
     "bge-gemma": ("bge-reranker-v2-gemma", "gemma", gemma_reference),
     "bge-gemma2": ("bge-reranker-v2-gemma", "gemma2", gemma_reference),
@@ -140,9 +156,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {}
     for key, (family, body, _) in FAMILIES.items():
         # Gemma 2: a sliding window shorter than the test prompts, and a final-logit cap that bites
-        extra = {"sliding_window": 24, "final_logit_softcapping": 0.5} if body == "gemma2" else {}
+        extra: dict[str, Any] = {"sliding_window": 24, "final_logit_softcapping": 0.5} if body == "gemma2" else {}
         init = 0.4 if body == "gemma" else 0.2  # spread scores, so that fast mode's bf16 keeps a margin
-        built[key] = build_llm_reranker(tmp_path_factory.mktemp(key), family, body=body,  # type: ignore[arg-type]
+        built[key] = build_llm_reranker(tmp_path_factory.mktemp(key), family, body=body,
                                         initializer_range=init, **extra)
     return built
 
@@ -295,7 +311,7 @@ def test_a_template_whose_tokens_the_tokenizer_lacks_is_refused(models: dict[str
 def test_a_logit_score_stack_over_gemma_takes_the_family_of_its_model_type(tmp_path: Path) -> None:
     model = build_llm_reranker(tmp_path / "gemma-st", "bge-reranker-v2-gemma", layout="modules", layers=1)
     head = read_head("g", model, model / "model.safetensors")
-    assert head.template is BGE_RERANKER_GEMMA and head.no_id is None
+    assert head.template is BGE_RERANKER_GEMMA and head.no_id is None and head.yes_id is not None
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(model))
     assert head.yes_id == tokenizer("Yes", add_special_tokens=False)["input_ids"][0]
     config = model / "1_LogitScore" / "config.json"

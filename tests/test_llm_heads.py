@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,7 +38,8 @@ def card_logits(directory: Path, query: str, docs: list[str], instruction: str |
                 max_length: int = 512) -> np.ndarray:
     """Qwen3-Reranker's transformers sample, with the raw log-odds instead of P(yes)."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), padding_side="left")
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(directory)).float().eval()
+    model: Any = transformers.AutoModelForCausalLM.from_pretrained(str(directory))
+    model = model.float().eval()
     prefix = tokenizer.encode("".join(TEMPLATE.prefix), add_special_tokens=False)
     suffix = tokenizer.encode("".join(TEMPLATE.suffix), add_special_tokens=False)
     instruction = instruction or TEMPLATE.default_instruction
@@ -49,7 +51,7 @@ def card_logits(directory: Path, query: str, docs: list[str], instruction: str |
     with torch.no_grad():
         last = model(**batch).logits[:, -1, :]
     yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
-    return (last[:, yes] - last[:, no]).double().numpy()
+    return np.asarray((last[:, yes] - last[:, no]).double().numpy())
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def test_the_head_is_read_from_the_logit_score_module(qwen3: Path) -> None:
     head = read_head("q", qwen3, qwen3 / "model.safetensors")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(qwen3))
     assert head.kind == "llm-yes-no" and head.template is TEMPLATE
-    assert (head.yes_id, head.no_id) == tuple(tokenizer.convert_tokens_to_ids(["yes", "no"]))
+    assert [head.yes_id, head.no_id] == tokenizer.convert_tokens_to_ids(["yes", "no"])
 
 
 def test_raw_scores_equal_the_model_card_with_default_and_custom_instructions(qwen3: Path, model_cache: Path) -> None:

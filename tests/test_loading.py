@@ -198,9 +198,11 @@ def test_a_repository_shipping_a_bi_encoder_onnx_graph_is_refused_at_load(
 def test_score_output_shapes() -> None:
     from crossrank.models.load import check_score_output
 
-    for fine in (["batch", 1], ["batch", 2], ["batch"], [None, None], ["batch", "labels"]):
+    shapes: list[list[int | str | None]] = [["batch", 1], ["batch", 2], ["batch"], [None, None], ["batch", "labels"]]
+    for fine in shapes:
         check_score_output("m", "logits", fine)
-    for embeddings in (["batch", 384], ["batch", "sequence", 384], [None, None, None]):
+    shapes = [["batch", 384], ["batch", "sequence", 384], [None, None, None]]
+    for embeddings in shapes:
         with pytest.raises(ModelError, match="not a reranker"):
             check_score_output("m", "sentence_embedding", embeddings)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from crossrank import Reranker
-from crossrank.bench.inputs import make_workload
+from crossrank.bench.inputs import Kind, make_workload
 from crossrank.errors import InvalidInput, MissingExtra
 from crossrank.models.synthetic import build_random_model, trained_minilm_dir
 from crossrank.runtime.openvino import TOKENS_PER_THREAD, padded_width, plan_power_of_two
@@ -48,7 +48,7 @@ def _transformers_logits(directory: Path, pairs: list[tuple[str, str]], max_leng
         max_length=max_length, return_tensors="pt",
     )
     with torch.no_grad():
-        return model(**batch).logits[:, 0].double().numpy()
+        return np.asarray(model(**batch).logits[:, 0].double().numpy())
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -62,7 +62,7 @@ def _top10_overlap(a: np.ndarray, b: np.ndarray) -> int:
 
 
 @pytest.mark.parametrize("kind", ["titles", "passages"])
-def test_exact_mode_matches_transformers(kind: str, trained_body_dir: Path, exact_trained: Reranker) -> None:
+def test_exact_mode_matches_transformers(kind: Kind, trained_body_dir: Path, exact_trained: Reranker) -> None:
     work = make_workload(kind, 24, seed=3)
     expected = _transformers_logits(trained_body_dir, work.pairs, exact_trained.max_length)
     got = exact_trained.score(work.query, work.documents, activation="none")
@@ -72,7 +72,7 @@ def test_exact_mode_matches_transformers(kind: str, trained_body_dir: Path, exac
 
 @needs_fast
 @pytest.mark.parametrize("kind", ["titles", "passages"])
-def test_fast_mode_keeps_the_ranking(kind: str, trained_body_dir: Path, exact_trained: Reranker, model_cache: Path) -> None:
+def test_fast_mode_keeps_the_ranking(kind: Kind, trained_body_dir: Path, exact_trained: Reranker, model_cache: Path) -> None:
     fast = Reranker(trained_body_dir, cache_dir=model_cache, mode="fast")
     assert fast.mode == "fast" and fast.runtime.name == "openvino"
     work = make_workload(kind, 100, seed=11)
@@ -150,7 +150,7 @@ def test_openvino_batches_keep_to_the_token_budget_per_thread(
 def test_openvino_runtime_scores_from_several_threads_at_once(bert_dir: Path, model_cache: Path) -> None:
     """Each thread gets its own request: concurrent calls return their own workload's scores."""
     reranker = Reranker(bert_dir, cache_dir=model_cache, mode="exact", runtime="openvino", batch_size=4)
-    sizes = [("titles", 1), ("passages", 3), ("titles", 9), ("passages", 6)]
+    sizes: list[tuple[Kind, int]] = [("titles", 1), ("passages", 3), ("titles", 9), ("passages", 6)]
     works = [make_workload(kind, n, seed=seed) for seed, (kind, n) in enumerate(sizes)]
     alone = [reranker.score(w.query, w.documents, activation="none") for w in works]
     barrier = threading.Barrier(len(works))
@@ -269,7 +269,7 @@ def _torch_devices() -> list[object]:
 @pytest.mark.parametrize("device", _torch_devices())
 @pytest.mark.parametrize("kind", ["titles", "passages"])
 def test_torch_fast_mode_keeps_the_ranking(
-    kind: str, device: str, trained_body_dir: Path, exact_trained: Reranker, model_cache: Path
+    kind: Kind, device: str, trained_body_dir: Path, exact_trained: Reranker, model_cache: Path
 ) -> None:
     """bf16 on the CPU, fp16 on a CUDA GPU: the trained-body ranking survives."""
     fast = Reranker(trained_body_dir, cache_dir=model_cache, mode="fast", runtime="torch", providers=[device])
@@ -337,7 +337,7 @@ def test_auto_mode_keeps_the_runtime_that_measured_faster_here_and_remembers_it(
     timed: list[str] = []
     fake = {"openvino": 0.050, "onnxruntime": 0.020}  # here fast (OpenVINO) is the slower one
 
-    def median(run: Any, feed: dict, rounds: int = 3) -> float:
+    def median(run: Any, feed: dict[str, np.ndarray], rounds: int = 3) -> float:
         runtime = run.__self__.name
         timed.append(runtime)
         run(feed)  # the probe must run on both graphs

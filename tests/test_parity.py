@@ -31,7 +31,7 @@ def reference_logits(directory: Path, query: str, docs: list[str], max_length: i
     batch = tokenizer([query] * len(docs), docs, padding=True, truncation="only_second",
                       max_length=max_length, return_tensors="pt")
     with torch.no_grad():
-        return model(**batch).logits.numpy().astype(np.float64)
+        return np.asarray(model(**batch).logits.numpy(), dtype=np.float64)
 
 
 @pytest.mark.parametrize("fixture", ["bert_reranker", "xlmr_reranker"])

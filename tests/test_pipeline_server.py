@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from crossrank.errors import InvalidInput
 from crossrank.retrieval import Index, Record, build_index
 
 pytest.importorskip("fastapi")
+from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from crossrank.server import ModelEntry, ServerSettings, create_app, load_served_models  # noqa: E402
@@ -26,6 +28,13 @@ DOCS = [
     "Garden clog, green rubber",
     "Wool socks for winter boots",
 ]
+
+
+def _state(client: TestClient) -> Any:
+    """The served app's state (the search indexes under ``search``)."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+    return app.state
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +65,7 @@ def test_search_reranks_configured_index(client: TestClient, bert_reranker: Rera
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["index"], body["retriever"], body["reranker"], body["candidates"]) == ("shoes", "hybrid", "ce", 4)
-    found = Index.open(client.app.state.search["shoes"].index.path).retriever("hybrid").retrieve("clog for kids", 4)
+    found = Index.open(_state(client).search["shoes"].index.path).retriever("hybrid").retrieve("clog for kids", 4)
     scores = bert_reranker.score("clog for kids", [c.text for c in found])
     order = np.argsort(-scores, kind="stable")[:3]
     assert [h["id"] for h in body["hits"]] == [found[i].id for i in order]
@@ -134,7 +143,7 @@ def test_the_server_follows_a_rebuild_and_closes_the_old_generation(
     client, path = _bm25_app(tmp_path, bert_dir, model_cache)
     with client:
         assert [h["id"] for h in client.post("/search", json={"query": "clogs"}).json()["hits"]] == ["old"]
-        served = client.app.state.search["live"]
+        served = _state(client).search["live"]
         old = served.index
         build_index(path, [Record("new", "clogs for adults"), Record("new2", "more clogs")])
         hits = client.post("/search", json={"query": "clogs"}).json()["hits"]

@@ -63,7 +63,7 @@ class Counting:
 
 
 def test_reranks_the_top_n_by_cross_encoder_score(
-    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, texts: dict, queries: dict,
+    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, texts: dict[str, str], queries: dict[str, str],
     bert_reranker: Reranker,
 ) -> None:
     out = tmp_path / "reranked.trec"
@@ -95,7 +95,7 @@ def test_keep_rest_appends_the_tail_in_its_order(
 
 
 def test_resume_skips_finished_queries_and_redoes_a_cut_one(
-    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, queries: dict, bert_reranker: Reranker
+    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, queries: dict[str, str], bert_reranker: Reranker
 ) -> None:
     corpus, query_file = synthetic.path / "corpus.jsonl", synthetic.path / "queries.jsonl"
     reference = tmp_path / "reference.trec"
@@ -116,7 +116,7 @@ def test_resume_skips_finished_queries_and_redoes_a_cut_one(
 
 
 def test_restart_overwrites(
-    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, queries: dict, bert_reranker: Reranker
+    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, queries: dict[str, str], bert_reranker: Reranker
 ) -> None:
     out = tmp_path / "out.trec"
     out.write_text("zz Q0 x 1 1.0 old\n")
@@ -210,7 +210,7 @@ class FailsOnQuery:
 
 
 def test_a_failing_query_is_reported_left_out_and_retried_on_resume(
-    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, queries: dict, bert_reranker: Reranker
+    tmp_path: Path, first_stage: Path, synthetic: SyntheticInfo, queries: dict[str, str], bert_reranker: Reranker
 ) -> None:
     corpus, query_file = synthetic.path / "corpus.jsonl", synthetic.path / "queries.jsonl"
     bad_qid = list(queries)[1]

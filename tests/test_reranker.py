@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,7 +155,9 @@ def test_invalid_options(bert_dir: Path, model_cache: Path) -> None:
     ({"max_windows": True}, "max_windows"), ({"long_documents": "split"}, "long_documents"),
     ({"max_tokens": 0}, "max_tokens"), ({"activation": "softmax"}, "activation"),
 ])
-def test_bad_call_options_raise_invalid_input_naming_them(bert_reranker: Reranker, options: dict, name: str) -> None:
+def test_bad_call_options_raise_invalid_input_naming_them(
+    bert_reranker: Reranker, options: dict[str, Any], name: str
+) -> None:
     """max_windows=0 once returned 0.0, -1 dropped a window, a bogus long_documents was ignored."""
     with pytest.raises(InvalidInput, match=name):
         bert_reranker.score(QUERY, DOCS[:2], **{"long_documents": "window", **options})

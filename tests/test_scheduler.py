@@ -295,7 +295,7 @@ def test_encoder_scheduler_matches_the_encoder(minilm_encoder: Encoder) -> None:
     scheduler = EncoderScheduler("minilm", minilm_encoder, BatchSettings(batch_size=4))
     requests = [DOCS[i:] for i in range(len(DOCS))] + [[]]
 
-    async def main() -> list[Any]:
+    async def main() -> list[np.ndarray]:
         return await asyncio.gather(*(scheduler.embed(texts) for texts in requests))
 
     try:

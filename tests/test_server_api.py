@@ -57,7 +57,7 @@ def expected(reranker: Reranker, docs: list[str], **options: Any) -> np.ndarray:
 
 def assert_error(response: Any, status: int, kind: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert set(body["error"]) >= {"type", "message"} and body["error"]["message"]
     if kind is not None:
         assert body["error"]["type"] == kind

@@ -1,4 +1,5 @@
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from crossrank.tokenize import PairTokenizer, load_tokenizer, pad_batch, plan_ba
 
 
 @pytest.fixture(scope="module")
-def pair_tokenizer(minilm_dir) -> PairTokenizer:
+def pair_tokenizer(minilm_dir: Path) -> PairTokenizer:
     return PairTokenizer(load_tokenizer(minilm_dir), max_length=32)
 
 
@@ -40,7 +41,7 @@ def test_an_over_long_query_is_cut_to_half_the_budget(pair_tokenizer: PairTokeni
     assert len(doc) >= 3  # "the", "document", [SEP]
 
 
-def test_very_long_documents_are_cut_before_tokenizing_with_the_same_result(minilm_dir) -> None:
+def test_very_long_documents_are_cut_before_tokenizing_with_the_same_result(minilm_dir: Path) -> None:
     tok = PairTokenizer(load_tokenizer(minilm_dir), max_length=512)
     doc = "lorem ipsum dolor sit amet " * 20_000  # 540k characters
     rows = tok.encode([("q", doc)])
@@ -173,7 +174,7 @@ def test_a_cut_query_is_flagged_like_a_cut_document(pair_tokenizer: PairTokenize
     assert pair_tokenizer.fit_queries([long_query, "crocs"])[1] == ("crocs", False)
 
 
-def test_windows_per_document_are_capped(minilm_dir) -> None:
+def test_windows_per_document_are_capped(minilm_dir: Path) -> None:
     tok = PairTokenizer(load_tokenizer(minilm_dir), max_length=512)
     assert tok.max_windows == 128
     doc = "crocs clog sandal boot leather " * 200_000  # 1 M words: thousands of windows
