@@ -16,6 +16,7 @@ from batch_inputs import generated_run
 from crossrank import Encoder, Reranker
 from crossrank.evaluate.rerank_run import rerank_run
 from crossrank.models.synthetic import build_random_model, trained_minilm_dir
+from fakes import with_fake_runtime
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,12 @@ def bert2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bert_reranker(bert_dir: Path, model_cache: Path) -> Reranker:
     return Reranker(bert_dir, cache_dir=model_cache, batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def fake_reranker(bert_dir: Path, model_cache: Path) -> Reranker:
+    """The BERT cross-encoder's tokenizer and options over a :class:`fakes.FakeRuntime` (no model)."""
+    return with_fake_runtime(Reranker(bert_dir, cache_dir=model_cache, batch_size=4))
 
 
 @pytest.fixture(scope="session")

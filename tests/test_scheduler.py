@@ -1,7 +1,10 @@
-"""The dynamic-batching scheduler, on the tiny real models (no fake scoring).
+"""The dynamic-batching scheduler over a real Reranker whose model is a fake runtime.
 
-The model is wrapped only to hold a batch at a gate or to make it fail, so that queueing,
-overload, deadlines and failure handling can be observed without timing assumptions.
+The reranker's tokenizer, truncation and windows are real; its runtime is
+:class:`fakes.FakeRuntime` (scores from token ids, exact whatever the batching), so the
+scheduler's plumbing is what is tested. The model is wrapped only to hold a batch at a gate or
+to make it fail, so that queueing, overload, deadlines and failure handling can be observed
+without timing assumptions. The bi-encoder tests run the real tiny encoder.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from crossrank import Encoder, Reranker
 from crossrank.errors import CrossrankError, DeadlineExceeded, InvalidInput, ModelError, Overloaded
 from crossrank.scheduler import BatchSettings, CrossScheduler, EncoderScheduler
 from crossrank.tokenize import EncodedRows
+from fakes import with_fake_runtime
 
 QUERY = "crocs clog"
 DOCS = [
@@ -95,8 +99,8 @@ def make(reranker: Any, **settings: Any) -> tuple[CrossScheduler, list[tuple[int
     return scheduler, batches
 
 
-def test_concurrent_requests_get_their_own_scores_in_order(bert_reranker: Reranker) -> None:
-    scheduler, batches = make(bert_reranker, max_batch_tokens=200)
+def test_concurrent_requests_get_their_own_scores_in_order(fake_reranker: Reranker) -> None:
+    scheduler, batches = make(fake_reranker, max_batch_tokens=200)
     requests = [pairs_of(DOCS[i:] + DOCS[:i], query=f"query {i}") for i in range(len(DOCS))]
     requests.append(pairs_of(DOCS * 5))  # larger than one batch: split and reassembled
     requests.append([])
@@ -109,14 +113,14 @@ def test_concurrent_requests_get_their_own_scores_in_order(bert_reranker: Rerank
     finally:
         scheduler.close()
     for pairs, result in zip(requests, results):
-        expected = bert_reranker.score_pairs(pairs) if pairs else np.zeros(0)
+        expected = fake_reranker.score_pairs(pairs) if pairs else np.zeros(0)
         np.testing.assert_allclose(result.values, expected, rtol=1e-6, atol=1e-9)
     assert batches and all(rows <= 4 and tokens <= 200 for rows, tokens in batches)
     assert scheduler.depth == 0
 
 
-def test_raw_scores_and_windows_match_the_library(bert_reranker: Reranker) -> None:
-    scheduler, _ = make(bert_reranker)
+def test_raw_scores_and_windows_match_the_library(fake_reranker: Reranker) -> None:
+    scheduler, _ = make(fake_reranker)
     long_doc = " ".join(f"word{i}" for i in range(900)) + " crocs clog"
     pairs = pairs_of([long_doc, *DOCS])
 
@@ -130,8 +134,8 @@ def test_raw_scores_and_windows_match_the_library(bert_reranker: Reranker) -> No
         raw, windowed = asyncio.run(main())
     finally:
         scheduler.close()
-    np.testing.assert_allclose(raw.values, bert_reranker.score_pairs(pairs, activation="none"), rtol=1e-6)
-    expected = bert_reranker.score_details(pairs, long_documents="window", max_windows=8)
+    np.testing.assert_allclose(raw.values, fake_reranker.score_pairs(pairs, activation="none"), rtol=1e-6)
+    expected = fake_reranker.score_details(pairs, long_documents="window", max_windows=8)
     np.testing.assert_allclose(windowed.values, expected.values, rtol=1e-6)
     assert raw.truncated[0] and not raw.truncated[1:].any()
 
@@ -153,8 +157,8 @@ def _held_then_queued(model: GatedModel, scheduler: CrossScheduler, requests: li
 
 
 @pytest.mark.parametrize("batching", [True, False])
-def test_batches_mix_requests_only_when_batching_is_on(bert_reranker: Reranker, batching: bool) -> None:
-    model = GatedModel(bert_reranker)
+def test_batches_mix_requests_only_when_batching_is_on(fake_reranker: Reranker, batching: bool) -> None:
+    model = GatedModel(fake_reranker)
     scheduler, batches = make(model, batching=batching)
     requests = [pairs_of([d]) for d in DOCS[:5]]
     try:
@@ -162,13 +166,13 @@ def test_batches_mix_requests_only_when_batching_is_on(bert_reranker: Reranker, 
     finally:
         scheduler.close()
     for pairs, result in zip(requests, results):
-        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+        np.testing.assert_allclose(result.values, fake_reranker.score_pairs(pairs), rtol=1e-6)
     biggest = max(rows for rows, _ in batches)
     assert biggest == (4 if batching else 1)
 
 
-def test_a_failing_batch_fails_every_waiter_and_the_scheduler_recovers(bert_reranker: Reranker) -> None:
-    model = GatedModel(bert_reranker)
+def test_a_failing_batch_fails_every_waiter_and_the_scheduler_recovers(fake_reranker: Reranker) -> None:
+    model = GatedModel(fake_reranker)
     scheduler, _ = make(model)
     model.fail = True
 
@@ -187,12 +191,12 @@ def test_a_failing_batch_fails_every_waiter_and_the_scheduler_recovers(bert_rera
         result = asyncio.run(after())
     finally:
         scheduler.close()
-    np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs_of(DOCS)), rtol=1e-6)
+    np.testing.assert_allclose(result.values, fake_reranker.score_pairs(pairs_of(DOCS)), rtol=1e-6)
     assert scheduler.depth == 0
 
 
-def test_a_full_queue_refuses_at_once_and_a_lone_big_request_still_runs(bert_reranker: Reranker) -> None:
-    model = GatedModel(bert_reranker)
+def test_a_full_queue_refuses_at_once_and_a_lone_big_request_still_runs(fake_reranker: Reranker) -> None:
+    model = GatedModel(fake_reranker)
     scheduler, _ = make(model, max_queue=5)
 
     async def main() -> tuple[Any, Any, Any]:
@@ -233,13 +237,13 @@ async def _raised_behind_a_held_call(
     return held, None
 
 
-def test_the_queue_counts_the_windows_a_document_is_cut_into(bert_reranker: Reranker) -> None:
+def test_the_queue_counts_the_windows_a_document_is_cut_into(fake_reranker: Reranker) -> None:
     """One pair can become thousands of rows (a 592 kB document, `max_chunks_per_doc`); the queue
     bound used to count it as one. Its windows count once tokenized; alone it still runs."""
-    model = GatedModel(bert_reranker)
+    model = GatedModel(fake_reranker)
     scheduler, _ = make(model, max_queue=8)
     long_pair = [(QUERY, "crocs clog sandal boot leather " * 900)]  # far more than 8 windows
-    assert len(bert_reranker.encode(long_pair, long_documents="window").ids) > 8
+    assert len(fake_reranker.encode(long_pair, long_documents="window").ids) > 8
 
     async def main() -> tuple[Any, Any]:
         first, refused = await _raised_behind_a_held_call(
@@ -256,13 +260,13 @@ def test_the_queue_counts_the_windows_a_document_is_cut_into(bert_reranker: Rera
     finally:
         scheduler.close()
     assert isinstance(refused, Overloaded)
-    expected = bert_reranker.score_details(long_pair, long_documents="window")
+    expected = fake_reranker.score_details(long_pair, long_documents="window")
     np.testing.assert_allclose(alone.values, expected.values, rtol=1e-6)
     assert scheduler.depth == 0
 
 
-def test_deadline_and_cancellation_drop_queued_work(bert_reranker: Reranker) -> None:
-    model = GatedModel(bert_reranker)
+def test_deadline_and_cancellation_drop_queued_work(fake_reranker: Reranker) -> None:
+    model = GatedModel(fake_reranker)
     scheduler, _ = make(model)
 
     async def main() -> tuple[Any, Any]:
@@ -349,11 +353,11 @@ def _queued_in_order_behind_a_held_batch(
 
 
 @pytest.mark.parametrize("batching", [True, False])
-def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: Reranker, batching: bool) -> None:
+def test_a_large_request_does_not_hold_up_a_small_one_behind_it(fake_reranker: Reranker, batching: bool) -> None:
     """Rows used to be served first come, first served, so two documents sent just after
     6,000 titles waited 14-17 s for all of them. The shortest remaining work now goes first: the
     small request is done within the first window of 8 rows, not after the large one's 70."""
-    model = GatedModel(bert_reranker)
+    model = GatedModel(fake_reranker)
     scheduler, _ = make(model, batching=batching, window=8)
     big, small = pairs_of(DOCS * 10, "crocs for sale"), pairs_of(DOCS[:2], "boots")
     results, rows_run_when_done = _queued_in_order_behind_a_held_batch(model, scheduler, {"big": big, "small": small})
@@ -361,7 +365,7 @@ def test_a_large_request_does_not_hold_up_a_small_one_behind_it(bert_reranker: R
     assert rows_run_when_done["small"] <= 1 + 8
     assert rows_run_when_done["big"] == 1 + len(big) + len(small)
     for pairs, result in zip((big, small), results):
-        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+        np.testing.assert_allclose(result.values, fake_reranker.score_pairs(pairs), rtol=1e-6)
 
 
 class GatedEncoder:
@@ -423,11 +427,11 @@ def _arriving_during_a_held_batch(
         scheduler.close()
 
 
-def test_a_request_arriving_during_a_long_window_runs_at_the_next_batch(bert_reranker: Reranker) -> None:
+def test_a_request_arriving_during_a_long_window_runs_at_the_next_batch(fake_reranker: Reranker) -> None:
     """A look-ahead window of long passages takes seconds (256 rows of 512 tokens: about 15 s
     here); a request that arrives meanwhile no longer waits for all of it. The window's
     unrun rows go back to their request, and the newcomer's rows run in the next batch."""
-    model = GatedModel(bert_reranker)
+    model = GatedModel(fake_reranker)
     scheduler, _ = make(model, window=64)
     big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2], "boots")  # 70 rows: a window of 64, 16 batches
     results = _arriving_during_a_held_batch(model, scheduler, scheduler.score, big, small, 64)
@@ -437,7 +441,7 @@ def test_a_request_arriving_during_a_long_window_runs_at_the_next_batch(bert_rer
     assert run_until_done(model.calls, rows["small"]) <= 3 * 4
     assert run_until_done(model.calls, rows["big"]) == len(big) + len(small)
     for pairs, result in zip((big, small), results):
-        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+        np.testing.assert_allclose(result.values, fake_reranker.score_pairs(pairs), rtol=1e-6)
 
 
 def test_a_request_arriving_during_a_batch_waits_for_one_runtime_batch(bert_dir: Path, model_cache: Path) -> None:
@@ -445,7 +449,7 @@ def test_a_request_arriving_during_a_batch_waits_for_one_runtime_batch(bert_dir:
     2 rows; on the CPU a few hundred tokens), and a request that arrives is considered between
     those. A small request sent while a windowed document ran waited 5.0-5.4 s for two
     scheduler batches of 32 windows of 512 tokens; it now waits for one runtime batch."""
-    model = GatedModel(Reranker(bert_dir, batch_size=2, cache_dir=model_cache))
+    model = GatedModel(with_fake_runtime(Reranker(bert_dir, batch_size=2, cache_dir=model_cache)))
     scheduler, _ = make(model, batch_size=32, window=64)
     big, small = pairs_of(DOCS * 10), pairs_of(DOCS[:2], "boots")
     results = _arriving_during_a_held_batch(model, scheduler, scheduler.score, big, small, 64)
@@ -477,17 +481,17 @@ def test_an_embedding_request_arriving_during_a_window_waits_for_one_encoder_bat
         np.testing.assert_allclose(vectors, encoder.encoder.embed(texts), atol=1e-5)
 
 
-def test_requests_of_one_size_are_served_in_arrival_order(bert_reranker: Reranker) -> None:
+def test_requests_of_one_size_are_served_in_arrival_order(fake_reranker: Reranker) -> None:
     """Shortest-first must not turn into taking turns: with equal requests, taking turns would
     finish all of them late; serving them in order finishes the first one a third of the way."""
-    model = GatedModel(bert_reranker)
+    model = GatedModel(fake_reranker)
     scheduler, _ = make(model, window=8)
     requests = {name: pairs_of(DOCS * 3, f"crocs {name}") for name in "abc"}  # 21 rows each
     results, rows_run_when_done = _queued_in_order_behind_a_held_batch(model, scheduler, requests)
     assert rows_run_when_done["a"] <= 1 + 24  # its three windows
     assert rows_run_when_done["a"] <= rows_run_when_done["b"] <= rows_run_when_done["c"] == 1 + 63
     for pairs, result in zip(requests.values(), results):
-        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+        np.testing.assert_allclose(result.values, fake_reranker.score_pairs(pairs), rtol=1e-6)
 
 
 # -- one request's bad input fails that request alone -------------------------------------------
@@ -532,8 +536,8 @@ def test_a_bad_text_fails_its_own_embedding_request_alone(minilm_encoder: Encode
     assert scheduler.depth == 0
 
 
-def test_a_bad_text_fails_its_own_rerank_request_alone(bert_reranker: Reranker) -> None:
-    scheduler, _ = make(bert_reranker)
+def test_a_bad_text_fails_its_own_rerank_request_alone(fake_reranker: Reranker) -> None:
+    scheduler, _ = make(fake_reranker)
     requests = [pairs_of([f"secret document of client {i}", "boots"]) for i in range(4)]
     requests[1] = pairs_of(["my own document", "half an emoji \ud800"])
 
@@ -548,7 +552,7 @@ def test_a_bad_text_fails_its_own_rerank_request_alone(bert_reranker: Reranker) 
     assert isinstance(bad, InvalidInput), bad
     assert "pairs[1] document" in str(bad) and "secret" not in str(bad)
     for pairs, result in zip(requests[:1] + requests[2:], results):
-        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+        np.testing.assert_allclose(result.values, fake_reranker.score_pairs(pairs), rtol=1e-6)
 
 
 class PoisonedModel(GatedModel):
@@ -565,11 +569,11 @@ class PoisonedModel(GatedModel):
         return super().infer(rows, index)
 
 
-def test_a_failing_shared_batch_fails_only_the_request_at_fault(bert_reranker: Reranker) -> None:
+def test_a_failing_shared_batch_fails_only_the_request_at_fault(fake_reranker: Reranker) -> None:
     """A batch that fails is run again one request at a time: the others succeed, and the one at
     fault gets its own error only (never one quoting another request's rows)."""
     poison = ("crocs clog", "the poisoned document")
-    model = PoisonedModel(bert_reranker, poison)
+    model = PoisonedModel(fake_reranker, poison)
     scheduler, _ = make(model, batch_size=8)
     requests = [pairs_of(["Crocs Kids' Baya Clog", "boots"]), [poison, ("crocs clog", "sandal")],
                 pairs_of(["leather boots", "sandal"])]
@@ -582,12 +586,12 @@ def test_a_failing_shared_batch_fails_only_the_request_at_fault(bert_reranker: R
     assert isinstance(bad, InvalidInput), bad
     for pairs, result in zip(requests[:1] + requests[2:], results):
         assert not isinstance(result, BaseException), result
-        np.testing.assert_allclose(result.values, bert_reranker.score_pairs(pairs), rtol=1e-6)
+        np.testing.assert_allclose(result.values, fake_reranker.score_pairs(pairs), rtol=1e-6)
     assert scheduler.depth == 0
 
 
-def test_the_scheduler_checks_options_as_the_library_does(bert_reranker: Reranker) -> None:
-    scheduler, _ = make(bert_reranker)
+def test_the_scheduler_checks_options_as_the_library_does(fake_reranker: Reranker) -> None:
+    scheduler, _ = make(fake_reranker)
     try:
         for options, name in (({"max_windows": 0}, "max_windows"), ({"long_documents": "split"}, "long_documents"),
                               ({"max_tokens": -1}, "max_tokens")):

@@ -1,4 +1,9 @@
-"""Every wire format, the error envelope, limits and auth, in-process on the tiny models."""
+"""Every wire format, the error envelope, limits and auth, in-process.
+
+The default cross-encoder ("msmarco") runs on :class:`fakes.FakeRuntime` (real tokenizer and
+options, scores from token ids): these tests check the HTTP plumbing, not a model. "xlmr" and
+the bi-encoder run their tiny real models.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from crossrank import Encoder, Reranker
 from crossrank.server import ModelEntry, ServerSettings, create_app, load_served_models
 from crossrank.server.app import DEFAULT_ROUTERS
 from crossrank.server.metrics import Metrics
+from fakes import with_fake_runtime
 
 QUERY = "crocs"
 DOCS = ["Crocs Jibbitz 5-Pack Alien Shoe Charms", "Crocs Specialist Vent Work", "Crocs Kids' Baya Clog",
@@ -34,6 +40,7 @@ def app_client(bert_dir: Path, minilm_dir: Path, xlmr_dir: Path, model_cache: Pa
          ModelEntry("minilm", "bi-encoder", f"file://{minilm_dir}", dim=384)],
         settings, observer=metrics.observer,
     )
+    with_fake_runtime(models.cross["msmarco"].reranker)
     with TestClient(create_app(models, settings, metrics=metrics)) as client:
         yield client
 
@@ -65,13 +72,13 @@ def assert_error(response: Any, status: int, kind: str | None = None) -> dict[st
 
 
 # -- the wire formats ---------------------------------------------------------------------------
-def test_metarank_cross_scores_in_input_order(client: TestClient, bert_reranker: Reranker) -> None:
+def test_metarank_cross_scores_in_input_order(client: TestClient, fake_reranker: Reranker) -> None:
     body = {"input": [{"query": QUERY, "text": d} for d in DOCS]}
     response = client.post("/inference/cross/msmarco", json=body)
     assert response.status_code == 200
     data = response.json()
     assert isinstance(data["took"], int)
-    np.testing.assert_allclose(data["scores"], expected(bert_reranker, DOCS), rtol=1e-6)
+    np.testing.assert_allclose(data["scores"], expected(fake_reranker, DOCS), rtol=1e-6)
 
 
 def test_metarank_cross_serves_the_named_model(client: TestClient, xlmr_reranker: Reranker) -> None:
@@ -87,10 +94,10 @@ def test_metarank_encoder(client: TestClient, minilm_encoder: Encoder) -> None:
 
 
 @pytest.mark.parametrize("path", ["/v1/rerank", "/v2/rerank"])
-def test_cohere_rerank_sorted_and_cut(client: TestClient, bert_reranker: Reranker, path: str) -> None:
+def test_cohere_rerank_sorted_and_cut(client: TestClient, fake_reranker: Reranker, path: str) -> None:
     body = {"model": "msmarco", "query": QUERY, "documents": DOCS, "top_n": 3, "return_documents": True}
     data = client.post(path, json=body).json()
-    scores = expected(bert_reranker, DOCS)
+    scores = expected(fake_reranker, DOCS)
     order = list(np.argsort(-scores, kind="stable")[:3])
     assert [r["index"] for r in data["results"]] == order
     np.testing.assert_allclose([r["relevance_score"] for r in data["results"]], scores[order], rtol=1e-6)
@@ -98,42 +105,42 @@ def test_cohere_rerank_sorted_and_cut(client: TestClient, bert_reranker: Reranke
     assert data["id"] and data["meta"]["api_version"]["version"] == path[2]
 
 
-def test_cohere_documents_as_objects_and_rank_fields(client: TestClient, bert_reranker: Reranker) -> None:
+def test_cohere_documents_as_objects_and_rank_fields(client: TestClient, fake_reranker: Reranker) -> None:
     objects = [{"text": d, "id": i} for i, d in enumerate(DOCS)]
     data = client.post("/v1/rerank", json={"query": QUERY, "documents": objects}).json()
     by_index = {r["index"]: r["relevance_score"] for r in data["results"]}
-    np.testing.assert_allclose([by_index[i] for i in range(len(DOCS))], expected(bert_reranker, DOCS), rtol=1e-6)
+    np.testing.assert_allclose([by_index[i] for i in range(len(DOCS))], expected(fake_reranker, DOCS), rtol=1e-6)
     assert "document" not in data["results"][0]
     fields = [{"title": d, "brand": "Crocs"} for d in DOCS]
     data = client.post("/v2/rerank", json={"query": QUERY, "documents": fields,
                                            "rank_fields": ["brand", "title"], "return_documents": True}).json()
     texts = [f"brand: Crocs\ntitle: {d}" for d in DOCS]
     by_index = {r["index"]: r["relevance_score"] for r in data["results"]}
-    np.testing.assert_allclose([by_index[i] for i in range(len(DOCS))], expected(bert_reranker, texts), rtol=1e-6)
+    np.testing.assert_allclose([by_index[i] for i in range(len(DOCS))], expected(fake_reranker, texts), rtol=1e-6)
     assert data["results"][0]["document"] == fields[data["results"][0]["index"]]
 
 
-def test_cohere_max_chunks_scores_windows(client: TestClient, bert_reranker: Reranker) -> None:
+def test_cohere_max_chunks_scores_windows(client: TestClient, fake_reranker: Reranker) -> None:
     long_doc = " ".join(f"filler{i}" for i in range(800)) + " crocs clog"
     docs = [long_doc, DOCS[0]]
     data = client.post("/v1/rerank", json={"query": QUERY, "documents": docs, "max_chunks_per_doc": 10}).json()
     by_index = {r["index"]: r["relevance_score"] for r in data["results"]}
-    want = bert_reranker.score(QUERY, docs, long_documents="window", max_windows=10)
+    want = fake_reranker.score(QUERY, docs, long_documents="window", max_windows=10)
     np.testing.assert_allclose([by_index[0], by_index[1]], want, rtol=1e-6)
 
 
-def test_cohere_max_tokens_per_doc_cuts_each_document(client: TestClient, bert_reranker: Reranker) -> None:
+def test_cohere_max_tokens_per_doc_cuts_each_document(client: TestClient, fake_reranker: Reranker) -> None:
     docs = ["crocs clog " * 50, DOCS[0]]
     data = client.post("/v2/rerank", json={"query": QUERY, "documents": docs, "max_tokens_per_doc": 4}).json()
     by_index = {r["index"]: r["relevance_score"] for r in data["results"]}
-    want = bert_reranker.score(QUERY, bert_reranker.tokenizer.cut_texts(docs, 4))
-    assert not np.allclose(want, bert_reranker.score(QUERY, docs))  # the cut changed the scores
+    want = fake_reranker.score(QUERY, fake_reranker.tokenizer.cut_texts(docs, 4))
+    assert not np.allclose(want, fake_reranker.score(QUERY, docs))  # the cut changed the scores
     np.testing.assert_allclose([by_index[0], by_index[1]], want, rtol=1e-6)
     assert_error(client.post("/v2/rerank", json={"query": QUERY, "documents": docs, "max_tokens_per_doc": 0}), 422)
 
 
-def test_tei_truncate_false_refuses_inputs_that_do_not_fit(client: TestClient, bert_reranker: Reranker) -> None:
-    long_doc = "word " * (bert_reranker.max_length + 10)
+def test_tei_truncate_false_refuses_inputs_that_do_not_fit(client: TestClient, fake_reranker: Reranker) -> None:
+    long_doc = "word " * (fake_reranker.max_length + 10)
     refused = client.post("/rerank", json={"query": QUERY, "texts": [DOCS[0], long_doc], "truncate": False})
     body = assert_error(refused, 413)
     assert "[1]" in body["error"]["message"] and "truncate" in body["error"]["message"]
@@ -152,10 +159,10 @@ def test_tei_embed_truncate_false_refuses_inputs_that_do_not_fit(client: TestCli
         assert len(client.post("/embed", json={"inputs": [long_text], **cut}).json()) == 1
 
 
-def test_tei_rerank(client: TestClient, bert_reranker: Reranker) -> None:
+def test_tei_rerank(client: TestClient, fake_reranker: Reranker) -> None:
     data = client.post("/rerank", json={"query": QUERY, "texts": DOCS, "raw_scores": True, "return_text": True}).json()
     assert isinstance(data, list)
-    raw = expected(bert_reranker, DOCS, activation="none")
+    raw = expected(fake_reranker, DOCS, activation="none")
     order = list(np.argsort(-raw, kind="stable"))
     assert [r["index"] for r in data] == order
     np.testing.assert_allclose([r["score"] for r in data], raw[order], rtol=1e-6)
@@ -166,8 +173,8 @@ def test_tei_rerank(client: TestClient, bert_reranker: Reranker) -> None:
     assert_error(left, 422, "invalid_input")
 
 
-def test_rerank_path_tells_weaviate_from_cohere(client: TestClient, bert_reranker: Reranker) -> None:
-    scores = expected(bert_reranker, DOCS)
+def test_rerank_path_tells_weaviate_from_cohere(client: TestClient, fake_reranker: Reranker) -> None:
+    scores = expected(fake_reranker, DOCS)
     weaviate = client.post("/rerank", json={"query": QUERY, "documents": DOCS}).json()
     assert weaviate["query"] == QUERY
     assert [s["document"] for s in weaviate["scores"]] == DOCS  # input order
@@ -203,7 +210,9 @@ def test_info_health_meta_models(client: TestClient) -> None:
     assert names == {"msmarco": "cross-encoder", "xlmr": "cross-encoder", "minilm": "bi-encoder"}
     msmarco = next(m for m in described if m["name"] == "msmarco")
     assert (msmarco["mode"], msmarco["runtime"], msmarco["precision"]) == ("exact", "onnxruntime", "f32")
-    assert msmarco["providers"] == ["CPUExecutionProvider"]
+    assert msmarco["providers"] == ["FakeExecutionProvider"]  # as its runtime reports them
+    xlmr = next(m for m in described if m["name"] == "xlmr")
+    assert xlmr["providers"] == ["CPUExecutionProvider"]
 
 
 def test_metrics_count_requests_batches_and_truncation(client: TestClient) -> None:
@@ -281,7 +290,7 @@ def test_malformed_requests_get_a_4xx_envelope(client: TestClient, path: str, bo
 
 
 def test_a_lone_surrogate_is_named_and_a_paired_one_is_an_emoji(client: TestClient,
-                                                               bert_reranker: Reranker) -> None:
+                                                               fake_reranker: Reranker) -> None:
     body = b'{"query": "crocs", "documents": ["fine", {"text": "a clog \\ud83d"}]}'
     response = client.post("/v1/rerank", content=body, headers={"content-type": "application/json"})
     message = assert_error(response, 422, "invalid_input")["error"]["message"]
@@ -291,7 +300,7 @@ def test_a_lone_surrogate_is_named_and_a_paired_one_is_an_emoji(client: TestClie
     assert b"\\ud83d" in pair
     response = client.post("/v1/rerank", content=pair, headers={"content-type": "application/json"})
     scores = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
-    want = bert_reranker.score("crocs \U0001f40a", ["clog \U0001f45f", "boot"])
+    want = fake_reranker.score("crocs \U0001f40a", ["clog \U0001f45f", "boot"])
     assert np.allclose([scores[0], scores[1]], want, atol=1e-6)
 
 
