@@ -6,6 +6,15 @@
 >>> hit = index.search("crocs for kids", 10, filter={"price": {"lt": 40}, "color": "navy"})[0]  # doctest: +SKIP
 >>> hit.fields["price"]  # doctest: +SKIP
 29.99
+
+Built and searched here (BM25 only: no model needed):
+
+>>> import tempfile
+>>> from crossrank.retrieval import Record, build_index
+>>> path = f"{tempfile.mkdtemp()}/shoes.idx"
+>>> report = build_index(path, [Record("a", "leather boots"), Record("b", "crocs clog for kids")])
+>>> [c.id for c in Index.open(path).retriever("bm25").retrieve("crocs for kids", 10)]
+['b']
 """
 
 from __future__ import annotations
