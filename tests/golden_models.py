@@ -2,7 +2,7 @@
 
 Each model is built from fixed seeds (:mod:`crossrank.models.synthetic`), so the same
 torch/transformers give the same weights and crossrank's exact mode the same logits. The
-expected logits live in ``tests/golden/scores.json``; ``tests/test_golden.py`` compares.
+expected logits live in ``tests/golden/scores.json``; ``tests/unit/test_golden.py`` compares.
 The builds match the session fixtures of the other tests, so their ONNX exports are shared.
 
 Regenerate only on purpose (a deliberate change of what a head scores, or of the builders),

@@ -2,7 +2,7 @@
 
 Every route the server can serve is included (the wire formats and ``/search``); the package
 version is left out so that a release does not change the snapshot. A change of the HTTP
-surface shows as a diff in ``tests/test_openapi_snapshot.py``. When it is intended, refresh
+surface shows as a diff in ``tests/unit/test_openapi_snapshot.py``. When it is intended, refresh
 the snapshot and commit it with the change::
 
     PYTHONPATH=src python -m tests.openapi_snapshot --update

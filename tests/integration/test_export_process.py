@@ -23,7 +23,7 @@ TASK = "sequence-classification"
 
 def _env() -> dict[str, str]:
     """The environment for a child Python that imports this checkout of crossrank."""
-    src = str(Path(__file__).resolve().parent.parent / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
 
 

@@ -37,7 +37,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home, saved = str(tmp_path_factory.mktemp("hf-home")), constants.HF_HOME
     saved_env = {k: os.environ.get(k) for k in ("HF_HOME", "PYTHONPATH", "PYSPARK_PYTHON")}
     os.environ["HF_HOME"] = constants.HF_HOME = home
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), *sys.path])
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
     os.environ["PYSPARK_PYTHON"] = sys.executable
     spark = session(None, 2)
     spark.sparkContext.setLogLevel("ERROR")

@@ -12,7 +12,7 @@ from crossrank.cli.serve import _FLAGS, build_settings, resolve_options
 from crossrank.errors import InvalidInput
 from crossrank.server.config import read_config
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "config.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "config.yaml"
 
 
 def test_example_config_reads() -> None:

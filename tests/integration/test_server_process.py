@@ -1,5 +1,5 @@
 """A real ``crossrank serve`` process on 127.0.0.1: the Cohere SDK, mixed-format load, a flood,
-SIGTERM under load and start-up failures (the fuzz pass is tests/test_server_fuzz.py). Bounded in
+SIGTERM under load and start-up failures (the fuzz pass is tests/integration/test_server_fuzz.py). Bounded in
 count and time.
 
 ``CROSSRANK_LOAD_SECONDS`` sets the length of the mixed load (default 20 s).

@@ -126,6 +126,7 @@ def test_replace_publishes_only_when_complete(tmp_path: Path) -> None:
     assert _bm25_ids(path, "number 3")[0] == "d3"
 
 
+@pytest.mark.integration  # starts a process
 def test_killed_indexer_leaves_previous_index_answering(tmp_path: Path) -> None:
     path = tmp_path / "idx"
     build_index(path, _records(20))

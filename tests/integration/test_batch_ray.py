@@ -49,7 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # and this directory on the path for the test's own scorers
     saved = {k: os.environ.get(k) for k in ("HF_HOME", "PYTHONPATH")}
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf-home"))
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), *sys.path])
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
     nodes = cluster_utils.Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "object_store_memory": OBJECT_STORE, "include_dashboard": False})
     nodes.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)

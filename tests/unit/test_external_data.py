@@ -146,6 +146,7 @@ def hub(bert_dir: Path, single_file: Path, tmp_path_factory: pytest.TempPathFact
         yield server
 
 
+@pytest.mark.integration  # starts a process
 @pytest.mark.parametrize(("repo", "location"), [("org/onnx-data", "model.onnx_data"), ("org/onnx-dot-data", "model.onnx.data")])
 def test_the_hub_download_fetches_the_data_file(
     hub: FakeHub, expected: np.ndarray, tmp_path: Path, repo: str, location: str
@@ -174,6 +175,7 @@ def test_openvino_reads_the_external_data_from_the_path(
     assert np.allclose(reranker.score("crocs", DOCS), expected, atol=tolerance)
 
 
+@pytest.mark.integration  # starts a process
 def test_a_sharded_repository_is_fetched_whole_and_exported(hub: FakeHub, expected: np.ndarray, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1")

@@ -18,7 +18,7 @@ import pytest
 
 from crossrank.cli import main
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "PIPELINE.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "PIPELINE.md"
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 BRANDS = ["Crocs", "Skechers", "Nike", "Native"]

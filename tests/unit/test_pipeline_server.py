@@ -109,6 +109,7 @@ def test_config_entries_are_checked(tmp_path: Path) -> None:
         open_search_indexes([parse_entry("a", str(tmp_path / "missing.idx"))])
 
 
+@pytest.mark.integration  # starts a process
 def test_serve_command_answers_search(tmp_path: Path, bert_dir: Path, model_cache: Path) -> None:
     import httpx
 

@@ -84,6 +84,7 @@ def test_reports_render_every_backend(tmp_path: Path) -> None:
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.reference  # runs the peer libraries
 def test_crossrank_and_peer_backends_agree_on_one_model(bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
     pytest.importorskip("fastembed")
     pytest.importorskip("sentence_transformers")
@@ -146,6 +147,7 @@ def test_bench_on_a_missing_gpu_says_so(capsys: pytest.CaptureFixture[str]) -> N
     assert "no CUDA GPU" in capsys.readouterr().err
 
 
+@pytest.mark.reference  # runs the peer libraries
 def test_gpu_comparison_keeps_only_gpu_peers(
     bert_dir: Path, model_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

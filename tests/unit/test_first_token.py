@@ -139,6 +139,7 @@ def test_a_write_error_in_the_cutting_process_is_retried(bert_dir: Path, model_c
     assert pruned != full_graph and len(_slices(pruned)) == 2
 
 
+@pytest.mark.integration  # starts a process
 def test_the_cut_is_made_in_another_process(bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
     code = (
         "import sys\nfrom pathlib import Path\nfrom crossrank.models.first_token import first_token_graph\n"
@@ -151,6 +152,7 @@ def test_the_cut_is_made_in_another_process(bert_dir: Path, model_cache: Path, t
     assert "CUT True False" in out.stdout, out.stdout + out.stderr
 
 
+@pytest.mark.integration  # starts a process
 def test_a_staging_dir_left_by_a_killed_process_is_removed(bert_dir: Path, model_cache: Path, tmp_path: Path) -> None:
     full_graph = load_model(bert_dir, task="sequence-classification", cache_dir=model_cache).onnx_path
     target = derived_dir(full_graph, tmp_path, f"first-token-{first_token.RECIPE_VERSION}")

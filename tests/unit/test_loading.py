@@ -109,6 +109,7 @@ def test_missing_export_extra_names_the_pip_install(bert_dir: Path, tmp_path: Pa
         Reranker(bert_dir, cache_dir=tmp_path / "fresh-cache")
 
 
+@pytest.mark.integration  # starts a process
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", None])
 def test_unreachable_hub_fails_fast_with_advice(endpoint: str | None, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
@@ -129,6 +130,7 @@ def test_unreachable_hub_fails_fast_with_advice(endpoint: str | None, tmp_path: 
     assert "--model DIR" in out.stdout and "from disk" in out.stdout
 
 
+@pytest.mark.integration  # starts a process
 def test_unknown_hub_repository_is_model_not_found_or_unavailable(tmp_path: Path) -> None:
     """Offline, an unknown repo cannot be told apart from a real one: the error says the hub is unreachable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}

@@ -279,7 +279,7 @@ def test_unreachable_and_silent_servers_give_a_clear_error() -> None:
 
 
 # -- the documented snippets -----------------------------------------------------------------------
-DOC = Path(__file__).resolve().parents[1] / "docs" / "INTEGRATIONS.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "INTEGRATIONS.md"
 DOC_MODEL = 'Reranker("cross-encoder/ms-marco-MiniLM-L6-v2")'
 
 

@@ -199,7 +199,7 @@ def test_a_second_run_into_the_same_directory_needs_resume(trained: TrainResult,
 def test_sigkill_then_resume_continues_from_the_last_checkpoint(learnable: Path, tiny_base: Path,
                                                                  tmp_path: Path) -> None:
     out = tmp_path / "out"
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     command = [sys.executable, "-m", "crossrank.cli", "train", "--data", str(learnable), "--base", str(tiny_base),
                "--out", str(out), "--dev-split", "none", "--epochs", "4", "--batch-size", "16",
                "--learning-rate", "3e-3", "--max-length", "48", "--no-progress"]
