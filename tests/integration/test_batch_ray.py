@@ -81,7 +81,7 @@ def test_equals_single_process_and_loads_once_per_actor(
     assert report.reranked == 12 and report.pairs == 12 * 7 and report.missing_documents == 1 and not report.failures
     assert_same_run(out, reference)
 
-    rows = DataFrame({"qid": ["q"] * 64, "docid": [f"d{i}" for i in range(64)], "query": ["a b"] * 64,
+    rows = pd.DataFrame({"qid": ["q"] * 64, "docid": [f"d{i}" for i in range(64)], "query": ["a b"] * 64,
                          "text": [f"text {i}" for i in range(64)]})
     scored = ray_data.score_dataset(ray.data.from_pandas([rows.iloc[i:i + 8] for i in range(0, 64, 8)]),
                                     spec_of(bert_dir, model_cache), workers=2, batch_rows=8, scorer=Loads).to_pandas()
@@ -109,7 +109,7 @@ def test_bad_rows_are_named_and_the_rest_scored(cluster: str, bert_dir: Path, mo
                                                 bert_reranker: Reranker) -> None:
     from crossrank.batch import ray_data
 
-    rows = DataFrame({"qid": ["q1", "q1", "q2", "q2"], "docid": ["a", "b", "c", "d"],
+    rows = pd.DataFrame({"qid": ["q1", "q1", "q2", "q2"], "docid": ["a", "b", "c", "d"],
                          "query": ["one query", "one query", "two", "two"],
                          "text": ["fine text", None, 5, "more fine text"]})
     scored = ray_data.score_dataset(ray.data.from_pandas(rows), spec_of(bert_dir, model_cache), workers=1
