@@ -1,10 +1,10 @@
-# Two commands do all the set-up: `make demo` and `make test`. Each creates .venv on first use.
+# Two commands do all the set-up: `make demo` and `make test` (lint, then the tests). Each creates .venv on first use.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean peers
+.PHONY: demo lint test install clean peers
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crossrank demo
 
-test: $(STAMP)
+# ruff (style, import order, likely bugs) and mypy --strict over the package and the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m mypy src tests
+
+test: lint
 	@sh scripts/ensure-debian-package.sh "initdb /usr/lib/postgresql/*/bin/initdb" postgresql "the PostgreSQL retriever tests"
 	@sh scripts/ensure-debian-package.sh "haproxy /usr/sbin/haproxy" haproxy "the replica failover test"
 	@sh scripts/ensure-debian-package.sh java openjdk-17-jre-headless "the Spark tests"

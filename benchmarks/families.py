@@ -26,7 +26,8 @@ from crossrank.bench.shapes import SHAPES
 def run_shape(shape: str, out: Path, docs: int, repeats: int, device: str) -> dict:
     llm = SHAPES[shape].llm
     command = [sys.executable, "-c", "import sys; from crossrank.cli import main; sys.exit(main())",
-               "bench", "--shape", shape, "--compare", "--peers", "sentence-transformers", "--kinds", "titles,passages", "--sizes", str(4 if llm else docs),
+               "bench", "--shape", shape, "--compare", "--peers", "sentence-transformers", "--kinds", "titles,passages",
+               "--sizes", str(4 if llm else docs),
                "--repeats", str(3 if llm else repeats), "--cell-budget", "120", "--out", str(out),
                "--no-chart", "--quiet", "--device", device]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

@@ -17,7 +17,8 @@ Phases (each runs in its own process, so each reports its own peak RSS):
   100 candidates by a random-weight cross-encoder of the ms-marco-MiniLM-L6 shape.
 
 The corpus is product-title-like text: 6-20 words drawn from a Zipf distribution over the
-~20k whole English words of the BERT uncased vocabulary (about 1.1 word pieces per word). Queries are 2-4 words of a random document.
+~20k whole English words of the BERT uncased vocabulary (about 1.1 word pieces per word).
+Queries are 2-4 words of a random document.
 """
 
 from __future__ import annotations

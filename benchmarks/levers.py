@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     torch_bf16 = TorchRuntime(directory, device="cpu", precision="bf16", threads=args.threads)
     ov_int8 = _nncf_int8(onnx, exact, work, args.threads)
 
-    def variant(runtime: object, planner: Callable[[np.ndarray], list[np.ndarray]]) -> Callable[[list[tuple[str, str]]], np.ndarray]:
+    def variant(
+        runtime: object, planner: Callable[[np.ndarray], list[np.ndarray]]
+    ) -> Callable[[list[tuple[str, str]]], np.ndarray]:
         def score(pairs: list[tuple[str, str]]) -> np.ndarray:
             rows = exact.tokenize(pairs)
             out = np.empty(len(pairs))
@@ -149,32 +151,32 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     variants: dict[str, Callable[[list[tuple[str, str]]], np.ndarray]] = {
         "ORT fp32, one padded batch of 100": variant(ort_fp32, unsorted(100)),
         "ORT fp32, batches of 32 in input order": variant(ort_fp32, unsorted(32)),
-        "ORT fp32, length-sorted batches of 32 (sentence-transformers 6's plan; exact mode before the token budget)": variant(ort_fp32, lambda l: plan_batches(l, 32)),
-        f"ORT fp32, length-sorted, at most {TOKENS_PER_THREAD} tokens per thread, ORT's default spinning": variant(ort_fp32, lambda l: ort_fp32.plan(l, 32)),
-        "ORT fp32, same, last layer cut to the first token (exact mode)": variant(ort_first, lambda l: ort_fp32.plan(l, 32)),
-        "ORT fp32, same batches, workers never spin": variant(ort_sleeping, lambda l: ort_fp32.plan(l, 32)),
-        "ORT fp32, same batches, workers spin at most 200 µs": variant(ort_bounded, lambda l: ort_fp32.plan(l, 32)),
-        "ORT fp32, length-sorted batches of 8": variant(ort_fp32, lambda l: plan_batches(l, 8)),
-        "ORT fp32 + transformer fusion, sorted 32": variant(ort_fused, lambda l: plan_batches(l, 32)),
-        "ORT dynamic int8, sorted 32 (reorders rankings)": variant(ort_int8, lambda l: plan_batches(l, 32)),
-        "OpenVINO f32, sorted power-of-two batches, lengths rounded (steps 1-16)": variant(ov["f32"], lambda l: plan_power_of_two(l, 32)),
-        "OpenVINO bf16, sorted 32, exact lengths (a new shape for most batches)": variant(ov_exact_len, lambda l: plan_batches(l, 32)),
-        "OpenVINO bf16, power-of-two batches, lengths rounded up to a multiple of 16": variant(ov_by_16, lambda l: plan_power_of_two(l, 32)),
-        "OpenVINO bf16, same, lengths rounded to within 1/8 (steps 1-16)": variant(ov["bf16"], lambda l: plan_power_of_two(l, 32)),
-        "OpenVINO bf16, same, last layer cut to the first token": variant(ov_first, lambda l: plan_power_of_two(l, 32)),
-        f"OpenVINO bf16, same, at most {OV_TOKENS_PER_THREAD} tokens per thread (fast mode)": variant(ov_first, lambda l: ov_first.plan(l, 32)),
-        "OpenVINO bf16, power-of-two batches up to 64, rounded": variant(ov["bf16"], lambda l: plan_power_of_two(l, 64)),
-        "PyTorch bf16 on the CPU (runtime='torch'), sorted 32": variant(torch_bf16, lambda l: plan_batches(l, 32)),
+        "ORT fp32, length-sorted batches of 32 (sentence-transformers 6's plan; exact mode before the token budget)": variant(ort_fp32, lambda n: plan_batches(n, 32)),
+        f"ORT fp32, length-sorted, at most {TOKENS_PER_THREAD} tokens per thread, ORT's default spinning": variant(ort_fp32, lambda n: ort_fp32.plan(n, 32)),
+        "ORT fp32, same, last layer cut to the first token (exact mode)": variant(ort_first, lambda n: ort_fp32.plan(n, 32)),
+        "ORT fp32, same batches, workers never spin": variant(ort_sleeping, lambda n: ort_fp32.plan(n, 32)),
+        "ORT fp32, same batches, workers spin at most 200 µs": variant(ort_bounded, lambda n: ort_fp32.plan(n, 32)),
+        "ORT fp32, length-sorted batches of 8": variant(ort_fp32, lambda n: plan_batches(n, 8)),
+        "ORT fp32 + transformer fusion, sorted 32": variant(ort_fused, lambda n: plan_batches(n, 32)),
+        "ORT dynamic int8, sorted 32 (reorders rankings)": variant(ort_int8, lambda n: plan_batches(n, 32)),
+        "OpenVINO f32, sorted power-of-two batches, lengths rounded (steps 1-16)": variant(ov["f32"], lambda n: plan_power_of_two(n, 32)),
+        "OpenVINO bf16, sorted 32, exact lengths (a new shape for most batches)": variant(ov_exact_len, lambda n: plan_batches(n, 32)),
+        "OpenVINO bf16, power-of-two batches, lengths rounded up to a multiple of 16": variant(ov_by_16, lambda n: plan_power_of_two(n, 32)),
+        "OpenVINO bf16, same, lengths rounded to within 1/8 (steps 1-16)": variant(ov["bf16"], lambda n: plan_power_of_two(n, 32)),
+        "OpenVINO bf16, same, last layer cut to the first token": variant(ov_first, lambda n: plan_power_of_two(n, 32)),
+        f"OpenVINO bf16, same, at most {OV_TOKENS_PER_THREAD} tokens per thread (fast mode)": variant(ov_first, lambda n: ov_first.plan(n, 32)),
+        "OpenVINO bf16, power-of-two batches up to 64, rounded": variant(ov["bf16"], lambda n: plan_power_of_two(n, 64)),
+        "PyTorch bf16 on the CPU (runtime='torch'), sorted 32": variant(torch_bf16, lambda n: plan_batches(n, 32)),
     }
     if ov_int8 is not None:
         variants["OpenVINO static int8 (NNCF, 40 calibration batches), power-of-two"] = variant(
-            ov_int8, lambda l: plan_power_of_two(l, 32)
+            ov_int8, lambda n: plan_power_of_two(n, 32)
         )
     results: dict[str, dict[str, float]] = {}
     for kind in ("titles", "passages"):
         requests = [make_workload(kind, 100, seed=1000 + r).pairs for r in range(args.rounds + 1)]
         times: dict[str, list[float]] = {name: [] for name in variants}
-        for name, fn in variants.items():
+        for fn in variants.values():
             fn(requests[0])  # warm-up
         for r in range(1, args.rounds + 1):
             print(f"levers: {kind} round {r}/{args.rounds}", file=sys.stderr, flush=True)
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         ratio = " / ".join(f"{results[base][k] / row[k]:.2f}×" for k in ("titles", "passages"))
         print(f"| {name} | {row['titles']:,.0f} ms | {row['passages']:,.0f} ms | {ratio} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"model": model, "threads": args.threads, "rounds": args.rounds, "median_ms": results}, indent=2) + "\n")
+    summary = {"model": model, "threads": args.threads, "rounds": args.rounds, "median_ms": results}
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return results
 

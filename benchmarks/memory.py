@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             results[name] = measure(name, model, args.threads, work, args.runs, args.mixed)
         except RuntimeError as exc:
             print(f"  skipped: {exc}", file=sys.stderr)
-    print(f"| backend | cold start (import+load+first score) | RSS after load | peak RSS, 100 passages | peak RSS, then {args.mixed} mixed requests |")
+    print("| backend | cold start (import+load+first score) | RSS after load | peak RSS, 100 passages "
+          f"| peak RSS, then {args.mixed} mixed requests |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
         print(

@@ -1,7 +1,7 @@
 """How close each backend runs to this machine's matrix-multiply rate, and what the goals need.
 
 A cross-encoder's work is almost all matrix products (``crossrank.bench.work`` counts them;
-the count equals what ONNX Runtime multiplies, see tests/test_bench_work.py). This script
+the count equals what ONNX Runtime multiplies, see tests/unit/test_bench_work.py). This script
 
 1. measures the machine's matrix rate at the model's own shapes: the feed-forward pair
    (T x H by H x I, then T x I by I x H, T = ``--tokens``) in fp32, bf16 and int8 on every

@@ -63,7 +63,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    crossrank = [py, "-m", "crossrank.cli"] if not (Path(py).parent / "crossrank").exists() else [str(Path(py).parent / "crossrank")]
+    script = Path(py).parent / "crossrank"
+    crossrank = [str(script)] if script.exists() else [py, "-m", "crossrank.cli"]
     repeats = ["--repeats", "5", "--cell-budget", "20"] if args.quick else ["--repeats", "20", "--cell-budget", "90"]
     summary = ["# crossrank performance figures", ""]
     step(
@@ -89,8 +90,9 @@ def main() -> int:
             [*crossrank, "bench", "--compare", "--device", "cuda", "--out", str(out / "gpu"), *repeats],
             summary,
         )
-        step("Fidelity on the GPU (fp16)", [py, str(HERE / "fidelity.py"), "--device", "cuda",
-                                            "--seeds", "1" if args.quick else "3", "--out", str(out / "gpu" / "fidelity.json")], summary)
+        fidelity = [py, str(HERE / "fidelity.py"), "--device", "cuda", "--seeds", "1" if args.quick else "3",
+                    "--out", str(out / "gpu" / "fidelity.json")]
+        step("Fidelity on the GPU (fp16)", fidelity, summary)
     (out / "SUMMARY.md").write_text("\n".join(summary) + "\n")
     print(f"wrote {out / 'SUMMARY.md'}", file=sys.stderr)
     return 0

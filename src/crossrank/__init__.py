@@ -4,6 +4,7 @@
 >>> Reranker("cross-encoder/ms-marco-MiniLM-L6-v2").rank("crocs", ["Crocs Kids' Baya Clog"])  # doctest: +SKIP
 """
 
+from crossrank.encode import Encoder
 from crossrank.errors import (
     CrossrankError,
     HubUnavailable,
@@ -12,7 +13,6 @@ from crossrank.errors import (
     ModelError,
     ModelNotFound,
 )
-from crossrank.encode import Encoder
 from crossrank.models.catalogue import list_supported_models
 from crossrank.rerank import Ranked, Reranker, Scores
 from crossrank.retrieval import Index, Pipeline

@@ -62,6 +62,18 @@ class Reranker:
     >>> [r.index for r in reranker.rank("crocs", ["Crocs Kids' Baya Clog", "a sandal"])]  # doctest: +SKIP
     [0, 1]
 
+    The same offline, on a tiny random-weight model (its scores are noise, their shapes real):
+
+    >>> import tempfile
+    >>> from crossrank.models.synthetic import build_random_model
+    >>> model = build_random_model(f"{tempfile.mkdtemp()}/tiny-ce", layers=1)
+    >>> reranker = Reranker(model, cache_dir=f"{tempfile.gettempdir()}/crossrank-examples")
+    >>> docs = ["Crocs Kids' Baya Clog", "a sandal", "boots"]
+    >>> reranker.score("crocs", docs).shape
+    (3,)
+    >>> reranker.rank("crocs", docs, top_k=2)  # doctest: +ELLIPSIS
+    [Ranked(index=..., score=0..., document=...), Ranked(index=..., score=0..., document=...)]
+
     ``model`` is a hub id, a catalogue alias or a local directory in the hub layout.
     ``max_length`` caps tokens per pair (default: the model's own limit). Documents are
     sorted by length and padded per batch of at most ``batch_size`` pairs and
@@ -175,7 +187,21 @@ class Reranker:
         return self.score_details(pairs, **options).values
 
     def rank(self, query: str, documents: Sequence[str], top_k: int | None = None, **options: Any) -> list[Ranked]:
-        """Documents sorted by score (highest first; ties keep input order), cut to ``top_k``."""
+        """Documents sorted by score (highest first; ties keep input order), cut to ``top_k``.
+
+        Each :class:`Ranked` keeps the document's position in ``documents``:
+
+        >>> import tempfile
+        >>> from crossrank.models.synthetic import build_random_model
+        >>> model = build_random_model(f"{tempfile.mkdtemp()}/tiny-ce", layers=1)
+        >>> reranker = Reranker(model, cache_dir=f"{tempfile.gettempdir()}/crossrank-examples")
+        >>> docs = ["Crocs Kids' Baya Clog", "a sandal", "boots"]
+        >>> ranked = reranker.rank("crocs", docs)
+        >>> sorted(r.index for r in ranked), all(docs[r.index] == r.document for r in ranked)
+        ([0, 1, 2], True)
+        >>> [r.score for r in ranked] == sorted(reranker.score("crocs", docs).tolist(), reverse=True)
+        True
+        """
         top_k = check_top_k(top_k)
         docs = check_documents(documents)
         scores = self.score(query, docs, **options)

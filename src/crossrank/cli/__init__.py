@@ -9,13 +9,10 @@ import traceback
 from collections.abc import Sequence
 
 from crossrank import __version__
-from crossrank.cli import demo, models, rerank
+from crossrank.cli import bench, demo, models, rerank, rerank_run, serve
+from crossrank.cli import eval as eval_command
 from crossrank.cli import index as index_command
 from crossrank.cli import search as search_command
-from crossrank.cli import serve
-from crossrank.cli import eval as eval_command
-from crossrank.cli import rerank_run
-from crossrank.cli import bench
 from crossrank.cli import train as train_command
 from crossrank.errors import CrossrankError, exit_code
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
-
-import itertools
-import tempfile
 
 from crossrank.cli.common import DEFAULT_MODEL, add_reranker_options, reranker_kwargs
 from crossrank.cli.rerank import print_ranking

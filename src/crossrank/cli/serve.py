@@ -85,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     uvicorn = require("uvicorn", "server", "crossrank serve")
     require("fastapi", "server", "crossrank serve")
+    from crossrank.retrieval.index import Index
     from crossrank.server.app import create_app
     from crossrank.server.config import ModelEntry, model_entry, read_config
     from crossrank.server.connections import protocol_class, raise_open_files_limit
     from crossrank.server.drain import DrainingServer
     from crossrank.server.metrics import Metrics
-    from crossrank.retrieval.index import Index
     from crossrank.server.state import load_served_models
 
     given = resolve_options(args, os.environ, {})  # the flags and environment; the file comes next

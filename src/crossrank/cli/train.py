@@ -59,8 +59,10 @@ def register(sub: Any) -> None:
     training.add_argument("--epochs", type=int, default=3, help="epochs at most (default: 3)")
     training.add_argument("--batch-size", type=int, default=16, help="examples per step (default: 16)")
     training.add_argument("--learning-rate", type=float, default=2e-5, help="(default: 2e-5)")
-    training.add_argument("--patience", type=int, default=2, help="epochs without a better dev nDCG@10 before stopping (default: 2)")
-    training.add_argument("--dev-top-n", type=int, default=100, help="first-stage candidates reranked for dev nDCG@10 (default: 100)")
+    training.add_argument("--patience", type=int, default=2,
+                          help="epochs without a better dev nDCG@10 before stopping (default: 2)")
+    training.add_argument("--dev-top-n", type=int, default=100,
+                          help="first-stage candidates reranked for dev nDCG@10 (default: 100)")
     training.add_argument("--seed", type=int, default=12, help="(default: 12)")
     training.add_argument("--device", choices=("cpu", "cuda"),
                           help="default: CUDA when torch has it, else the CPU")
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=args.data, base=args.base, out=args.out, dev_data=args.dev_data, train_split=args.train_split,
         dev_split=None if args.dev_split.lower() == "none" else args.dev_split, revision=args.revision,
-        first_stage=args.first_stage, encoder=args.encoder, index=args.index, negatives=args.negatives, mine_depth=args.mine_depth,
+        first_stage=args.first_stage, encoder=args.encoder, index=args.index, negatives=args.negatives,
+        mine_depth=args.mine_depth,
         false_negative_margin=args.false_negative_margin, loss=args.loss, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, max_length=args.max_length,
         patience=args.patience, dev_top_n=args.dev_top_n, dev_depth=max(100, args.dev_top_n), seed=args.seed,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import urllib.error
 import urllib.request
 import zipfile
@@ -185,7 +184,7 @@ def download_beir(name: str, target: Path, *, base_url: str, timeout: float, pro
             f"cannot download BEIR dataset {name!r}: {url} answered HTTP {exc.code}. The public BEIR "
             f"datasets are: {', '.join(PUBLIC_DATASETS)}. {_offline_hint(name)}"
         ) from exc
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         archive.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise DownloadFailed(

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossrank.errors import InvalidInput
-from crossrank.progress import bar
 from crossrank.evaluate.lines import text_lines
 from crossrank.evaluate.stages import Scorer, describe, rerank_top
 from crossrank.evaluate.trec import RunWriter, completed_queries, iter_run
+from crossrank.progress import bar
 from crossrank.retrieval.base import Candidate
 from crossrank.retrieval.docstore import DocStore, DocStoreWriter
 from crossrank.retrieval.records import CorpusFormat, ReadStats, read_records

@@ -26,10 +26,10 @@ from crossrank.encode import Encoder
 from crossrank.errors import InvalidInput
 from crossrank.evaluate.beir import BEIR_URL, BeirDataset, resolve_dataset
 from crossrank.evaluate.metrics import Evaluation, evaluate
-from crossrank.progress import bar
 from crossrank.evaluate.report import comparisons, render_html, stage_summaries, write_results_json
 from crossrank.evaluate.stages import RERANK_SUFFIX, Scorer, StageRun, run_stages, stages_to_run
 from crossrank.evaluate.trec import write_run
+from crossrank.progress import bar
 from crossrank.retrieval import Index, build_index, layout
 from crossrank.retrieval.base import Retriever
 

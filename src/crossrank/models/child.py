@@ -103,7 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="crossrank %(name)s: %(message)s")
     if args.command == "export":
         from crossrank.models.export_worker import run_export_command
-
         from crossrank.models.external_data import THRESHOLD
 
         return run_export_command(

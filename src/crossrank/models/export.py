@@ -40,7 +40,7 @@ def default_cache_dir() -> Path:
     return Path(constants.HF_HOME) / "crossrank"
 
 
-def _hash_file(digest: "hashlib._Hash", path: Path) -> None:
+def _hash_file(digest: hashlib._Hash, path: Path) -> None:
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
             digest.update(chunk)

@@ -69,7 +69,7 @@ def export_onnx(
     class _Wrapper(torch.nn.Module):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             super().__init__()
-            self.model = model
+            self.model = model  # noqa: F821 - bound above in every branch; ruff misreads the class scope
 
         def forward(self, *args: object) -> object:
             if stacked:

@@ -103,7 +103,8 @@ def load_model(
     and nothing is exported. A cross-encoder that would run from its weights must declare a
     trained classifier (see :mod:`crossrank.models.head`); an ONNX file in the repository is
     run as it is. ``template`` names an LLM reranker's prompt-template family (else the
-    catalogue's, if any; see :mod:`crossrank.models.llm_head`). A model whose files declare custom code (``auto_map``) is refused unless
+    catalogue's, if any; see :mod:`crossrank.models.llm_head`). A model whose files declare
+    custom code (``auto_map``) is refused unless
     ``trust_remote_code`` (see :mod:`crossrank.models.remote_code`), except where its ONNX file
     is run: no code from the repository runs then.
     """

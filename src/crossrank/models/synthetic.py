@@ -130,7 +130,8 @@ def build_random_model(
     config = config_cls(**settings)
     auto = transformers.AutoModelForSequenceClassification if num_labels else transformers.AutoModel
     if body_from is not None:
-        model = auto.from_pretrained(str(body_from), num_labels=num_labels) if num_labels else auto.from_pretrained(str(body_from))
+        extra = {"num_labels": num_labels} if num_labels else {}
+        model = auto.from_pretrained(str(body_from), **extra)
     else:
         model = auto.from_config(config)
     model.eval().save_pretrained(str(out))

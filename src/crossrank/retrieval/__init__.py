@@ -10,7 +10,7 @@ from crossrank.retrieval.build import BuildReport, build_index
 from crossrank.retrieval.fusion import reciprocal_rank_fusion
 from crossrank.retrieval.index import Index
 from crossrank.retrieval.pipeline import Pipeline, search_paragraphs, split_paragraphs
-from crossrank.retrieval.records import Record, ReadStats, read_records
+from crossrank.retrieval.records import ReadStats, Record, read_records
 
 __all__ = [
     "RETRIEVER_KINDS",

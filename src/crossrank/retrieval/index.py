@@ -6,6 +6,15 @@
 >>> hit = index.search("crocs for kids", 10, filter={"price": {"lt": 40}, "color": "navy"})[0]  # doctest: +SKIP
 >>> hit.fields["price"]  # doctest: +SKIP
 29.99
+
+Built and searched here (BM25 only: no model needed):
+
+>>> import tempfile
+>>> from crossrank.retrieval import Record, build_index
+>>> path = f"{tempfile.mkdtemp()}/shoes.idx"
+>>> report = build_index(path, [Record("a", "leather boots"), Record("b", "crocs clog for kids")])
+>>> [c.id for c in Index.open(path).retriever("bm25").retrieve("crocs for kids", 10)]
+['b']
 """
 
 from __future__ import annotations
@@ -24,7 +33,14 @@ from crossrank.errors import BadIndex, CrossrankError, IndexCorrupt, IndexUnusab
 from crossrank.extras import require
 from crossrank.retrieval import layout
 from crossrank.retrieval.base import RETRIEVER_KINDS, Candidate, Retriever
-from crossrank.retrieval.build import ORD_FIELD, TEXT_FIELD, BuildReport, build_index, delete_documents, lexical_analyzer
+from crossrank.retrieval.build import (
+    ORD_FIELD,
+    TEXT_FIELD,
+    BuildReport,
+    build_index,
+    delete_documents,
+    lexical_analyzer,
+)
 from crossrank.retrieval.docstore import DocStore, read_deleted
 from crossrank.retrieval.filtered import filtered_dense
 from crossrank.retrieval.filters import filter_query, normalize_filter

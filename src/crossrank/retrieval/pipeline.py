@@ -14,10 +14,10 @@ import numpy as np
 
 from crossrank.errors import InvalidInput
 from crossrank.rerank import Reranker
-from crossrank.texts import check_text
 from crossrank.retrieval.base import Candidate, Hit, Retriever, SearchResult
 from crossrank.retrieval.index import Index
 from crossrank.scores import ranked_order
+from crossrank.texts import check_text
 
 
 def _positive(value: Any, what: str) -> int:
@@ -32,6 +32,18 @@ class Pipeline:
     ``search`` fetches ``candidates`` documents, scores each (query, document) pair with the
     reranker and returns the best ``top_k``. More candidates raise recall at a cost linear
     in the reranker's work. Without a reranker the first-stage order is kept.
+
+    >>> import tempfile
+    >>> from crossrank.models.synthetic import build_random_model
+    >>> from crossrank.retrieval import Record, build_index
+    >>> work = tempfile.mkdtemp()
+    >>> docs = [Record("a", "leather boots"), Record("b", "crocs clog for kids"), Record("c", "a kids sandal")]
+    >>> index = Index.open(build_index(f"{work}/shoes.idx", docs).path)
+    >>> model = build_random_model(f"{work}/tiny-ce", layers=1)
+    >>> reranker = Reranker(model, cache_dir=f"{tempfile.gettempdir()}/crossrank-examples")
+    >>> result = Pipeline(index, reranker).search("crocs for kids", candidates=10, top_k=2)
+    >>> len(result.hits), {hit.id for hit in result.hits} <= {"b", "c"}
+    (2, True)
     """
 
     def __init__(self, retriever: Retriever | Index, reranker: Reranker | None = None) -> None:

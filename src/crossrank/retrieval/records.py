@@ -88,7 +88,8 @@ def read_records(
     field gave no text is counted in ``stats.field_issues``. Plain text gives one document per
     non-empty line with its line number as id. Compressed files (gzip, bzip2, xz, zstd) are
     read as such. ``store_fields`` are the paths (same syntax) kept in each record's
-    ``fields``, with their values as they are (lists and objects included). A file that changes while it is read raises :class:`~crossrank.errors.CorpusChanged`
+    ``fields``, with their values as they are (lists and objects included). A file that
+    changes while it is read raises :class:`~crossrank.errors.CorpusChanged`
     at its end.
     """
     source = Path(path)

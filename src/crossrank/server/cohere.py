@@ -19,9 +19,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossrank.errors import InvalidInput
+from crossrank.scores import ranked_order
 from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
-from crossrank.scores import ranked_order
 from crossrank.server.common import Instruction, check_query, models_of, score_request, scoring_details
 
 #: a key in a /rerank body that marks the Cohere shape (rather than Weaviate's)

@@ -125,7 +125,7 @@ def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
                 self._read_timer = None
 
         def _peer(self) -> str:
-            return "%s:%d" % self.client if self.client else "a client"
+            return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
 
         def _read_expired(self) -> None:
             self._read_timer = None

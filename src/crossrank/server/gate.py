@@ -25,7 +25,6 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute

@@ -30,9 +30,9 @@ from crossrank.server.auth import require_api_key
 from crossrank.server.body import ParsedBodyRoute
 from crossrank.server.cohere import COHERE_KEYS, CohereRequest, cohere_rerank
 from crossrank.server.common import (
+    Instruction,
     check_count,
     check_query,
-    Instruction,
     embed_texts,
     models_of,
     parse,

@@ -5,7 +5,8 @@ sends it with ``client.search`` and maps hits to candidates (``_id`` and a ``_so
 text field). Pass an ``elasticsearch.Elasticsearch`` or an ``opensearchpy.OpenSearch``.
 
 >>> from elasticsearch import Elasticsearch  # doctest: +SKIP
->>> retriever = ElasticsearchRetriever(Elasticsearch("http://es:9200"), "products", fields=["title^2", "description"])  # doctest: +SKIP
+>>> retriever = ElasticsearchRetriever(  # doctest: +SKIP
+...     Elasticsearch("http://es:9200"), "products", fields=["title^2", "description"])
 """
 
 from __future__ import annotations
