@@ -47,10 +47,15 @@ def register(sub: Any) -> None:
                         "of a config file [CROSSRANK_MODEL]")
     models.add_argument("--name", help=f"the name --model is served under (default: {DEFAULT_NAME}) "
                         "[CROSSRANK_MODEL_NAME]")
-    models.add_argument("--mode", choices=("exact", "fast", "auto"),
+    models.add_argument("--mode", choices=("exact", "fast", "auto", "int8"),
                         help="for --model: exact (fp32, the model's own scores), fast (bf16 on CPUs with "
-                        "AMX/AVX-512 BF16, fp16 on a GPU; same ranking) or auto (fast where available). "
+                        "AMX/AVX-512 BF16, fp16 on a GPU; same ranking), auto (fast where available) or int8 "
+                        "(OpenVINO int8 calibrated on --calibration, ranking kept; CPU). "
                         "In a config file: the per-model key 'mode' (default: exact) [CROSSRANK_MODE]")
+    models.add_argument("--calibration", metavar="FILE",
+                        help="for --model --mode int8: (query, document) pairs to calibrate on, JSON Lines or TSV "
+                        "(see docs/MODELS.md). In a config file: the per-model key 'calibration' "
+                        "[CROSSRANK_CALIBRATION]")
     models.add_argument("--device", choices=("cpu", "cuda"),
                         help="for --model: cuda runs it on an NVIDIA GPU (needs 'crossrank[torch]' with a CUDA "
                         "build of torch). In a config file: the per-model key 'device' (default: cpu) "
@@ -258,12 +263,14 @@ def _run(args: argparse.Namespace) -> int:
     mode = args.mode or _env("CROSSRANK_MODE") or "exact"
     device = args.device or _env("CROSSRANK_DEVICE") or "cpu"
     instruction = args.instruction if args.instruction is not None else _env("CROSSRANK_INSTRUCTION")
+    calibration = args.calibration or _env("CROSSRANK_CALIBRATION")
     if config and model:
         raise InvalidInput("pass either --config or --model, not both")
-    if config and (args.mode or args.device or args.template or args.trust_remote_code or args.instruction is not None):
-        raise InvalidInput("--mode, --device, --template, --trust-remote-code and --instruction go with --model; in a "
-                           "config file set 'mode:', 'device:', 'template:', 'trust_remote_code:' and 'instruction:' "
-                           "per model")
+    if config and (args.mode or args.device or args.template or args.trust_remote_code or args.instruction is not None
+                   or args.calibration):
+        raise InvalidInput("--mode, --calibration, --device, --template, --trust-remote-code and --instruction go with "
+                           "--model; in a config file set 'mode:', 'calibration:', 'device:', 'template:', "
+                           "'trust_remote_code:' and 'instruction:' per model")
     entries: list[ModelEntry]
     file_options: dict[str, Any] = {}
     if config:
@@ -271,7 +278,8 @@ def _run(args: argparse.Namespace) -> int:
     elif model:
         name = args.name or _env("CROSSRANK_MODEL_NAME") or DEFAULT_NAME
         entry = {"type": "cross-encoder", "model": model, "mode": mode, "device": device, "template": args.template,
-                 "trust_remote_code": bool(args.trust_remote_code), "instruction": instruction}
+                 "trust_remote_code": bool(args.trust_remote_code), "instruction": instruction,
+                 "calibration": calibration}
         entries = [model_entry(name, entry)]
     else:
         raise InvalidInput("nothing to serve: pass --config FILE or --model NAME")
