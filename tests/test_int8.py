@@ -58,9 +58,10 @@ class Counted:
 
 
 @pytest.fixture(scope="module")
-def quantized(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Reranker, Counted, Path]]:
-    """One int8 load (max_drop 2: every op quantized, no search) in a fresh cache, with the counter on."""
-    cache = tmp_path_factory.mktemp("int8-cache")
+def quantized(bert_dir: Path, model_cache: Path) -> Iterator[tuple[Reranker, Counted, Path]]:
+    """One int8 load (max_drop 2: every op quantized, no search), with the counter on (this calibration set
+    is quantized nowhere else)."""
+    cache = model_cache
     counter = Counted()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(int8, "quantize_graph", counter)
@@ -74,9 +75,9 @@ def test_int8_mode_quantizes_matmuls_and_scores_track_exact(quantized: tuple[Rer
     reranker, counter, _ = quantized
     assert counter.calls == 1 and reranker.mode == "int8" and reranker.choice.precision == "int8"
     report = reranker.int8_report
-    assert report is not None and report["matmuls_int8"] > 0  # max_drop 2 keeps every quantized op
-    assert report["matmuls"] == report["matmuls_int8"] + report["matmuls_kept_in_higher_precision"]
-    assert reranker.describe()["int8"] == report and "MatMul ops int8" in reranker.choice.reason
+    assert report is not None and report["matrix_ops_int8"] > 0  # max_drop 2 keeps every quantized op
+    assert report["matrix_ops"] == report["matrix_ops_int8"] + report["matrix_ops_kept_in_higher_precision"]
+    assert reranker.describe()["int8"] == report and "matrix ops int8" in reranker.choice.reason
     assert "int8" in reranker.runtime.providers[0]
     docs = [d for _, d in pairs(1, 24, seed=7)]
     got = reranker.score("crocs for kids", docs, activation="none")
@@ -96,6 +97,28 @@ def test_a_second_load_reuses_the_quantized_model(quantized: tuple[Reranker, Cou
     assert again.int8_report == first.int8_report
     docs = [d for _, d in pairs(1, 10, seed=3)]
     assert np.allclose(again.score("kids clog", docs), first.score("kids clog", docs), atol=1e-6)
+
+
+def test_below_the_bound_the_search_keeps_matrix_ops_in_higher_precision(
+        quantized: tuple[Reranker, Counted, Path], bert_dir: Path, model_cache: Path) -> None:
+    """max_drop 0 on a random tiny model (which int8 reorders): the search goes on past 'none kept'."""
+    steps: list[str] = []
+    original = int8._matmul_groups
+
+    def groups(model: object) -> list[tuple[str, list[str]]]:
+        found = original(model)
+        steps.extend(name for name, _ in found)
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(int8, "_matmul_groups", groups)
+        strict = Reranker(bert_dir, mode="int8", cache_dir=model_cache, batch_size=8,
+                          calibration=Calibration(tuple(grouped(4, 4)), max_drop=0.0))
+    assert steps[0] == "none" and "feed-forward down projections" in steps and steps[-1] == "every matrix op"
+    report, loose = strict.int8_report, quantized[0].int8_report
+    assert report is not None and loose is not None
+    assert report["matrix_ops_kept_in_higher_precision"] > loose["matrix_ops_kept_in_higher_precision"]
+    assert report["fidelity"]["fidelity"] >= loose["fidelity"]["fidelity"] or report["fidelity"]["fidelity"] == 1.0
 
 
 def test_the_fidelity_metric_is_one_for_the_same_ranking_and_falls_when_it_moves() -> None:
