@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the pin resolves to the local CPU wheel; anything else pulls CUDA.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[export,torch,server,eval,index,qdrant,postgres,elasticsearch,fast,bench,train,ray,spark,langchain,llamaindex,haystack,dev]'
+	$(BIN)/pip install -q -e '.[export,torch,server,eval,index,qdrant,postgres,elasticsearch,fast,int8,bench,train,ray,spark,langchain,llamaindex,haystack,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -29,6 +29,7 @@ from crossrank.options import (
     whole_number,
 )
 from crossrank.runtime.base import Runtime, check_max_batch_tokens
+from crossrank.runtime.calibration import CalibrationInput, calibration_for
 from crossrank.runtime.select import Choice, Mode, check_threads, choose_runtime
 from crossrank.scores import (
     Activation,
@@ -89,6 +90,10 @@ class Reranker:
     is available, else exact. ``providers=["cuda"]`` runs on an NVIDIA GPU: fp16 PyTorch in
     the fast and auto modes, fp32 in the exact mode (needs ``crossrank[torch]`` with a CUDA
     build of torch, or onnxruntime-gpu for exact); without a GPU it falls back to the CPU.
+    ``mode="int8"`` runs OpenVINO with int8 matrix products, statically quantized once (cached) on
+    ``calibration``, your own (query, document) pairs (a JSONL/TSV file or a list of pairs, see
+    :mod:`crossrank.runtime.calibration`), the layers whose quantization moves the ranking kept in
+    bf16/fp32 (CPU only, not LLM rerankers; needs ``crossrank[int8]``; see :mod:`crossrank.runtime.int8`).
     ``runtime`` forces ``"onnxruntime"``, ``"openvino"`` or ``"torch"``.
     ``cache`` (a :class:`ScoreCache` or a maximum entry count) reuses the scores of
     (query, document) pairs seen before.
@@ -124,6 +129,7 @@ class Reranker:
         instruction: str | None = None,
         template: str | None = None,
         trust_remote_code: bool = False,
+        calibration: CalibrationInput | None = None,
     ) -> None:
         self.batch_size = whole_number(batch_size, "batch_size", 1)
         self._max_batch_tokens = check_max_batch_tokens(max_batch_tokens)
@@ -131,7 +137,9 @@ class Reranker:
         self.long_documents: LongDocuments = check_long_documents(long_documents)
         self.activation = check_activation(activation)
         self.choice = choose_runtime(mode, runtime, providers)
-        self.mode = self.choice.mode  #: the mode in effect: "exact" or "fast"
+        self.mode = self.choice.mode  #: the mode in effect: "exact", "fast" or "int8"
+        self._calibration = calibration_for(mode, calibration)
+        self.int8_report: dict[str, Any] | None = None  #: int8 mode: what was quantized, fidelity measured
         if template is not None and (not isinstance(template, str) or template not in TEMPLATES):
             raise InvalidInput(f"template must be one of {', '.join(TEMPLATES)} (an LLM reranker's prompt "
                                f"template), not {template!r}")
@@ -142,6 +150,9 @@ class Reranker:
         self.name = loaded.name
         self.config = loaded.config
         self.template = loaded.head.template if loaded.head is not None else None
+        if self.mode == "int8" and self.template is not None:
+            raise InvalidInput(f"mode='int8' quantizes encoder cross-encoders; {self.name} is an LLM reranker "
+                               f"({self.template.family}): use mode 'exact' or 'fast'")
         #: how the model scores, for messages and descriptions
         self.head = loaded.head.describe() if loaded.head is not None else "its ONNX graph"
         #: the default instruction in the prompt of an LLM reranker (its family's when not given); None: the
@@ -172,7 +183,8 @@ class Reranker:
             cache if isinstance(cache, ScoreCache) else None
         )
         source = loaded.onnx_file or loaded.files.directory
-        self._cache_key = f"{self.name}|{source}|{self.choice.runtime}-{self.choice.precision}"
+        calibrated = self._calibration.digest() if self._calibration is not None else ""
+        self._cache_key = f"{self.name}|{source}|{self.choice.runtime}-{self.choice.precision}{calibrated}"
         self._lock = threading.Lock()
         self.truncated_pairs = 0  #: pairs whose document did not fit, since this object was made
 
@@ -275,6 +287,7 @@ class Reranker:
             "instruction": self.instruction,
             "max_length": self.max_length,
             "truncation": self.truncation().to_dict(),
+            **({"int8": self.int8_report} if self.int8_report is not None else {}),
         }
 
     def _cached_logits(self, pairs: list[tuple[str, str]], opts: ScoreOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -430,7 +443,7 @@ class Reranker:
     ) -> Runtime:
         """The runtime of ``choice`` (default: this reranker's) for the loaded model."""
         choice = choice or self.choice
-        if choice.runtime == "torch":
+        if choice.runtime == "torch" and choice.precision != "int8":
             from crossrank.runtime.torch import TorchRuntime
 
             return TorchRuntime(
@@ -442,6 +455,8 @@ class Reranker:
 
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         path = first_token_graph(loaded.onnx_path, root / "first-token")  # same scores, less work
+        if choice.precision == "int8":
+            return self._int8_runtime(path, root, threads)
         if choice.runtime == "openvino":
             from crossrank.runtime.openvino import OpenVinoRuntime
 
@@ -457,6 +472,22 @@ class Reranker:
         from crossrank.runtime.onnx import OnnxRuntime  # imported here: the fast mode never loads it
 
         return OnnxRuntime(path, providers=providers, threads=threads, max_batch_tokens=self._max_batch_tokens)
+
+    def _int8_runtime(self, graph: Path, root: Path, threads: int | None) -> Runtime:
+        """The int8 runtime, quantized on the calibration pairs as this reranker tokenizes them."""
+        from crossrank.runtime.int8 import int8_runtime, summary
+        from crossrank.runtime.openvino import plan_power_of_two
+
+        def batches(pairs: list[tuple[str, str]]) -> list[dict[str, np.ndarray]]:
+            rows = self._tokenize(check_pairs(pairs), ScoreOptions())
+            return [pad_batch(rows, b, self.tokenizer.pad_id) for b in plan_power_of_two(rows.lengths, 16, 4096)]
+
+        assert self._calibration is not None
+        runtime, self.int8_report = int8_runtime(
+            graph, root, self._calibration, batches, threads=threads, pad_id=self.tokenizer.pad_id,
+            max_width=self.max_length, settings=f"max_length={self.max_length}", max_batch_tokens=self._max_batch_tokens)
+        self.choice = replace(self.choice, reason=summary(self.int8_report))
+        return runtime
 
     def __repr__(self) -> str:
         return (

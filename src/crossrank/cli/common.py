@@ -36,9 +36,15 @@ def add_reranker_options(
         "--threads", type=int, help="CPU threads for inference (default: all cores)"
     )
     group.add_argument(
-        "--mode", choices=("exact", "fast", "auto"), default="exact",
+        "--mode", choices=("exact", "fast", "auto", "int8"), default="exact",
         help="exact: fp32, the model's own scores; fast: bf16 OpenVINO on CPUs with AMX/AVX-512 BF16 "
-        "(fp16 on a GPU), several times faster, same ranking; auto: fast where available (default: exact)",
+        "(fp16 on a GPU), several times faster, same ranking; auto: fast where available; int8: OpenVINO int8 "
+        "calibrated on --calibration, layers that move the ranking kept in bf16/fp32 (CPU) (default: exact)",
+    )
+    group.add_argument(
+        "--calibration", metavar="FILE",
+        help="--mode int8: your own (query, document) pairs to calibrate on, JSON Lines "
+        '{"query": ..., "documents": [...]} or TSV query<TAB>document (quantized once, cached)',
     )
     group.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu",
@@ -80,6 +86,7 @@ def reranker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "activation": "none" if args.raw_scores else "sigmoid",
         "long_documents": args.long_documents,
         "mode": args.mode,
+        "calibration": getattr(args, "calibration", None),
         "providers": ["cuda"] if args.device == "cuda" else None,
         "template": args.template,
     }

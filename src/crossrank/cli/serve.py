@@ -97,11 +97,11 @@ def _run(args: argparse.Namespace) -> int:
     config, model = given["config"], given["model"]
     if config and model:
         raise InvalidInput("pass either --config or --model, not both")
-    per_model = ("mode", "device", "template", "trust_remote_code", "instruction")
+    per_model = ("mode", "calibration", "device", "template", "trust_remote_code", "instruction")
     if config and any(getattr(args, key) is not None for key in per_model):
-        raise InvalidInput("--mode, --device, --template, --trust-remote-code and --instruction go with --model; in a "
-                           "config file set 'mode:', 'device:', 'template:', 'trust_remote_code:' and 'instruction:' "
-                           "per model")
+        raise InvalidInput("--mode, --calibration, --device, --template, --trust-remote-code and --instruction go with "
+                           "--model; in a config file set 'mode:', 'calibration:', 'device:', 'template:', "
+                           "'trust_remote_code:' and 'instruction:' per model")
     entries: list[ModelEntry]
     file_options: dict[str, Any] = {}
     if config:

@@ -91,8 +91,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("name", str, DEFAULT_NAME, "the name --model is served under", "models", env="CROSSRANK_MODEL_NAME",
             file=False),
     Setting("mode", str, "exact", _FOR_MODEL + "exact (fp32, the model's own scores), fast (bf16 on CPUs with "
-            f"AMX/AVX-512 BF16, fp16 on a GPU; same ranking) or auto (fast where available). {_PER_MODEL} 'mode'",
+            "AMX/AVX-512 BF16, fp16 on a GPU; same ranking), auto (fast where it measured faster) or int8 (OpenVINO "
+            f"int8 calibrated on --calibration, accuracy-aware; CPU). {_PER_MODEL} 'mode'",
             "models", file=False, choices=MODES),
+    Setting("calibration", str, None, "for --model --mode int8: (query, document) pairs to calibrate on, JSON "
+            f"Lines or TSV (see docs/MODELS.md). {_PER_MODEL} 'calibration'", "models", file=False),
     Setting("device", str, "cpu", _FOR_MODEL + "cuda runs it on an NVIDIA GPU (needs 'crossrank[torch]' with a "
             f"CUDA build of torch). {_PER_MODEL} 'device'", "models", file=False, choices=DEVICES),
     Setting("template", str, None, _FOR_MODEL + "the prompt template of an LLM yes/no reranker whose files do not "

@@ -128,7 +128,9 @@ class OpenVinoRuntime:
             config["CACHE_DIR"] = str(cache_dir)  # compiled blobs: faster second load
         core = ov.Core()
         try:
-            source = compressed_ir(path, cache_dir) if precision == "bf16" and cache_dir is not None else path
+            # an IR (the int8 mode's) is read as it is
+            bf16_onnx = precision == "bf16" and cache_dir is not None and path.suffix == ".onnx"
+            source = compressed_ir(path, cache_dir) if bf16_onnx and cache_dir is not None else path
             # compiled from the file, not from a read_model() object: with CACHE_DIR a second
             # load then skips reading the graph, and no graph copy stays resident
             self.compiled = core.compile_model(str(source), "CPU", config)

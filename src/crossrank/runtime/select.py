@@ -5,6 +5,8 @@ On the CPU, ``exact`` runs fp32 ONNX Runtime and gives the scores of the origina
 bfloat16 on CPUs with native bf16 instructions (AMX or AVX-512 BF16), several times faster
 and ranking-preserving; elsewhere it falls back to ``exact`` with a message. ``auto`` is
 ``fast`` or ``exact``, whichever measured faster here (:mod:`crossrank.runtime.auto`) where fast is available, else ``exact``.
+``int8`` runs OpenVINO with int8 matrix products calibrated on the user's pairs, the layers that
+move the ranking kept in bf16/fp32 (:mod:`crossrank.runtime.int8`; CPU only, encoder cross-encoders).
 
 With ``providers=["cuda"]`` the GPU is used: ``fast`` (and ``auto``) run the model in fp16
 with PyTorch on CUDA; ``exact`` runs fp32, on ONNX Runtime's CUDA provider when that build
@@ -26,10 +28,10 @@ from crossrank.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["exact", "fast", "auto"]
+Mode = Literal["exact", "fast", "auto", "int8"]
 RuntimeName = Literal["onnxruntime", "openvino", "torch"]
-Precision = Literal["f32", "bf16", "f16"]
-MODES = ("exact", "fast", "auto")
+Precision = Literal["f32", "bf16", "f16", "int8"]
+MODES = ("exact", "fast", "auto", "int8")
 RUNTIMES = ("onnxruntime", "openvino", "torch")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -60,7 +62,7 @@ def openvino_installed() -> bool:
 class Choice:
     """The runtime a reranker will use and why."""
 
-    mode: Literal["exact", "fast"]
+    mode: Literal["exact", "fast", "int8"]
     runtime: RuntimeName
     precision: Precision
     reason: str
@@ -111,6 +113,11 @@ def choose_runtime(
         raise InvalidInput(f"mode must be one of {MODES}, got {mode!r}")
     if runtime is not None and runtime not in RUNTIMES:
         raise InvalidInput(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if mode == "int8":
+        if runtime not in (None, "openvino") or _gpu_requested(providers):
+            raise InvalidInput("mode='int8' runs on the CPU with OpenVINO (statically quantized, calibrated); "
+                               "for a GPU or another runtime use mode 'exact' or 'fast'")
+        return Choice("int8", "openvino", "int8", "int8 mode: NNCF static quantization, calibrated")
     have_ov = openvino_installed() if openvino_available is None else openvino_available
     bf16 = has_native_bf16(flags)
     gpu = _gpu_requested(providers)

@@ -12,8 +12,9 @@ inference:
 ```
 
 Optional per-model keys: ``revision``, ``max_length``, ``long_documents`` (truncate|window),
-``activation`` (sigmoid|none), ``mode`` (exact|fast|auto, cross-encoders; see
-:mod:`crossrank.runtime.select`), ``device`` (cpu|cuda), ``template`` (the prompt template of an LLM
+``activation`` (sigmoid|none), ``mode`` (exact|fast|auto|int8, cross-encoders; see
+:mod:`crossrank.runtime.select`), ``calibration`` (mode int8: a JSONL/TSV file of the pairs to calibrate
+on; see :mod:`crossrank.runtime.calibration`), ``device`` (cpu|cuda), ``template`` (the prompt template of an LLM
 yes/no reranker whose files do not name one: qwen3-reranker|mxbai-rerank-v2|bge-reranker-v2-gemma),
 ``trust_remote_code`` (true lets a model repository's own Python code run on this machine to load it;
 see :mod:`crossrank.models.remote_code`) and ``instruction`` (the default instruction of an LLM
@@ -59,6 +60,7 @@ class ModelEntry:
     #: run the model repository's own Python code (auto_map) to load it; see crossrank.models.remote_code
     trust_remote_code: bool = False
     instruction: str | None = None  #: an LLM reranker's default instruction (None: its family's own)
+    calibration: str | None = None  #: mode int8: the file of (query, document) pairs to calibrate on
 
     @property
     def providers(self) -> list[str] | None:
@@ -129,6 +131,8 @@ def model_entry(name: str, raw: Any) -> ModelEntry:
         raise InvalidInput(f"inference.{name}.trust_remote_code must be true or false")
     if kind == "bi-encoder" and raw.get("mode", "exact") != "exact":
         raise InvalidInput(f"inference.{name}.mode: bi-encoders run in exact mode only")
+    if raw.get("calibration") is not None and (not isinstance(raw["calibration"], str) or raw.get("mode") != "int8"):
+        raise InvalidInput(f"inference.{name}.calibration is the path of a calibration file, used with 'mode: int8'")
     if kind == "bi-encoder" and raw.get("instruction") is not None:
         raise InvalidInput(f"inference.{name}.instruction: bi-encoders take no instruction (an LLM reranker does)")
     try:

@@ -118,6 +118,7 @@ def load_served_models(
                     template=entry.template,
                     trust_remote_code=entry.trust_remote_code,
                     instruction=entry.instruction,  # refused here when the model's head reads none
+                    calibration=entry.calibration,
                 )
                 reranker.score("warm up", ["warm up the model before serving"])
                 scheduler = CrossScheduler(entry.name, reranker, settings.batch, observer=obs,
