@@ -6,7 +6,10 @@ Given as a file or in memory. A file holds one item per line, either kind in one
 * TSV: ``query<TAB>document``
 
 Pairs are grouped by query. A quarter of the queries that have several documents is held out
-to measure ranking fidelity (never used to calibrate); the rest calibrates the quantizer.
+to measure ranking fidelity (never used to calibrate); the rest calibrates the quantizer. Each
+held-out query ranks every held-out document (its own and the other held-out queries'), so the
+lists it is judged on are as long as served lists (up to :data:`VALIDATION_LIST`), not just its
+own few documents: a short list hides the swaps between close scores that a 100-document list shows.
 
 >>> calibration = read_calibration([("crocs", "Crocs Kids' Baya Clog"), ("crocs", "a sandal")] * 8)
 >>> len(calibration.pairs)
@@ -27,12 +30,15 @@ from crossrank.texts import check_pairs
 
 #: fewer pairs than this cannot both calibrate and measure fidelity
 MIN_PAIRS = 8
-#: the drop of ranking fidelity (the mean over held-out queries of (Spearman + top-10 overlap) / 2
-#: against the unquantized model, 1.0 = the same ranking) that the int8 search accepts before it
-#: keeps more matrix ops in higher precision
-DEFAULT_MAX_DROP = 0.02
+#: how far Spearman's rank correlation against the unquantized model may fall below 1.0 on the
+#: worst held-out query before the int8 search keeps more matrix ops in higher precision
+DEFAULT_MAX_DROP = 0.01
+#: the share of the unquantized model's top 10 that the worst held-out query must keep
+DEFAULT_MIN_OVERLAP = 0.9
 #: at most this many pairs calibrate, and this many measure fidelity (both cost time at load)
-MAX_CALIBRATION_PAIRS, MAX_VALIDATION_PAIRS = 512, 256
+MAX_CALIBRATION_PAIRS, MAX_VALIDATION_PAIRS = 512, 512
+#: the most documents one held-out query ranks (a served list's length)
+VALIDATION_LIST = 100
 FORMAT = ('JSON Lines {"query": "...", "documents": ["...", ...]} or TSV lines query<TAB>document, '
           "one item per line")
 
@@ -41,27 +47,37 @@ Pair = tuple[str, str]
 
 @dataclass(frozen=True)
 class Calibration:
-    """Pairs to calibrate on, and the fidelity drop accuracy control accepts."""
+    """Pairs to calibrate on, and the ranking fidelity the int8 search must keep on the worst held-out
+    query: Spearman >= 1 - ``max_drop`` and at least ``min_overlap`` of the top 10."""
 
     pairs: tuple[Pair, ...]
     max_drop: float = DEFAULT_MAX_DROP
     source: str = "pairs given in memory"
+    min_overlap: float = DEFAULT_MIN_OVERLAP
 
     def __post_init__(self) -> None:
         if len(self.pairs) < MIN_PAIRS:
             raise InvalidInput(f"the int8 calibration set ({self.source}) has {len(self.pairs)} (query, document) "
                                f"pairs; it needs at least {MIN_PAIRS}, ideally a few hundred like the ones served")
         if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)) or not 0 <= self.max_drop <= 2:
-            raise InvalidInput(f"max_drop must be a number from 0 to 2 (a drop of ranking fidelity, which runs from "
-                               f"-1 to 1; 2 accepts any), got {self.max_drop!r}")
+            raise InvalidInput(f"max_drop must be a number from 0 to 2 (a drop of Spearman's rank correlation, which "
+                               f"runs from -1 to 1; 2 accepts any), got {self.max_drop!r}")
+        bad = isinstance(self.min_overlap, bool) or not isinstance(self.min_overlap, (int, float))
+        if bad or not 0 <= self.min_overlap <= 1:
+            raise InvalidInput(f"min_overlap must be a share from 0 to 1 of the top 10 to keep, got {self.min_overlap!r}")
+
+    def accepts(self, spearman_min: float, overlap_min: float) -> bool:
+        """Whether the worst held-out query's Spearman and top-10 overlap are within the bounds."""
+        return spearman_min >= 1.0 - self.max_drop and overlap_min >= self.min_overlap
 
     def digest(self) -> str:
-        """What the quantized model depends on in this set (its pairs and max_drop)."""
-        text = json.dumps([self.pairs, self.max_drop], ensure_ascii=False)
+        """What the quantized model depends on in this set (its pairs and bounds)."""
+        text = json.dumps([self.pairs, self.max_drop, self.min_overlap, VALIDATION_LIST], ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def split(self) -> tuple[list[Pair], list[list[Pair]]]:
-        """(calibration pairs, held-out groups of one query each) — disjoint."""
+        """(calibration pairs, held-out lists of one query each) — disjoint: no held-out query or document
+        calibrates. A held-out query's list holds every held-out document (its own first)."""
         groups: dict[str, list[int]] = {}
         for i, pair in enumerate(self.pairs):
             groups.setdefault(pair[0], []).append(i)
@@ -71,12 +87,22 @@ class Calibration:
             held = [list(range(3, len(self.pairs), 4))]
         held_set = {i for g in held for i in g}
         rest = [self.pairs[i] for i in range(len(self.pairs)) if i not in held_set]
-        validation, size = [], 0
+        documents = list(dict.fromkeys(self.pairs[i][1] for g in held for i in g))
+        held_docs = set(documents)
+        rest = [pair for pair in rest if pair[1] not in held_docs]
+        validation: list[list[Pair]] = []
+        size = 0
         for group in held:
-            if size >= MAX_VALIDATION_PAIRS:
+            if len(held) == 1:  # one list only (one query, or one document per query): as it is
+                pairs = [self.pairs[i] for i in group]
+            else:
+                ranked = dict.fromkeys([self.pairs[i][1] for i in group] + documents)
+                pairs = [(self.pairs[group[0]][0], doc) for doc in list(ranked)[:VALIDATION_LIST]]
+            pairs = pairs[: MAX_VALIDATION_PAIRS - size]
+            if len(pairs) < 2:
                 break
-            validation.append([self.pairs[i] for i in group[: MAX_VALIDATION_PAIRS - size]])
-            size += len(validation[-1])
+            validation.append(pairs)
+            size += len(pairs)
         return rest[:MAX_CALIBRATION_PAIRS], validation
 
 
