@@ -1,7 +1,9 @@
 """The int8 mode on a cross-encoder with a trained body: ranking fidelity against exact fp32, and speed.
 
 The model is ms-marco-MiniLM-L6-v2-shaped with the trained all-MiniLM-L6-v2 encoder as its body
-and a random classification head (benchmarks/fidelity.py's model). It is quantized on a
+and a random classification head (benchmarks/fidelity.py's model), or with ``--model`` a
+cross-encoder trained end to end (``crossrank train``; ``benchmarks/train_lift.py --work DIR``
+leaves one in ``DIR/ft``). It is quantized on a
 calibration set of its own: queries and documents made with other seeds than the evaluation's
 (checked disjoint). For 100 titles and 100 passages, three queries each, it reports:
 
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-roofline", action="store_true")
+    parser.add_argument("--model", type=Path, help="a trained cross-encoder directory, e.g. the one `crossrank train` "
+                        "(or benchmarks/train_lift.py --work DIR) made (default: the trained-body model)")
     parser.add_argument("--out", default="benchmarks/results/int8.json")
     args = parser.parse_args(argv)
     drops = args.max_drop or [0.01]
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from crossrank.runtime.calibration import Calibration
 
     work = Path(tempfile.mkdtemp(prefix="crossrank-int8-"))
-    directory = build_random_model(work / "trained-body", body_from=trained_minilm_dir(), layers=6)
+    directory = args.model or build_random_model(work / "trained-body", body_from=trained_minilm_dir(), layers=6)
     cache = work / "cache"
     workloads = {kind: [make_workload(kind, 100, seed=100 + s) for s in range(3)] for kind in KINDS}
     pairs = calibration_pairs(args.calibration_queries, args.calibration_documents)
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     median_ms = {key: 1e3 * statistics.median(v) for key, v in times.items()}
 
     result: dict[str, Any] = {
-        "model": "MiniLM-L6 shape, trained all-MiniLM-L6-v2 body, random head",
+        "model": str(args.model) if args.model else "MiniLM-L6 shape, trained all-MiniLM-L6-v2 body, random head",
         "calibration": {"pairs": len(pairs), "queries_per_kind": args.calibration_queries,
                         "documents_per_query": args.calibration_documents, "seeds": "5000+ (evaluation: 100-102)"},
         "int8": {str(d): {"load_s": round(load_s[d], 1), "report": m.int8_report} for d, m in int8.items()},
@@ -163,7 +167,7 @@ def roofline(exact: Any, workloads: dict[str, Any], median_ms: dict[str, float],
     roof = {p: max(r["gflops"] for r in rates if r["precision"] == p) for p in {r["precision"] for r in rates}}
     out: dict[str, Any] = {"roof_gflops": roof, "modes": {}}
     for kind, ws in workloads.items():
-        lengths = np.concatenate([exact.encode(w.pairs).lengths for w in ws[:1]])
+        lengths = np.concatenate([exact.tokenize(w.pairs).lengths for w in ws[:1]])
         useful = total_flops(shape, lengths) / 1e9
         for name, precision in [("crossrank exact", "fp32"), ("crossrank fast", "bf16"),
                                 *[(f"crossrank int8 (max_drop {d})", "int8") for d in int8]]:

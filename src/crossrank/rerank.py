@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import numpy as np
 from crossrank.cache import ScoreCache
 from crossrank.errors import InvalidInput
 from crossrank.models.llm_head import TEMPLATES, template_tokenizer
-from crossrank.models.load import LoadedModel, check_score_output, load_model
+from crossrank.models.load import check_score_output, load_model
 from crossrank.options import (
     LongDocuments,
     ScoreOptions,
@@ -29,8 +29,9 @@ from crossrank.options import (
     whole_number,
 )
 from crossrank.runtime.base import Runtime, check_max_batch_tokens
+from crossrank.runtime.build import RuntimeSpec, make_int8_runtime, make_runtime, measure_auto
 from crossrank.runtime.calibration import CalibrationInput, calibration_for
-from crossrank.runtime.select import Choice, Mode, check_threads, choose_runtime
+from crossrank.runtime.select import Mode, check_threads, choose_runtime
 from crossrank.scores import (
     Activation,
     Scores,
@@ -172,11 +173,21 @@ class Reranker:
         self.window_stride = check_window_stride(
             default_stride if window_stride is None else window_stride, self.max_length,
             self.tokenizer.pair_overhead)
-        self.runtime: Runtime = self._make_runtime(loaded, providers, threads, cache_dir)
+        from crossrank.models.export import default_cache_dir
+
+        spec = RuntimeSpec(loaded, providers, threads, Path(cache_dir) if cache_dir else default_cache_dir(),
+                           self.tokenizer.pad_id, self.max_length, self._max_batch_tokens)
+        self.runtime: Runtime
+        if self._calibration is not None:
+            self.runtime, self.int8_report, why = make_int8_runtime(spec, self._calibration, self._calibration_batches)
+            self.choice = replace(self.choice, reason=why)
+        else:
+            self.runtime = make_runtime(spec, self.choice)
         if self.runtime.output_shape is not None:  # a graph: refused now if it outputs no scores
             check_score_output(self.name, self.runtime.output, self.runtime.output_shape)
         if mode == "auto" and runtime is None and self.choice.runtime == "openvino":
-            self._measure_auto(loaded, providers, threads, cache_dir)
+            self.runtime, self.choice = measure_auto(spec, self.choice, self.runtime)
+            self.mode = self.choice.mode
         if isinstance(cache, bool) or not isinstance(cache, (ScoreCache, int, type(None))):
             raise InvalidInput("cache must be a ScoreCache, a maximum number of entries, or None")
         self.cache = ScoreCache(cache) if isinstance(cache, int) and cache > 0 else (
@@ -412,82 +423,12 @@ class Reranker:
             out[batch] = relevance_logit(self.runtime.run(feed))
         return out
 
-    def _measure_auto(
-        self, loaded: LoadedModel, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None
-    ) -> None:
-        """``mode="auto"``: keep fast only where it measured faster than exact here (cached verdict)."""
-        from crossrank.models.export import default_cache_dir
-        from crossrank.runtime.auto import ChoiceCache, choice_key, measured_mode
-
-        exact = Choice("exact", "onnxruntime", "f32", "")
-        made: list[Runtime] = []
-
-        def make_exact() -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
-            made.append(self._make_runtime(loaded, providers, threads, cache_dir, exact))
-            return made[0].run
-
-        cache = ChoiceCache((Path(cache_dir) if cache_dir else default_cache_dir()) / "auto-choice.json")
-        verdict = measured_mode(choice_key(loaded.onnx_path, threads), cache, self.runtime.run, make_exact,
-                                loaded.tokenizer.get_vocab_size(), self.tokenizer.pad_id)
-        why = f"mode='auto' measured here: fast {verdict['fast_ms']} ms, exact {verdict['exact_ms']} ms on the probe"
-        if verdict["mode"] == "exact":
-            self.runtime = made[0] if made else self._make_runtime(loaded, providers, threads, cache_dir, exact)
-            self.choice = replace(exact, reason=why)
-        else:
-            self.choice = replace(self.choice, reason=why)
-        self.mode = self.choice.mode
-
-    def _make_runtime(
-        self, loaded: LoadedModel, providers: Sequence[str] | None, threads: int | None, cache_dir: str | Path | None,
-        choice: Choice | None = None,
-    ) -> Runtime:
-        """The runtime of ``choice`` (default: this reranker's) for the loaded model."""
-        choice = choice or self.choice
-        if choice.runtime == "torch" and choice.precision != "int8":
-            from crossrank.runtime.torch import TorchRuntime
-
-            return TorchRuntime(
-                loaded.files.directory, device=choice.device, precision=choice.precision, threads=threads,
-                head=loaded.head, trust_remote_code=loaded.trust_remote_code, max_batch_tokens=self._max_batch_tokens,
-            )
-        from crossrank.models.export import default_cache_dir
-        from crossrank.models.first_token import first_token_graph
-
-        root = Path(cache_dir) if cache_dir else default_cache_dir()
-        path = first_token_graph(loaded.onnx_path, root / "first-token")  # same scores, less work
-        if choice.precision == "int8":
-            return self._int8_runtime(path, root, threads)
-        if choice.runtime == "openvino":
-            from crossrank.runtime.openvino import OpenVinoRuntime
-
-            return OpenVinoRuntime(
-                path,
-                precision="bf16" if choice.precision == "bf16" else "f32",
-                threads=threads,
-                pad_id=self.tokenizer.pad_id,
-                max_width=self.max_length,
-                cache_dir=root / "openvino",
-                max_batch_tokens=self._max_batch_tokens,
-            )
-        from crossrank.runtime.onnx import OnnxRuntime  # imported here: the fast mode never loads it
-
-        return OnnxRuntime(path, providers=providers, threads=threads, max_batch_tokens=self._max_batch_tokens)
-
-    def _int8_runtime(self, graph: Path, root: Path, threads: int | None) -> Runtime:
-        """The int8 runtime, quantized on the calibration pairs as this reranker tokenizes them."""
-        from crossrank.runtime.int8 import int8_runtime, summary
+    def _calibration_batches(self, pairs: list[tuple[str, str]]) -> list[dict[str, np.ndarray]]:
+        """Calibration pairs as padded batches, tokenized as this reranker serves them (int8 mode)."""
         from crossrank.runtime.openvino import plan_power_of_two
 
-        def batches(pairs: list[tuple[str, str]]) -> list[dict[str, np.ndarray]]:
-            rows = self._tokenize(check_pairs(pairs), ScoreOptions())
-            return [pad_batch(rows, b, self.tokenizer.pad_id) for b in plan_power_of_two(rows.lengths, 16, 4096)]
-
-        assert self._calibration is not None
-        runtime, self.int8_report = int8_runtime(
-            graph, root, self._calibration, batches, threads=threads, pad_id=self.tokenizer.pad_id,
-            max_width=self.max_length, settings=f"max_length={self.max_length}", max_batch_tokens=self._max_batch_tokens)
-        self.choice = replace(self.choice, reason=summary(self.int8_report))
-        return runtime
+        rows = self._tokenize(check_pairs(pairs), ScoreOptions())
+        return [pad_batch(rows, b, self.tokenizer.pad_id) for b in plan_power_of_two(rows.lengths, 16, 4096)]
 
     def __repr__(self) -> str:
         return (
