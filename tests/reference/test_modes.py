@@ -206,7 +206,11 @@ NO_BF16 = frozenset({"avx2"})
 def test_runtime_choice_rules(caplog: pytest.LogCaptureFixture) -> None:
     auto = choose_runtime("auto", flags=BF16, openvino_available=True)
     assert (auto.mode, auto.runtime, auto.precision) == ("fast", "openvino", "bf16")
-    assert choose_runtime("auto", flags=NO_BF16, openvino_available=True).runtime == "onnxruntime"
+    # no native bf16: auto stays fp32 and times OpenVINO against ONNX Runtime at load (measure_auto)
+    no_bf16 = choose_runtime("auto", flags=NO_BF16, openvino_available=True)
+    assert (no_bf16.mode, no_bf16.runtime, no_bf16.precision) == ("exact", "openvino", "f32")
+    assert choose_runtime("auto", flags=NO_BF16, openvino_available=False).runtime == "onnxruntime"
+    assert choose_runtime("fast", flags=NO_BF16, openvino_available=True).runtime == "onnxruntime"
     assert choose_runtime("exact", flags=BF16, openvino_available=True).precision == "f32"
     no_gpu = dict(flags=BF16, openvino_available=True, cuda_available=False, ort_cuda=False)
     with caplog.at_level(logging.WARNING):
@@ -367,3 +371,24 @@ def test_the_auto_probe_is_a_fixed_batch_inside_the_vocabulary() -> None:
     assert feed["input_ids"].shape == (16, 128) and feed["attention_mask"].all()
     assert 0 < feed["input_ids"].min() and feed["input_ids"].max() < 600
     np.testing.assert_array_equal(feed["input_ids"], probe_feed(600, pad_id=0)["input_ids"])
+
+
+@needs_openvino
+@pytest.mark.parametrize("openvino_ms", [10.0, 90.0])
+def test_auto_mode_without_bf16_times_openvino_f32_against_onnx_runtime(
+    openvino_ms: float, bert_dir: Path, tmp_path: Path, bert_reranker: Reranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without native bf16 both runtimes compute fp32, yet one is faster on a given CPU: auto keeps the
+    one that measured faster here, in the exact mode either way (same scores)."""
+    from crossrank.runtime import auto
+
+    monkeypatch.setattr("crossrank.runtime.select.has_native_bf16", lambda flags=None: False)
+    fake = {"openvino": openvino_ms / 1000, "onnxruntime": 0.050}
+    monkeypatch.setattr(auto, "median_seconds", lambda run, feed, rounds=3: (run(feed), fake[run.__self__.name])[1])
+    reranker = Reranker(bert_dir, cache_dir=tmp_path, mode="auto", batch_size=4)
+    faster = min(fake, key=fake.__getitem__)
+    assert (reranker.mode, reranker.runtime.name, reranker.choice.precision) == ("exact", faster, "f32")
+    assert f"OpenVINO f32 {openvino_ms} ms, exact 50.0 ms" in reranker.choice.reason
+    work = make_workload("passages", 6)
+    np.testing.assert_allclose(reranker.score(work.query, work.documents),
+                               bert_reranker.score(work.query, work.documents), atol=1e-5)

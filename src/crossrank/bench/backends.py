@@ -67,7 +67,9 @@ def crossrank_backend(
     choice = reranker.choice
     on_gpu = choice.device == "cuda" or reranker.runtime.providers[0] == "CUDAExecutionProvider"
     label = f"{_PRECISION_NAMES[choice.precision]} {_RUNTIME_NAMES[choice.runtime]}{' CUDA' if on_gpu else ''}"
-    if reranker.mode != mode:
+    if mode == "auto":  # auto always resolves to another mode: say which, and why
+        log.warning("crossrank mode 'auto' runs as %r (%s)", reranker.mode, choice.reason)
+    elif reranker.mode != mode:
         log.warning("crossrank mode %r is not available here (%s); it runs as %r", mode, choice.reason, reranker.mode)
     return Backend(f"crossrank-{mode}", f"crossrank {mode} ({label})", lambda query, docs: reranker.score(query, docs))
 

@@ -74,7 +74,8 @@ def make_int8_runtime(spec: RuntimeSpec, calibration: Calibration,
 
 
 def measure_auto(spec: RuntimeSpec, choice: Choice, fast: Runtime) -> tuple[Runtime, Choice]:
-    """``mode="auto"``: ``fast`` where it measured faster than exact here (cached verdict), else exact."""
+    """``mode="auto"``: the OpenVINO runtime ``fast`` (bf16 where the CPU has it natively, else fp32) where it
+    measured faster than exact ONNX Runtime here (cached verdict), else exact."""
     from crossrank.runtime.auto import ChoiceCache, choice_key, measured_mode
 
     exact = Choice("exact", "onnxruntime", "f32", "")
@@ -87,7 +88,8 @@ def measure_auto(spec: RuntimeSpec, choice: Choice, fast: Runtime) -> tuple[Runt
     cache = ChoiceCache(spec.cache_root / "auto-choice.json")
     verdict = measured_mode(choice_key(spec.loaded.onnx_path, spec.threads), cache, fast.run, make_exact,
                             spec.loaded.tokenizer.get_vocab_size(), spec.pad_id)
-    why = f"mode='auto' measured here: fast {verdict['fast_ms']} ms, exact {verdict['exact_ms']} ms on the probe"
+    name = "fast" if choice.precision == "bf16" else "OpenVINO f32"
+    why = f"mode='auto' measured here: {name} {verdict['fast_ms']} ms, exact {verdict['exact_ms']} ms on the probe"
     if verdict["mode"] == "exact":
         return (made[0] if made else make_runtime(spec, exact)), replace(exact, reason=why)
     return fast, replace(choice, reason=why)

@@ -151,6 +151,9 @@ def choose_runtime(
     if not bf16:
         if mode == "fast":
             log.warning("mode='fast': this CPU has no native bf16 (AMX or AVX-512 BF16); using exact fp32")
+        if mode == "auto" and have_ov:  # both fp32: the load times OpenVINO against ONNX Runtime here
+            return Choice("exact", "openvino", "f32", "no native bf16 on this CPU: fp32, on the runtime that "
+                          "measures faster here")
         return Choice("exact", "onnxruntime", "f32", "no native bf16 on this CPU")
     if not have_ov:
         if mode == "fast":
