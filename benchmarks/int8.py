@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cpus": os.cpu_count(), "load_average": os.getloadavg(),
     }
     if not args.no_roofline:
-        result["roofline"] = roofline(exact, workloads, median_ms, int8, args.threads)
+        result["roofline"] = roofline(exact, fast, workloads, median_ms, int8, args.threads)
 
     reference = "sentence-transformers (torch fp32)"
     lines = ["| backend | 100 titles | × ST | 100 passages | × ST | top-10 (worst of 3) | Spearman (worst of 3) |",
@@ -155,9 +155,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def roofline(exact: Any, workloads: dict[str, Any], median_ms: dict[str, float], int8: dict[float, Any],
+def roofline(exact: Any, fast: Any, workloads: dict[str, Any], median_ms: dict[str, float], int8: dict[float, Any],
              threads: int) -> dict[str, Any]:
-    """The int8 mode's useful work per second against the best int8 matrix rate measured here."""
+    """Each mode's useful work per second against the best matrix rate measured here in the precision it
+    runs (the fast mode: bf16 where the CPU has it natively, else fp32)."""
     from roofline import matrix_rates
 
     from crossrank.bench.work import EncoderShape, total_flops
@@ -169,7 +170,8 @@ def roofline(exact: Any, workloads: dict[str, Any], median_ms: dict[str, float],
     for kind, ws in workloads.items():
         lengths = np.concatenate([exact.tokenize(w.pairs).lengths for w in ws[:1]])
         useful = total_flops(shape, lengths) / 1e9
-        for name, precision in [("crossrank exact", "fp32"), ("crossrank fast", "bf16"),
+        fast_precision = "bf16" if fast.choice.precision == "bf16" else "fp32"
+        for name, precision in [("crossrank exact", "fp32"), ("crossrank fast", fast_precision),
                                 *[(f"crossrank int8 (max_drop {d})", "int8") for d in int8]]:
             rate = useful / (median_ms[f"{name}|{kind}"] / 1e3)
             out["modes"][f"{name}|{kind}"] = {"gflops": round(rate, 1), "precision": precision,
