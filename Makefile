@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo lint test install clean peers
+.PHONY: demo lint test install clean peers infinity
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,5 +44,18 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt benchmarks/peers/constraints.t
 
 peers: $(PEERS_STAMP)
 
+# Infinity, the server peer of benchmarks/server_load.py (--infinity-python .venv-infinity/bin/python).
+INFINITY_VENV := .venv-infinity
+INFINITY_STAMP := $(INFINITY_VENV)/.installed
+
+$(INFINITY_STAMP): benchmarks/peers/infinity-requirements.txt
+	$(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/pip install -q --upgrade pip
+	$(INFINITY_VENV)/bin/pip install -q torch==2.13.0
+	$(INFINITY_VENV)/bin/pip install -q -r benchmarks/peers/infinity-requirements.txt
+	touch $(INFINITY_STAMP)
+
+infinity: $(INFINITY_STAMP)
+
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) build src/*.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) $(INFINITY_VENV) build src/*.egg-info

@@ -7,6 +7,12 @@ peak RSS (``VmHWM``).
 
     python benchmarks/server_load.py                      # random-weight MiniLM-L6 shape
     python benchmarks/server_load.py --model DIR --clients 1 8 64 --duration 20 --json out.json
+    python benchmarks/server_load.py --model DIR --infinity-python VENV/bin/python   # adds Infinity's rows
+
+``--infinity-python`` names the Python of an environment with ``infinity-emb[server,torch]``
+(install torch 2.13.0 first there); its server (``infinity_emb v2 --engine torch --device cpu``)
+serves the same model directory on 127.0.0.1, gets the same requests in its own wire format
+(``{"query", "documents"}`` to ``/rerank``) and its rows come after crossrank's.
 
 Without ``--model`` it builds ms-marco-MiniLM-L6-v2's architecture (6 layers, hidden 384)
 with random weights: the speed is the real model's, the scores are meaningless.
@@ -52,10 +58,13 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def run_clients(url: str, clients: int, seconds: float, docs: int, words: int) -> dict[str, Any]:
+async def run_clients(url: str, clients: int, seconds: float, docs: int, words: int,
+                      texts_key: str = "texts") -> dict[str, Any]:
+    """``clients`` concurrent loops posting to ``/rerank`` for ``seconds`` (documents under ``texts_key``:
+    "texts" for TEI's format, "documents" for Infinity's)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    bodies = [{"query": f"crocs {WORDS[i % len(WORDS)]}", "texts": titles(docs, words, seed=i)} for i in range(16)]
+    bodies = [{"query": f"crocs {WORDS[i % len(WORDS)]}", texts_key: titles(docs, words, seed=i)} for i in range(16)]
 
     async def client_loop(seed: int, client: httpx.AsyncClient, stop: float) -> None:
         k = seed
@@ -108,6 +117,41 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def infinity_rows(args: argparse.Namespace, model: str, tmp: Path) -> list[dict[str, Any]]:
+    """The same clients against Infinity serving ``model`` on the CPU with torch (its dynamic batching on)."""
+    import subprocess
+
+    from crossrank.server.launch import free_port, wait_until_answers
+
+    port = free_port()
+    command = [args.infinity_python, "-m", "infinity_emb.cli", "v2", "--model-id", model, "--host", "127.0.0.1",
+               "--port", str(port), "--engine", "torch", "--device", "cpu", "--no-model-warmup"]
+    env = {**os.environ, "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    log = tmp / "infinity.log"
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            if not wait_until_answers(process, f"{url}/health", 200, 300, what="infinity_emb", log=log):
+                raise SystemExit(f"Infinity did not become ready within 300 s; see {log}")
+            for clients in args.clients:
+                row = asyncio.run(run_clients(url, clients, args.duration, args.docs, args.words, "documents"))
+                row.update(batching="infinity", rows_per_call=float("nan"), peak_rss_mib=peak_rss_mib(process.pid))
+                rows.append(row)
+                print(f"infinity, {clients} clients: {row['pairs_per_s']:.0f} pairs/s, p50 {row['p50_ms']:.0f} ms, "
+                      f"p99 {row['p99_ms']:.0f} ms", file=sys.stderr)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model to serve (default: random-weight MiniLM-L6 cross-encoder shape)")
@@ -120,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", help="ONNX export cache of the server")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra `crossrank serve` argument")
     parser.add_argument("--json", help="write the rows as JSON to this file")
+    parser.add_argument("--infinity-python", help="Python with infinity-emb[server,torch]: adds Infinity's rows")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="crossrank-load-") as tmp:
@@ -150,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(f"batching {mode}, {clients} clients: {row['pairs_per_s']:.0f} pairs/s, "
                           f"p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms", file=sys.stderr)
+        if args.infinity_python:
+            rows += infinity_rows(args, model, Path(tmp))
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(markdown(rows))
     print(f"\n{os.cpu_count()} CPUs, load average at the end {load[0]:.1f}; {args.docs} titles x {args.words} words "
