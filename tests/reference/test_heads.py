@@ -24,6 +24,7 @@ from crossrank.models.head import read_head
 from crossrank.models.synthetic import build_random_model, build_st_cross_encoder
 from fakehub import FakeHub
 from test_parity import reference_logits
+from tolerances import assert_fp32_parity, assert_probability_parity
 
 QUERY = "which shoes are good for walking in the rain"
 #: mixed lengths (one longer than ModernBERT's 16-token local window), an empty document, unicode
@@ -65,8 +66,8 @@ def test_modernbert_raw_scores_equal_transformers_and_cross_encoder(modernbert: 
     by_st = _cross_encoder_logits(modernbert, [(QUERY, d) for d in DOCS])
     print(f"modernbert: max |crossrank - transformers| = {np.abs(ours - by_transformers).max():.2e}, "
           f"|crossrank - CrossEncoder| = {np.abs(ours - by_st).max():.2e}")
-    assert np.abs(ours - by_transformers).max() < 1e-4
-    assert np.abs(ours - by_st).max() < 1e-4
+    assert_fp32_parity(ours, by_transformers)
+    assert_fp32_parity(ours, by_st)
     assert np.ptp(by_transformers) > 1e-2  # the random model discriminates, or the test proves little
 
 
@@ -74,7 +75,7 @@ def test_modernbert_truncation_cuts_only_the_document(modernbert: Path, model_ca
     reranker = Reranker(modernbert, cache_dir=model_cache, max_length=24)
     docs = [" ".join(["rain boots keep feet dry"] * 20), "short", ""]
     ref = reference_logits(modernbert, QUERY, docs, max_length=24)[:, 0]
-    assert np.abs(reranker.score(QUERY, docs, activation="none") - ref).max() < 1e-4
+    assert_fp32_parity(reranker.score(QUERY, docs, activation="none"), ref)
 
 
 # -- sentence-transformers modular CrossEncoder (Ettin-style) ------------------------------------
@@ -93,24 +94,24 @@ def test_st_module_stack_scores_equal_the_cross_encoder(ettin: Path, model_cache
     ours = reranker.score(QUERY, DOCS, activation="none")
     ref = _cross_encoder_logits(ettin, [(QUERY, d) for d in DOCS])
     print(f"st stack: max |crossrank - CrossEncoder| = {np.abs(ours - ref).max():.2e}")
-    assert np.abs(ours - ref).max() < 1e-4
+    assert_fp32_parity(ours, ref)
     assert np.ptp(ref) > 1e-2
     # the default activation is the CrossEncoder's own (sigmoid for one logit)
     default = CrossEncoder(str(ettin), device="cpu").predict([(QUERY, d) for d in DOCS])
-    assert np.abs(reranker.score(QUERY, DOCS) - default).max() < 1e-5
+    assert_probability_parity(reranker.score(QUERY, DOCS), default)
 
 
 def test_the_torch_runtime_runs_the_same_module_stack(ettin: Path) -> None:
     """The GPU path (torch) builds the stack the export traces, from the same files."""
     reranker = Reranker(ettin, runtime="torch", providers=["cpu"])
     ref = _cross_encoder_logits(ettin, [(QUERY, d) for d in DOCS])
-    assert np.abs(reranker.score(QUERY, DOCS, activation="none") - ref).max() < 1e-4
+    assert_fp32_parity(reranker.score(QUERY, DOCS, activation="none"), ref)
 
 
 def test_st_mean_pooling_stack_equals_the_cross_encoder(tmp_path: Path, model_cache: Path) -> None:
     model = build_st_cross_encoder(tmp_path / "mean", pooling="mean", layers=1, initializer_range=0.2, seed=3)
     ours = Reranker(model, cache_dir=model_cache, batch_size=2).score(QUERY, DOCS, activation="none")
-    assert np.abs(ours - _cross_encoder_logits(model, [(QUERY, d) for d in DOCS])).max() < 1e-4
+    assert_fp32_parity(ours, _cross_encoder_logits(model, [(QUERY, d) for d in DOCS]))
 
 
 def test_the_export_cache_follows_the_head_module_weights(ettin: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from crossrank import InvalidInput, ModelError, Reranker
 from crossrank.models.head import read_head
 from crossrank.models.llm_head import QWEN3_RERANKER as TEMPLATE
 from crossrank.models.synthetic import build_qwen3_reranker
+from tolerances import assert_fp32_parity
 
 QUERY = "which shoes are good for walking in the rain"
 DOCS = [
@@ -73,14 +74,14 @@ def test_raw_scores_equal_the_model_card_with_default_and_custom_instructions(qw
     ref = card_logits(qwen3, QUERY, DOCS)
     print(f"qwen3-reranker: max |crossrank - card sample| = {np.abs(ours - ref).max():.2e} "
           f"(logits up to {np.abs(ref).max():.1f})")
-    assert np.abs(ours - ref).max() < 1e-4
+    assert_fp32_parity(ours, ref)
     assert np.ptp(ref) > 1e-2
     # the card's P(yes) = softmax over (no, yes) = sigmoid of the log-odds
     assert np.allclose(reranker.score(QUERY, DOCS), 1 / (1 + np.exp(-ref)), atol=1e-5)
     custom = "Find products that keep feet dry"
     instructed = Reranker(qwen3, cache_dir=model_cache, instruction=custom).score(QUERY, DOCS, activation="none")
     ref_custom = card_logits(qwen3, QUERY, DOCS, instruction=custom)
-    assert np.abs(instructed - ref_custom).max() < 1e-4
+    assert_fp32_parity(instructed, ref_custom)
     assert np.abs(ref_custom - ref).max() > 1e-3  # the instruction is really in the prompt
 
 
@@ -89,7 +90,7 @@ def test_truncation_cuts_only_the_document_and_the_suffix_survives(qwen3: Path, 
     docs = [" ".join(["rain boots keep feet dry"] * 40), "short", ""]
     ours = reranker.score_details([(QUERY, d) for d in docs], activation="none")
     assert list(ours.truncated) == [True, False, False]
-    assert np.abs(ours.values - card_logits(qwen3, QUERY, docs, max_length=160)).max() < 1e-4
+    assert_fp32_parity(ours.values, card_logits(qwen3, QUERY, docs, max_length=160))
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(qwen3))
     suffix = tokenizer.encode("".join(TEMPLATE.suffix), add_special_tokens=False)
     prefix = tokenizer.encode("".join(TEMPLATE.prefix), add_special_tokens=False)

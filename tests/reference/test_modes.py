@@ -18,6 +18,7 @@ from crossrank.errors import InvalidInput, MissingExtra
 from crossrank.models.synthetic import build_random_model, trained_minilm_dir
 from crossrank.runtime.openvino import TOKENS_PER_THREAD, padded_width, plan_power_of_two
 from crossrank.runtime.select import choose_runtime, has_native_bf16, openvino_installed
+from tolerances import assert_fp32_parity, assert_probability_parity
 
 needs_fast = pytest.mark.skipif(
     not (openvino_installed() and has_native_bf16()),
@@ -67,7 +68,7 @@ def test_exact_mode_matches_transformers(kind: Kind, trained_body_dir: Path, exa
     expected = _transformers_logits(trained_body_dir, work.pairs, exact_trained.max_length)
     got = exact_trained.score(work.query, work.documents, activation="none")
     assert exact_trained.mode == "exact" and exact_trained.runtime.name == "onnxruntime"
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert_fp32_parity(got, expected)
 
 
 @needs_fast
@@ -107,11 +108,8 @@ def test_openvino_shape_padding_keeps_fp32_scores(fixture: str, request: pytest.
     ov32 = Reranker(directory, cache_dir=model_cache, batch_size=4, mode="exact", runtime="openvino")
     assert ov32.runtime.name == "openvino" and ov32.choice.precision == "f32"
     work = make_workload("titles", 13, seed=5)
-    np.testing.assert_allclose(
-        ov32.score(work.query, work.documents, activation="none"),
-        exact.score(work.query, work.documents, activation="none"),
-        atol=1e-4,
-    )
+    assert_fp32_parity(ov32.score(work.query, work.documents, activation="none"),
+                       exact.score(work.query, work.documents, activation="none"))
 
 
 @needs_openvino
@@ -255,11 +253,8 @@ def test_torch_runtime_exact_matches_onnxruntime(fixture: str, request: pytest.F
     on_torch = Reranker(directory, cache_dir=model_cache, batch_size=4, runtime="torch", providers=["cpu"])
     assert on_torch.runtime.name == "torch" and on_torch.choice.device == "cpu" and on_torch.mode == "exact"
     work = make_workload("passages", 9, seed=4)
-    np.testing.assert_allclose(
-        on_torch.score(work.query, work.documents, activation="none"),
-        reference.score(work.query, work.documents, activation="none"),
-        atol=1e-4,
-    )
+    assert_fp32_parity(on_torch.score(work.query, work.documents, activation="none"),
+                       reference.score(work.query, work.documents, activation="none"))
 
 
 def _torch_devices() -> list[object]:
@@ -390,5 +385,4 @@ def test_auto_mode_without_bf16_times_openvino_f32_against_onnx_runtime(
     assert (reranker.mode, reranker.runtime.name, reranker.choice.precision) == ("exact", faster, "f32")
     assert f"OpenVINO f32 {openvino_ms} ms, exact 50.0 ms" in reranker.choice.reason
     work = make_workload("passages", 6)
-    np.testing.assert_allclose(reranker.score(work.query, work.documents),
-                               bert_reranker.score(work.query, work.documents), atol=1e-5)
+    assert_probability_parity(reranker.score(work.query, work.documents), bert_reranker.score(work.query, work.documents))

@@ -12,6 +12,7 @@ from sentence_transformers import CrossEncoder
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from crossrank import Reranker
+from tolerances import assert_fp32_parity, assert_probability_parity
 
 QUERY = "which shoes are good for walking in the rain"
 DOCS = [
@@ -40,9 +41,8 @@ def test_raw_scores_equal_transformers_logits(fixture: str, request: pytest.Fixt
     directory = request.getfixturevalue(fixture.replace("_reranker", "_dir"))
     ours = reranker.score(QUERY, DOCS, activation="none")
     ref = reference_logits(directory, QUERY, DOCS)[:, 0]
-    diff = np.abs(ours - ref).max()
-    print(f"{fixture}: max |crossrank - transformers| = {diff:.2e}")
-    assert diff < 1e-4
+    print(f"{fixture}: max |crossrank - transformers| = {np.abs(ours - ref).max():.2e}")
+    assert_fp32_parity(ours, ref)
     assert np.ptp(ref) > 1e-2  # the random model must discriminate, or the test proves little
 
 
@@ -57,21 +57,21 @@ def test_sigmoid_scores_equal_sentence_transformers_cross_encoder(fixture: str, 
     directory = request.getfixturevalue(fixture.replace("_reranker", "_dir"))
     ce = CrossEncoder(str(directory), device="cpu")
     ref = ce.predict([(QUERY, d) for d in DOCS], batch_size=3)
-    assert np.abs(reranker.score(QUERY, DOCS) - ref).max() < 1e-5
+    assert_probability_parity(reranker.score(QUERY, DOCS), ref)
 
 
 def test_two_label_model_scores_are_the_softmax_positive_probability(bert2_dir: Path, model_cache: Path) -> None:
     reranker = Reranker(bert2_dir, cache_dir=model_cache)
     logits = reference_logits(bert2_dir, QUERY, DOCS)
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    assert np.abs(reranker.score(QUERY, DOCS) - probs[:, 1]).max() < 1e-5
+    assert_probability_parity(reranker.score(QUERY, DOCS), probs[:, 1])
 
 
 def test_truncated_scores_equal_transformers_with_only_second_truncation(bert_dir: Path, model_cache: Path) -> None:
     reranker = Reranker(bert_dir, cache_dir=model_cache, max_length=24)
     docs = [" ".join(["rain boots keep feet dry"] * 20), "short"]
     ref = reference_logits(bert_dir, QUERY, docs, max_length=24)[:, 0]
-    assert np.abs(reranker.score(QUERY, docs, activation="none") - ref).max() < 1e-4
+    assert_fp32_parity(reranker.score(QUERY, docs, activation="none"), ref)
 
 
 def test_half_precision_checkpoint_exports_an_fp32_graph(bert_dir: Path, tmp_path: Path) -> None:
@@ -85,4 +85,4 @@ def test_half_precision_checkpoint_exports_an_fp32_graph(bert_dir: Path, tmp_pat
     kinds = {init.data_type for init in graph.graph.initializer if init.dims}
     assert onnx.TensorProto.FLOAT16 not in kinds and onnx.TensorProto.FLOAT in kinds
     ref = reference_logits(half, QUERY, DOCS)[:, 0]
-    assert np.abs(reranker.score(QUERY, DOCS, activation="none") - ref).max() < 1e-4
+    assert_fp32_parity(reranker.score(QUERY, DOCS, activation="none"), ref)
