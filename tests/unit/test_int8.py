@@ -246,3 +246,17 @@ def test_int8_instructions_name_what_the_cpu_has(flags: set[str], expected: str,
     assert int8.int8_instructions() == expected
     # without VNNI or AMX int8 products saturate 16-bit sums: every layer's weights get 7 bits
     assert int8.overflow_fix() == ("enable" if expected.startswith("none") else "first_layer_only")
+
+
+@pytest.mark.parametrize(("queries", "warned"), [(8, True), (24, False)])
+def test_too_few_held_out_queries_are_named(queries: int, warned: bool) -> None:
+    """A quarter of the queries is held out; fewer than MIN_HELD_OUT bound unseen queries loosely."""
+    from crossrank.runtime.calibration import MIN_HELD_OUT, held_out_warning
+
+    calibration = Calibration(tuple(grouped(queries=queries, documents=4)), source="pairs.jsonl")
+    _, held = calibration.split()
+    assert len(held) == queries // 4
+    message = held_out_warning(len(held), calibration.source)
+    assert (message is not None) == warned
+    if message:
+        assert "pairs.jsonl" in message and f"at least {4 * MIN_HELD_OUT} queries" in message

@@ -38,7 +38,7 @@ import numpy as np
 
 from crossrank.extras import require
 from crossrank.models.derived import derived_dir, publish
-from crossrank.runtime.calibration import Calibration, Pair
+from crossrank.runtime.calibration import Calibration, Pair, held_out_warning
 
 if TYPE_CHECKING:
     from crossrank.runtime.openvino import OpenVinoRuntime
@@ -196,6 +196,9 @@ def _fill(onnx: Path, calibration: Calibration, encode: Encoder, bf16: bool, sta
     model = ov.convert_model(str(onnx))
     names = {p.get_any_name() for p in model.inputs}
     calibrate, held = calibration.split()
+    warning = held_out_warning(len(held), calibration.source)
+    if warning:
+        log.warning(warning)
 
     def declared(feeds: list[Feed]) -> list[Feed]:
         return [{k: v for k, v in feed.items() if k in names} for feed in feeds]
