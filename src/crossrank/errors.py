@@ -170,7 +170,7 @@ class Answer(NamedTuple):
 
 
 #: each class's answer, most specific class first: the first row the error is an instance of wins
-#: (tests/test_errors.py checks that no row is shadowed by an earlier one)
+#: (tests/unit/test_errors.py checks that no row is shadowed by an earlier one)
 ANSWERS: tuple[tuple[type[CrossrankError], Answer], ...] = (
     (PayloadTooLarge, Answer(413, True)),
     (MalformedBody, Answer(400, True)),

@@ -146,11 +146,9 @@ def hub(bert_dir: Path, single_file: Path, tmp_path_factory: pytest.TempPathFact
         yield server
 
 
-@pytest.mark.integration  # starts a process
-@pytest.mark.parametrize(("repo", "location"), [("org/onnx-data", "model.onnx_data"), ("org/onnx-dot-data", "model.onnx.data")])
-def test_the_hub_download_fetches_the_data_file(
-    hub: FakeHub, expected: np.ndarray, tmp_path: Path, repo: str, location: str
-) -> None:
+def _score_in_a_fresh_process(hub: FakeHub, tmp_path: Path, repo: str) -> list[float]:
+    """``Reranker(repo).score`` in a new Python with an empty Hugging Face cache, downloading from ``hub``
+    (whose download log starts empty)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1")
     code = (
@@ -160,8 +158,18 @@ def test_the_hub_download_fetches_the_data_file(
     hub.downloads.clear()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+    scores: list[float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return scores
+
+
+@pytest.mark.integration  # starts a process
+@pytest.mark.parametrize(("repo", "location"), [("org/onnx-data", "model.onnx_data"), ("org/onnx-dot-data", "model.onnx.data")])
+def test_the_hub_download_fetches_the_data_file(
+    hub: FakeHub, expected: np.ndarray, tmp_path: Path, repo: str, location: str
+) -> None:
+    scores = _score_in_a_fresh_process(hub, tmp_path, repo)
     assert f"onnx/{location}" in hub.downloads and not any(f.endswith(".safetensors") for f in hub.downloads)
-    assert np.allclose(json.loads(out.stdout.strip().splitlines()[-1]), expected, atol=1e-6)
+    assert np.allclose(scores, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
@@ -177,15 +185,7 @@ def test_openvino_reads_the_external_data_from_the_path(
 
 @pytest.mark.integration  # starts a process
 def test_a_sharded_repository_is_fetched_whole_and_exported(hub: FakeHub, expected: np.ndarray, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1")
-    code = (
-        "import json\nfrom crossrank import Reranker\n"
-        f"print(json.dumps(Reranker('org/sharded').score('crocs', {DOCS!r}).tolist()))\n"
-    )
-    hub.downloads.clear()
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
+    scores = _score_in_a_fresh_process(hub, tmp_path, "org/sharded")
     assert "model.safetensors.index.json" in hub.downloads
     assert len([f for f in hub.downloads if f.startswith("model-") and f.endswith(".safetensors")]) > 1
-    assert np.allclose(json.loads(out.stdout.strip().splitlines()[-1]), expected, atol=1e-5)
+    assert np.allclose(scores, expected, atol=1e-5)

@@ -167,16 +167,20 @@ def overflow_fix() -> str:
     VNNI or AMX, whose int8 products then go through 16-bit sums that saturate (on a tiny BERT with AVX2
     only, scores of the fully quantized model correlated 0.68 with fp32 without it); else NNCF's default,
     ``"first_layer_only"``."""
-    return "first_layer_only" if "none" not in int8_instructions() else "enable"
+    return "first_layer_only" if _int8_units() else "enable"
+
+
+def _int8_units() -> list[str]:
+    """The CPU's int8 dot-product instructions, strongest first (empty: only AVX2's multiply-adds)."""
+    from crossrank.runtime.select import cpu_flags
+
+    return [name for flag, name in (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"))
+            if flag in cpu_flags()]
 
 
 def int8_instructions() -> str:
-    """The CPU's int8 matrix instructions, strongest first ("none" where only AVX2's multiply-adds)."""
-    from crossrank.runtime.select import cpu_flags
-
-    found = [name for flag, name in (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"))
-             if flag in cpu_flags()]
-    return ", ".join(found) or "none (no VNNI or AMX)"
+    """The CPU's int8 matrix instructions, for messages ("none (no VNNI or AMX)" where it has neither)."""
+    return ", ".join(_int8_units()) or "none (no VNNI or AMX)"
 
 
 def count_matrix_ops(model: Any) -> tuple[int, int]:
