@@ -14,7 +14,11 @@ calibration set of its own: queries and documents made with other seeds than the
 * the int8 mode's useful work per second against this machine's int8 matrix rate (the roof of
   benchmarks/roofline.py).
 
-Usage: python benchmarks/int8.py [--max-drop 0.01 --max-drop 0.05] [--rounds 5] [--out benchmarks/results/int8.json]
+Each int8 row names its engine and max_drop: "measured" is the engine the mode picks here (the
+faster of ONNX Runtime's and OpenVINO's that keeps the ranking); ``--engine`` forces one.
+
+Usage: python benchmarks/int8.py [--max-drop 0.01 --max-drop 0.05] [--engine onnxruntime --engine openvino]
+       [--rounds 5] [--out benchmarks/results/int8.json]
 """
 
 from __future__ import annotations
@@ -38,13 +42,6 @@ from fidelity import spearman, top10  # noqa: E402
 KINDS = ("titles", "passages")
 
 
-def calibration_pairs(queries: int, documents: int) -> list[tuple[str, str]]:
-    """Calibration pairs of both kinds, from seeds the evaluation never uses."""
-    from crossrank.bench.inputs import make_workload
-
-    return [p for kind in KINDS for seed in range(queries) for p in make_workload(kind, documents, seed=5000 + seed).pairs]
-
-
 def timed(run: Any, rounds: int) -> list[float]:
     return [run() for _ in range(rounds)]
 
@@ -56,6 +53,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--calibration-queries", type=int, default=16, help="queries per kind (default 16: 6 "
                         "held out; with 8, 4 held out, the search accepted models that reordered unseen top 10s)")
     parser.add_argument("--calibration-documents", type=int, default=20, help="documents per query (default 20)")
+    parser.add_argument("--engine", action="append", choices=("measured", "onnxruntime", "openvino"),
+                        help="the int8 engine (repeatable; default: measured, the one the mode picks here)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-roofline", action="store_true")
@@ -64,13 +63,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", default="benchmarks/results/int8.json")
     args = parser.parse_args(argv)
     drops = args.max_drop or [0.01]
+    engines = args.engine or ["measured"]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("nncf").setLevel(logging.WARNING)
 
     from sentence_transformers import CrossEncoder
 
     from crossrank import Reranker
-    from crossrank.bench.inputs import make_workload
+    from crossrank.bench.inputs import calibration_pairs, make_workload
     from crossrank.models.synthetic import build_random_model, trained_minilm_dir
     from crossrank.runtime.calibration import Calibration
 
@@ -84,14 +84,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     exact = Reranker(directory, mode="exact", threads=args.threads, cache_dir=cache)
     fast = Reranker(directory, mode="fast", threads=args.threads, cache_dir=cache)
-    int8: dict[float, Reranker] = {}
-    load_s: dict[float, float] = {}
+    int8: dict[str, Reranker] = {}  # by label: "<engine> <max_drop>"
+    load_s: dict[str, float] = {}
     for drop in drops:
-        started = time.perf_counter()
-        int8[drop] = Reranker(directory, mode="int8", threads=args.threads, cache_dir=cache,
-                              calibration=Calibration(tuple(pairs), max_drop=drop, source="benchmark pairs"))
-        load_s[drop] = time.perf_counter() - started
-        print(f"int8 max_drop={drop}: loaded (quantized) in {load_s[drop]:.0f} s; {int8[drop].choice.reason}", file=sys.stderr)
+        for engine in engines:
+            label = f"{engine} {drop}"
+            started = time.perf_counter()
+            int8[label] = Reranker(directory, mode="int8", threads=args.threads, cache_dir=cache,
+                                   runtime=None if engine == "measured" else engine,
+                                   calibration=Calibration(tuple(pairs), max_drop=drop, source="benchmark pairs"))
+            load_s[label] = time.perf_counter() - started
+            print(f"int8 {label}: loaded (quantized) in {load_s[label]:.0f} s; {int8[label].choice.reason}",
+                  file=sys.stderr)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sentence-transformers (torch fp32)": lambda w: st.predict(w.pairs, batch_size=32),
         "crossrank exact": lambda w: exact.score(w.query, w.documents),
         "crossrank fast": lambda w: fast.score(w.query, w.documents),
-        **{f"crossrank int8 (max_drop {d})": (lambda w, m=m: m.score(w.query, w.documents)) for d, m in int8.items()},
+        **{f"crossrank int8 ({d})": (lambda w, m=m: m.score(w.query, w.documents)) for d, m in int8.items()},
     }
     times: dict[str, list[float]] = {}
     for kind, ws in workloads.items():
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for kind in KINDS:
             ms = median_ms[f"{name}|{kind}"]
             cells += [f"{ms:,.0f} ms", f"{median_ms[f'{reference}|{kind}'] / ms:.2f}×"]
-        short = "fast" if name == "crossrank fast" else (f"int8@{name.split()[-1].rstrip(')')}" if "int8" in name else "")
+        short = "fast" if name == "crossrank fast" else (f"int8@{name.split('(')[-1].rstrip(')')}" if "int8" in name else "")
         rows = [r for kind in KINDS for r in fidelity.get(f"{short}|{kind}", [])]
         fid = [f"{min(r['top10'] for r in rows)}/10", f"{min(r['spearman'] for r in rows):.4f}"] if rows else ["ref" if
                "exact" in name else "-", "-"]
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def roofline(exact: Any, fast: Any, workloads: dict[str, Any], median_ms: dict[str, float], int8: dict[float, Any],
+def roofline(exact: Any, fast: Any, workloads: dict[str, Any], median_ms: dict[str, float], int8: dict[str, Any],
              threads: int) -> dict[str, Any]:
     """Each mode's useful work per second against the best matrix rate measured here in the precision it
     runs (the fast mode: bf16 where the CPU has it natively, else fp32)."""
@@ -173,7 +177,7 @@ def roofline(exact: Any, fast: Any, workloads: dict[str, Any], median_ms: dict[s
         useful = total_flops(shape, lengths) / 1e9
         fast_precision = "bf16" if fast.choice.precision == "bf16" else "fp32"
         for name, precision in [("crossrank exact", "fp32"), ("crossrank fast", fast_precision),
-                                *[(f"crossrank int8 (max_drop {d})", "int8") for d in int8]]:
+                                *[(f"crossrank int8 ({d})", "int8") for d in int8]]:
             rate = useful / (median_ms[f"{name}|{kind}"] / 1e3)
             out["modes"][f"{name}|{kind}"] = {"gflops": round(rate, 1), "precision": precision,
                                               "share_of_roof": round(rate / roof[precision], 3) if precision in roof else None}

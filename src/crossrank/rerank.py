@@ -91,11 +91,12 @@ class Reranker:
     is available, else exact. ``providers=["cuda"]`` runs on an NVIDIA GPU: fp16 PyTorch in
     the fast and auto modes, fp32 in the exact mode (needs ``crossrank[torch]`` with a CUDA
     build of torch, or onnxruntime-gpu for exact); without a GPU it falls back to the CPU.
-    ``mode="int8"`` runs OpenVINO with int8 matrix products, statically quantized once (cached) on
-    ``calibration``, your own (query, document) pairs (a JSONL/TSV file or a list of pairs, see
-    :mod:`crossrank.runtime.calibration`), the layers whose quantization moves the ranking kept in
-    bf16/fp32 (CPU only, not LLM rerankers; needs ``crossrank[int8]``; see :mod:`crossrank.runtime.int8`).
-    ``runtime`` forces ``"onnxruntime"``, ``"openvino"`` or ``"torch"``.
+    ``mode="int8"`` runs int8 matrix products, quantized once (cached) on ``calibration``, your own
+    (query, document) pairs (a JSONL/TSV file or a list of pairs, see
+    :mod:`crossrank.runtime.calibration`), the ops whose quantization moves the ranking kept in
+    higher precision, on ONNX Runtime (dynamic int8) or OpenVINO (static int8, with ``crossrank[int8]``),
+    whichever measured faster here (CPU only, not LLM rerankers; see :mod:`crossrank.runtime.int8`).
+    ``runtime`` forces ``"onnxruntime"``, ``"openvino"`` or ``"torch"`` (int8: one of the first two).
     ``cache`` (a :class:`ScoreCache` or a maximum entry count) reuses the scores of
     (query, document) pairs seen before.
 
@@ -179,8 +180,9 @@ class Reranker:
                            self.tokenizer.pad_id, self.max_length, self._max_batch_tokens)
         self.runtime: Runtime
         if self._calibration is not None:
-            self.runtime, self.int8_report, why = make_int8_runtime(spec, self._calibration, self._calibration_batches)
-            self.choice = replace(self.choice, reason=why)
+            self.runtime, self.int8_report, why = make_int8_runtime(spec, self._calibration, self._calibration_batches,
+                                                                    runtime)
+            self.choice = replace(self.choice, runtime=self.int8_report["engine"], reason=why)
         else:
             self.runtime = make_runtime(spec, self.choice)
         if self.runtime.output_shape is not None:  # a graph: refused now if it outputs no scores

@@ -120,9 +120,38 @@ def test_bench_command_writes_table_json_and_chart(
         assert (out / "bench.png").stat().st_size > 1000
 
 
+def test_bench_times_the_int8_mode_calibrated_on_a_file(
+    bert_dir: Path, tmp_path: Path, isolated_hf_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crossrank.bench.inputs import calibration_pairs
+
+    calibration = tmp_path / "pairs.tsv"
+    calibration.write_text("".join(f"{q}\t{d}\n" for q, d in calibration_pairs(8, 4)))
+    out = tmp_path / "out"
+    code = main(["bench", "--model", str(bert_dir), "--modes", "exact,int8", "--calibration", str(calibration),
+                 "--sizes", "2", "--kinds", "titles", "--repeats", "1", "--threads", "1", "--out", str(out),
+                 "--no-chart", "--quiet"])
+    assert code == 0
+    assert "| crossrank int8 (int8 " in capsys.readouterr().out  # the row names the engine the load kept
+    assert {c["backend"] for c in json.loads((out / "bench.json").read_text())["cells"]} == {
+        "crossrank-exact", "crossrank-int8"}
+
+
+def test_the_benchmark_calibration_pairs_are_never_timed() -> None:
+    from crossrank.bench.inputs import calibration_pairs
+
+    pairs = calibration_pairs()
+    assert len(pairs) == 2 * 16 * 20 and len({q for q, _ in pairs}) == 32
+    timed = {text for kind in ("titles", "passages") for n in (1, 10, 100) for seed in range(110)
+             for w in [make_workload(kind, n, seed=seed)] for text in (w.query, *w.documents)}
+    assert not timed & {text for pair in pairs for text in pair}
+
+
 def test_bench_command_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--modes", "ludicrous", "--no-chart"]) == 2
     assert "unknown mode" in capsys.readouterr().err
+    assert main(["bench", "--modes", "exact", "--calibration", "pairs.tsv", "--no-chart"]) == 2
+    assert "add int8 to --modes" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--sizes", "0"])
     for argv, message in ((["--cell-budget", "-1"], "--cell-budget must be"), (["--threads", "0"], "--threads must be")):

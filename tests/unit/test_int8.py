@@ -19,13 +19,11 @@ import pytest
 
 from crossrank import Reranker
 from crossrank.errors import InvalidInput, MissingExtra
-from crossrank.runtime import int8
+from crossrank.runtime import int8, int8_onnx, int8_openvino
 from crossrank.runtime.calibration import Calibration, read_calibration
 from crossrank.runtime.select import choose_runtime
 from crossrank.server.config import model_entry
-
-pytest.importorskip("openvino")
-pytest.importorskip("nncf")
+from tolerances import assert_fp32_parity
 
 WORDS = "crocs clog sandal leather boots kids women running shoes comfort summer garden".split()
 
@@ -46,42 +44,52 @@ def grouped(queries: int = 6, documents: int = 8) -> list[tuple[str, str]]:
 
 
 class Counted:
-    """quantize_graph, counting its calls."""
+    """Each int8 engine's search, counting its calls."""
 
-    def __init__(self) -> None:
-        self.calls = 0
-        self.original = int8.quantize_graph
+    def __init__(self, patch: pytest.MonkeyPatch) -> None:
+        self.calls: dict[str, int] = {"onnxruntime": 0, "openvino": 0}
+        for name, module in (("onnxruntime", int8_onnx), ("openvino", int8_openvino)):
+            patch.setattr(module, "search", self.counting(name, module.search))
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        return self.original(*args, **kwargs)
+    def counting(self, name: str, original: Any) -> Any:
+        def search(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return original(*args, **kwargs)
+        return search
+
+
+def loose() -> Calibration:
+    """max_drop 2, no overlap asked: the first candidate (every op int8) passes, no search."""
+    return Calibration(tuple(grouped()), max_drop=2.0, min_overlap=0.0)
 
 
 @pytest.fixture(scope="module")
 def quantized(bert_dir: Path, model_cache: Path) -> Iterator[tuple[Reranker, Counted, Path]]:
-    """One int8 load (max_drop 2: every op quantized, no search), with the counter on (this calibration set
-    is quantized nowhere else)."""
-    cache = model_cache
-    counter = Counted()
+    """One int8 load with every engine installed here measured, the counter on (this calibration set is quantized
+    nowhere else)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(int8, "quantize_graph", counter)
-        reranker = Reranker(bert_dir, mode="int8", cache_dir=cache, batch_size=8,
-                            calibration=Calibration(tuple(grouped()), max_drop=2.0, min_overlap=0.0))
-        yield reranker, counter, cache
+        counter = Counted(patch)
+        reranker = Reranker(bert_dir, mode="int8", cache_dir=model_cache, batch_size=8, calibration=loose())
+        yield reranker, counter, model_cache
 
 
-def test_int8_mode_quantizes_matmuls_and_scores_track_exact(quantized: tuple[Reranker, Counted, Path],
-                                                            bert_reranker: Reranker) -> None:
+def test_int8_mode_quantizes_with_each_engine_and_keeps_the_faster(quantized: tuple[Reranker, Counted, Path],
+                                                                   bert_reranker: Reranker) -> None:
     reranker, counter, _ = quantized
-    assert counter.calls == 1 and reranker.mode == "int8" and reranker.choice.precision == "int8"
+    engines = int8.engines_to_try(None)
+    assert counter.calls == {e: int(e in engines) for e in ("onnxruntime", "openvino")}
+    assert reranker.mode == "int8" and reranker.choice.precision == "int8"
     report = reranker.int8_report
-    assert report is not None and report["matrix_ops_int8"] > 0  # max_drop 2 keeps every quantized op
+    assert report is not None and set(report["candidates"]) == set(engines)
+    fastest = min(report["candidates"], key=lambda e: report["candidates"][e]["ms"])  # both pass the loose bound
+    assert report["engine"] == fastest == reranker.choice.runtime == reranker.runtime.name
+    assert report["matrix_ops_int8"] > 0 and report["matrix_ops_int8"] == report["candidates"][fastest]["matrix_ops_int8"]
     assert report["matrix_ops"] == report["matrix_ops_int8"] + report["matrix_ops_kept_in_higher_precision"]
     assert reranker.describe()["int8"] == report and "matrix ops int8" in reranker.choice.reason
-    speed = report["speed"]  # measured at quantization, on the held-out lists, against the unquantized model
-    assert speed["unquantized_ms"] > 0 and speed["int8_ms"] > 0
-    assert speed["speedup"] == pytest.approx(speed["unquantized_ms"] / speed["int8_ms"], rel=0.05)
-    assert "the unquantized model's speed here" in reranker.choice.reason
+    speed = report["speed"]  # measured at quantization, on the held-out lists, against exact fp32
+    assert speed["exact_ms"] > 0 and speed["int8_ms"] == report["candidates"][fastest]["ms"]
+    assert speed["speedup"] == pytest.approx(speed["exact_ms"] / speed["int8_ms"], rel=0.05)
+    assert f"{fastest} engine" in reranker.choice.reason and "the exact mode's speed here" in reranker.choice.reason
     assert "int8" in reranker.runtime.providers[0]
     docs = [d for _, d in pairs(1, 24, seed=7)]
     got = reranker.score("crocs for kids", docs, activation="none")
@@ -94,21 +102,79 @@ def test_int8_mode_quantizes_matmuls_and_scores_track_exact(quantized: tuple[Rer
 
 def test_a_second_load_reuses_the_quantized_model(quantized: tuple[Reranker, Counted, Path], bert_dir: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    first, counter, cache = quantized
-    monkeypatch.setattr(int8, "quantize_graph", counter)
-    again = Reranker(bert_dir, mode="int8", cache_dir=cache, batch_size=8,
-                     calibration=Calibration(tuple(grouped()), max_drop=2.0, min_overlap=0.0))
-    assert counter.calls == 1  # no second quantization
+    first, _, cache = quantized
+    counter = Counted(monkeypatch)
+    again = Reranker(bert_dir, mode="int8", cache_dir=cache, batch_size=8, calibration=loose())
+    assert counter.calls == {"onnxruntime": 0, "openvino": 0}  # no second quantization
     assert again.int8_report == first.int8_report
     docs = [d for _, d in pairs(1, 10, seed=3)]
     assert np.allclose(again.score("kids clog", docs), first.score("kids clog", docs), atol=1e-6)
 
 
-def test_below_the_bound_the_search_keeps_matrix_ops_in_higher_precision(
+def test_smoothquant_scales_leave_the_fp32_function_unchanged(bert_dir: Path, bert_reranker: Reranker,
+                                                              tmp_path: Path) -> None:
+    """The Mul by 1/s on each MatMul input and the weight rows times s cancel: scores match before quantizing."""
+    import onnx
+
+    from crossrank.runtime.onnx import OnnxRuntime
+
+    cut = Path(bert_reranker.runtime.path)
+    model = onnx.load(str(cut))
+    feeds = bert_reranker._calibration_batches(grouped(4, 6))
+    activations = int8_onnx.Activations(model, feeds)
+    assert set(activations.amax) == {n.input[0] for n in int8_onnx.weight_matmuls(model)}
+    smoothed = int8_onnx.smooth(model, activations, alpha=0.8)
+    assert sum(n.op_type == "Mul" and n.name.endswith("/smoothquant") for n in smoothed.graph.node) == len(activations.amax)
+    onnx.save(smoothed, str(tmp_path / "smoothed.onnx"))
+    ref, got = OnnxRuntime(cut), OnnxRuntime(tmp_path / "smoothed.onnx")
+    for feed in feeds:
+        assert_fp32_parity(got.run(feed), ref.run(feed))
+    scales = [onnx.numpy_helper.to_array(i) for i in smoothed.graph.initializer if i.name.endswith("inverse_scale")]
+    assert any(np.ptp(s) > 0 for s in scales)  # real per-channel scales, not all ones
+
+
+def test_the_error_estimate_ranks_an_outlier_fed_op_first(bert_reranker: Reranker) -> None:
+    """Sensitivity reads the calibration samples: an input channel blown up 50x (as BERT's LayerNorm outliers)
+    makes its op's tensor-wide uint8 range coarse, and that op the most error-prone."""
+    import onnx
+
+    model = onnx.load(str(bert_reranker.runtime.path))
+    activations = int8_onnx.Activations(model, bert_reranker._calibration_batches(grouped(4, 6)))
+    before = dict(int8_onnx.sensitivity(model, activations, reduce_range=True))
+    target = int8_onnx.weight_matmuls(model)[-1]
+    samples = activations.samples[target.input[0]]
+    activations.samples[target.input[0]] = [(rows * np.where(np.arange(rows.shape[1]) == 3, 50, 1), lo * 50, hi * 50)
+                                            for rows, lo, hi in samples]
+    after = int8_onnx.sensitivity(model, activations, reduce_range=True)
+    assert after[0][0] == target.name and after[0][1] > 3 * before[target.name]
+    assert dict(int8_onnx.sensitivity(model, activations, reduce_range=False))[target.name] < after[0][1]
+
+
+def test_below_the_bound_the_onnx_runtime_search_keeps_the_most_error_prone_ops(
+        quantized: tuple[Reranker, Counted, Path], bert_dir: Path, model_cache: Path) -> None:
+    """max_drop 0 on a random tiny model (which int8 reorders): past the SmoothQuant strengths, the search keeps
+    the ops sensitivity ranks first, the fewest that pass."""
+    strict = Reranker(bert_dir, mode="int8", runtime="onnxruntime", cache_dir=model_cache, batch_size=8,
+                      calibration=Calibration(tuple(grouped(4, 4)), max_drop=0.0))
+    report = strict.int8_report
+    assert report is not None and report["engine"] == "onnxruntime" == strict.runtime.name
+    assert set(report["candidates"]) == {"onnxruntime"}
+    steps = report["candidates"]["onnxruntime"]["search"]
+    assert [s["kept"] for s in steps[:len(int8_onnx.ALPHAS)]] == [0] * len(int8_onnx.ALPHAS)
+    assert not any(s["accepted"] for s in steps[:len(int8_onnx.ALPHAS)]) and len(steps) > len(int8_onnx.ALPHAS)
+    kept = report["matrix_ops_kept_in_higher_precision"]
+    assert kept > 0 and any(s["accepted"] and s["kept"] == kept for s in steps)
+    assert not any(s["accepted"] and s["kept"] < kept for s in steps)  # the fewest that passed
+    assert "ONNX Runtime" in strict.runtime.providers[0]
+
+
+def test_below_the_bound_the_openvino_search_keeps_matrix_ops_in_higher_precision(
         quantized: tuple[Reranker, Counted, Path], bert_dir: Path, model_cache: Path) -> None:
     """max_drop 0 on a random tiny model (which int8 reorders): the search goes on past 'none kept'."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
     steps: list[str] = []
-    original = int8._matmul_groups
+    original = int8_openvino._matmul_groups
 
     def groups(model: object) -> list[tuple[str, list[str]]]:
         found = original(model)
@@ -116,14 +182,13 @@ def test_below_the_bound_the_search_keeps_matrix_ops_in_higher_precision(
         return found
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(int8, "_matmul_groups", groups)
-        strict = Reranker(bert_dir, mode="int8", cache_dir=model_cache, batch_size=8,
+        patch.setattr(int8_openvino, "_matmul_groups", groups)
+        strict = Reranker(bert_dir, mode="int8", runtime="openvino", cache_dir=model_cache, batch_size=8,
                           calibration=Calibration(tuple(grouped(4, 4)), max_drop=0.0))
     assert steps[0] == "none" and "feed-forward down projections" in steps and steps[-1] == "every matrix op"
-    report, loose = strict.int8_report, quantized[0].int8_report
-    assert report is not None and loose is not None
-    assert report["matrix_ops_kept_in_higher_precision"] > loose["matrix_ops_kept_in_higher_precision"]
-    assert report["fidelity"]["fidelity"] >= loose["fidelity"]["fidelity"] or report["fidelity"]["fidelity"] == 1.0
+    report = strict.int8_report
+    assert report is not None and report["engine"] == "openvino" == strict.runtime.name
+    assert report["matrix_ops_kept_in_higher_precision"] > 0 and "OpenVINO" in strict.runtime.providers[0]
 
 
 def test_the_fidelity_metric_is_one_for_the_same_ranking_and_falls_when_it_moves() -> None:
@@ -204,19 +269,22 @@ def test_jsonl_and_tsv_lines_mix_in_one_file(tmp_path: Path) -> None:
 def test_int8_refuses_llm_rerankers_and_the_gpu(tmp_path: Path) -> None:
     from crossrank.models.synthetic import build_qwen3_reranker
 
-    with pytest.raises(InvalidInput, match="runs on the CPU with OpenVINO"):
+    with pytest.raises(InvalidInput, match="runs on the CPU with ONNX Runtime or OpenVINO"):
         choose_runtime("int8", providers=["cuda"])
-    with pytest.raises(InvalidInput, match="runs on the CPU with OpenVINO"):
+    with pytest.raises(InvalidInput, match="runs on the CPU with ONNX Runtime or OpenVINO"):
         choose_runtime("int8", runtime="torch")
     qwen = build_qwen3_reranker(tmp_path / "qwen3", layers=1)
     with pytest.raises(InvalidInput, match="LLM reranker"):
         Reranker(qwen, mode="int8", calibration=pairs(), cache_dir=tmp_path / "cache")
 
 
-def test_without_nncf_int8_names_the_extra(bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_nncf_int8_runs_on_onnx_runtime_and_a_forced_openvino_names_the_extra(
+        bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf now fails as if it were not installed
+    monkeypatch.setattr(int8, "_installed", lambda module: module != "nncf")
+    assert int8.engines_to_try(None) == ("onnxruntime",)
     with pytest.raises(MissingExtra, match=r"pip install 'crossrank\[int8\]'"):
-        Reranker(bert_dir, mode="int8", calibration=pairs())
+        Reranker(bert_dir, mode="int8", runtime="openvino", calibration=pairs())
 
 
 def test_server_config_and_cli_take_int8_with_a_calibration_file(bert_dir: Path, tmp_path: Path,

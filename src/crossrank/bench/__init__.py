@@ -19,6 +19,7 @@ from crossrank.bench.runner import BenchResult, Cell, run_bench
 from crossrank.bench.shapes import SHAPES, bench_model
 from crossrank.errors import InvalidInput, MissingExtra
 from crossrank.models.load import load_model
+from crossrank.runtime.calibration import CalibrationInput
 
 log = logging.getLogger(__name__)
 #: every peer name ``--peers`` takes, in table order
@@ -60,6 +61,7 @@ def prepare_backends(
     progress: Callable[[str], None] | None = None,
     device: str = "cpu",
     peer_python: Path | None = None,
+    calibration: CalibrationInput | None = None,
 ) -> list[Backend]:
     """Load the backends to compare: the peers first (the first one is the score reference).
 
@@ -67,6 +69,7 @@ def prepare_backends(
     peers are skipped, since a comparison across devices says nothing. The peers in
     :data:`VENV_PEERS` run in the environment of ``peer_python`` (``make peers``), in one
     worker process; without it they are skipped with a message that says how to build it.
+    The int8 mode calibrates on ``calibration`` (default: the benchmark's own pairs, never timed).
     """
     unknown = [p for p in peers if p not in PEER_FACTORIES and p not in VENV_PEERS]
     if unknown:
@@ -102,7 +105,7 @@ def prepare_backends(
         if progress:
             progress(f"loading crossrank {mode}")
         started = time.perf_counter()
-        backend = crossrank_backend(model, mode, threads, cache_dir, device)
+        backend = crossrank_backend(model, mode, threads, cache_dir, device, calibration)
         backend.load_seconds = time.perf_counter() - started
         backends.append(backend)
     return backends

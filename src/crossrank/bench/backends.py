@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from crossrank.bench.inputs import calibration_pairs
 from crossrank.extras import require
 from crossrank.rerank import Reranker
+from crossrank.runtime.calibration import CalibrationInput
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,20 @@ class ModelSource:
 
 
 _RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "torch": "PyTorch"}
-_PRECISION_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
+_PRECISION_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "int8": "int8"}
 
 
 def crossrank_backend(
-    model: str | Path, mode: str, threads: int | None, cache_dir: Path | None, device: str = "cpu"
+    model: str | Path, mode: str, threads: int | None, cache_dir: Path | None, device: str = "cpu",
+    calibration: CalibrationInput | None = None,
 ) -> Backend:
+    """crossrank in ``mode``; the int8 mode calibrates on ``calibration`` (default: the benchmark's own pairs,
+    never timed: :func:`~crossrank.bench.inputs.calibration_pairs`)."""
     providers = ["cuda"] if device == "cuda" else None
-    reranker = Reranker(model, mode=mode, threads=threads, cache_dir=cache_dir, providers=providers)  # type: ignore[arg-type]
+    if mode == "int8" and calibration is None:
+        calibration = calibration_pairs()
+    reranker = Reranker(model, mode=mode, threads=threads, cache_dir=cache_dir, providers=providers,  # type: ignore[arg-type]
+                        calibration=calibration if mode == "int8" else None)
     choice = reranker.choice
     on_gpu = choice.device == "cuda" or reranker.runtime.providers[0] == "CUDAExecutionProvider"
     label = f"{_PRECISION_NAMES[choice.precision]} {_RUNTIME_NAMES[choice.runtime]}{' CUDA' if on_gpu else ''}"

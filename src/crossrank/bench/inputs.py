@@ -65,3 +65,14 @@ def make_workload(kind: Kind, n: int, *, seed: int = 0) -> Workload:
         length = int(rng.integers(int(nominal * 0.8), int(nominal * 1.2) + 1))
         docs.append(" ".join(rng.choice(vocab, size=length)))
     return Workload(kind, query, docs)
+
+
+#: seeds of the calibration pairs: far from the timed workloads' (0 up) and the fidelity runs' (100 up)
+CALIBRATION_SEED = 5000
+
+
+def calibration_pairs(queries: int = 16, documents: int = 20) -> list[tuple[str, str]]:
+    """Pairs for the int8 mode to calibrate on in a benchmark: ``queries`` of each kind with ``documents`` each,
+    from seeds no timed or judged workload uses (16 per kind holds 8 queries out to judge the ranking on)."""
+    return [pair for kind in ("titles", "passages") for seed in range(queries)
+            for pair in make_workload(kind, documents, seed=CALIBRATION_SEED + seed).pairs]

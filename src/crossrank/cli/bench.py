@@ -69,7 +69,12 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--modes", type=_str_list, default=["exact", "fast"],
-        help="crossrank modes to time, comma-separated from exact,fast,auto (default: exact,fast)",
+        help="crossrank modes to time, comma-separated from exact,fast,auto,int8 (default: exact,fast)",
+    )
+    parser.add_argument(
+        "--calibration", type=Path, default=None, metavar="FILE",
+        help="pairs the int8 mode calibrates on (JSON Lines or TSV, as `rerank --calibration`; default: 16 "
+        "queries of each kind made with seeds no timed workload uses)",
     )
     parser.add_argument(
         "--compare", action="store_true",
@@ -134,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
     args.sizes = args.sizes or ([1, 4] if llm else [1, 10, 100])
     args.repeats = args.repeats if args.repeats is not None else (3 if llm else 20)
     for mode in args.modes:
-        if mode not in ("exact", "fast", "auto"):
-            raise InvalidInput(f"--modes: unknown mode {mode!r} (choose from exact, fast, auto)")
+        if mode not in ("exact", "fast", "auto", "int8"):
+            raise InvalidInput(f"--modes: unknown mode {mode!r} (choose from exact, fast, auto, int8)")
+    if args.calibration is not None and "int8" not in args.modes:
+        raise InvalidInput("--calibration is for the int8 mode: add int8 to --modes")
     for kind in args.kinds:
         if kind not in ("titles", "passages"):
             raise InvalidInput(f"--kinds: unknown kind {kind!r} (choose from titles, passages)")
@@ -170,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         backends = prepare_backends(
             model, modes=args.modes, peers=args.peers if args.compare else [], threads=threads,
             work_dir=Path(work), progress=progress, device=args.device, peer_python=peer_python,
+            calibration=args.calibration,
         )
         try:
             result = run_bench(

@@ -62,14 +62,16 @@ def make_runtime(spec: RuntimeSpec, choice: Choice) -> Runtime:
     return OnnxRuntime(path, providers=spec.providers, threads=spec.threads, max_batch_tokens=spec.max_batch_tokens)
 
 
-def make_int8_runtime(spec: RuntimeSpec, calibration: Calibration,
-                      batches: Batches) -> tuple[Runtime, dict[str, Any], str]:
-    """The int8 runtime, quantized on ``calibration`` (once; cached), its report and a line saying what it kept."""
+def make_int8_runtime(spec: RuntimeSpec, calibration: Calibration, batches: Batches,
+                      engine: str | None = None) -> tuple[Runtime, dict[str, Any], str]:
+    """The int8 runtime, quantized on ``calibration`` (once; cached) by ``engine`` or the one measured fastest,
+    its report and a line saying what it kept."""
     from crossrank.runtime.int8 import int8_runtime, summary
 
     runtime, report = int8_runtime(
         _cut_graph(spec), spec.cache_root, calibration, batches, threads=spec.threads, pad_id=spec.pad_id,
-        max_width=spec.max_width, settings=f"max_length={spec.max_width}", max_batch_tokens=spec.max_batch_tokens)
+        max_width=spec.max_width, settings=f"max_length={spec.max_width}", engine=engine,
+        max_batch_tokens=spec.max_batch_tokens)
     return runtime, report, summary(report)
 
 

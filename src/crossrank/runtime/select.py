@@ -5,8 +5,9 @@ On the CPU, ``exact`` runs fp32 ONNX Runtime and gives the scores of the origina
 bfloat16 on CPUs with native bf16 instructions (AMX or AVX-512 BF16), several times faster
 and ranking-preserving; elsewhere it falls back to ``exact`` with a message. ``auto`` is
 ``fast`` or ``exact``, whichever measured faster here (:mod:`crossrank.runtime.auto`) where fast is available, else ``exact``.
-``int8`` runs OpenVINO with int8 matrix products calibrated on the user's pairs, the layers that
-move the ranking kept in bf16/fp32 (:mod:`crossrank.runtime.int8`; CPU only, encoder cross-encoders).
+``int8`` runs int8 matrix products calibrated on the user's pairs, the ops that move the ranking kept
+in higher precision, on ONNX Runtime or OpenVINO, whichever measured faster here
+(:mod:`crossrank.runtime.int8`; CPU only, encoder cross-encoders).
 
 With ``providers=["cuda"]`` the GPU is used: ``fast`` (and ``auto``) run the model in fp16
 with PyTorch on CUDA; ``exact`` runs fp32, on ONNX Runtime's CUDA provider when that build
@@ -114,10 +115,11 @@ def choose_runtime(
     if runtime is not None and runtime not in RUNTIMES:
         raise InvalidInput(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if mode == "int8":
-        if runtime not in (None, "openvino") or _gpu_requested(providers):
-            raise InvalidInput("mode='int8' runs on the CPU with OpenVINO (statically quantized, calibrated); "
+        if runtime not in (None, "onnxruntime", "openvino") or _gpu_requested(providers):
+            raise InvalidInput("mode='int8' runs on the CPU with ONNX Runtime or OpenVINO (quantized, calibrated); "
                                "for a GPU or another runtime use mode 'exact' or 'fast'")
-        return Choice("int8", "openvino", "int8", "int8 mode: NNCF static quantization, calibrated")
+        engine: RuntimeName = "openvino" if runtime == "openvino" else "onnxruntime"
+        return Choice("int8", engine, "int8", "int8 mode: calibrated quantization")
     have_ov = openvino_installed() if openvino_available is None else openvino_available
     bf16 = has_native_bf16(flags)
     gpu = _gpu_requested(providers)
