@@ -5,7 +5,8 @@
 
 Runs, in order, each in a fresh process:
 1. ``crossrank bench --compare`` - the latency table (1/10/100 titles and passages) of
-   sentence-transformers, FastEmbed, FlashRank and crossrank exact/fast, with ratios;
+   sentence-transformers, FastEmbed, FlashRank and crossrank exact/fast/int8 (int8 calibrated on the
+   benchmark's own untimed pairs), with ratios;
 2. ``benchmarks/memory.py`` - cold start (import + load + first score), RSS after load,
    peak RSS while reranking 100 passages and then after 25 mixed-length requests, per backend;
 3. ``benchmarks/fidelity.py`` - exact-mode parity with transformers, fast-mode (and int8)
@@ -69,7 +70,8 @@ def main() -> int:
     summary = ["# crossrank performance figures", ""]
     step(
         "Latency: crossrank bench --compare",
-        [*crossrank, "bench", "--compare", "--threads", str(args.threads), "--out", str(out), *repeats],
+        [*crossrank, "bench", "--compare", "--modes", "exact,fast,int8", "--threads", str(args.threads), "--out",
+         str(out), *repeats],
         summary,
     )
     step(
