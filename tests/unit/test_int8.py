@@ -279,10 +279,15 @@ def test_int8_refuses_llm_rerankers_and_the_gpu(tmp_path: Path) -> None:
 
 
 def test_without_nncf_int8_runs_on_onnx_runtime_and_a_forced_openvino_names_the_extra(
-        bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        bert_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for module in ("nncf", "openvino"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf now fails as if it were not installed
     monkeypatch.setattr(int8, "_installed", lambda module: module != "nncf")
     assert int8.engines_to_try(None) == ("onnxruntime",)
+    reranker = Reranker(bert_dir, mode="int8", cache_dir=tmp_path, calibration=loose())
+    assert reranker.int8_report is not None and set(reranker.int8_report["candidates"]) == {"onnxruntime"}
+    assert "openvino" not in sys.modules  # a core install serves int8 without OpenVINO
     with pytest.raises(MissingExtra, match=r"pip install 'crossrank\[int8\]'"):
         Reranker(bert_dir, mode="int8", runtime="openvino", calibration=pairs())
 

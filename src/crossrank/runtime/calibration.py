@@ -178,7 +178,7 @@ def _line_pairs(line: str) -> list[Pair]:
 
 
 def calibration_for(mode: str, value: CalibrationInput | None) -> Calibration | None:
-    """The checked calibration set of ``mode`` (int8 needs one and its extra; other modes take none)."""
+    """The checked calibration set of ``mode`` (int8 needs one; other modes take none)."""
     if mode != "int8":
         if value is not None:
             raise InvalidInput(f"calibration is used by mode='int8' only, not mode={mode!r}")
@@ -188,8 +188,4 @@ def calibration_for(mode: str, value: CalibrationInput | None) -> Calibration | 
             "mode='int8' needs a calibration set of your own (query, document) pairs, like the ones you serve: "
             "pass calibration= (a file path or a list of pairs) to Reranker, --calibration FILE on the command "
             f"line, or the per-model key 'calibration: FILE' in a server config. The file holds {FORMAT}.")
-    from crossrank.extras import require
-
-    for module in ("openvino", "nncf"):
-        require(module, "int8", "The int8 mode (NNCF quantization for OpenVINO)")
     return read_calibration(value)
