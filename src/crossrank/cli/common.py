@@ -38,8 +38,9 @@ def add_reranker_options(
     group.add_argument(
         "--mode", choices=("exact", "fast", "auto", "int8"), default="exact",
         help="exact: fp32, the model's own scores; fast: bf16 OpenVINO on CPUs with AMX/AVX-512 BF16 "
-        "(fp16 on a GPU), several times faster, same ranking; auto: fast where available; int8: OpenVINO int8 "
-        "calibrated on --calibration, layers that move the ranking kept in bf16/fp32 (CPU) (default: exact)",
+        "(fp16 on a GPU), several times faster, same ranking; auto: fast where available; int8: int8 calibrated "
+        "on --calibration by ONNX Runtime or OpenVINO, whichever measured faster here, ops that move the ranking "
+        "kept in higher precision (CPU) (default: exact)",
     )
     group.add_argument(
         "--calibration", metavar="FILE",

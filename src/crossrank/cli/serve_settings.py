@@ -91,8 +91,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("name", str, DEFAULT_NAME, "the name --model is served under", "models", env="CROSSRANK_MODEL_NAME",
             file=False),
     Setting("mode", str, "exact", _FOR_MODEL + "exact (fp32, the model's own scores), fast (bf16 on CPUs with "
-            "AMX/AVX-512 BF16, fp16 on a GPU; same ranking), auto (fast where it measured faster) or int8 (OpenVINO "
-            f"int8 calibrated on --calibration, accuracy-aware; CPU). {_PER_MODEL} 'mode'",
+            "AMX/AVX-512 BF16, fp16 on a GPU; same ranking), auto (fast where it measured faster) or int8 (int8 "
+            f"calibrated on --calibration, the ranking kept, the faster engine measured here; CPU). {_PER_MODEL} 'mode'",
             "models", file=False, choices=MODES),
     Setting("calibration", str, None, "for --model --mode int8: (query, document) pairs to calibrate on, JSON "
             f"Lines or TSV (see docs/MODELS.md). {_PER_MODEL} 'calibration'", "models", file=False),
