@@ -73,6 +73,6 @@ CALIBRATION_SEED = 5000
 
 def calibration_pairs(queries: int = 16, documents: int = 20) -> list[tuple[str, str]]:
     """Pairs for the int8 mode to calibrate on in a benchmark: ``queries`` of each kind with ``documents`` each,
-    from seeds no timed or judged workload uses (16 per kind holds 8 queries out to judge the ranking on)."""
+    from seeds no timed or judged workload uses (16 per kind: 6 queries held out to judge the ranking on)."""
     return [pair for kind in ("titles", "passages") for seed in range(queries)
             for pair in make_workload(kind, documents, seed=CALIBRATION_SEED + seed).pairs]

@@ -169,20 +169,15 @@ def _fill(onnx: Path, calibration: Calibration, encode: Encoder, bf16: bool, eng
 
         work = staging / "onnxruntime-search"
         work.mkdir()
-        path, found["onnxruntime"] = int8_onnx.search(onnx, calibration_feeds, measure, work,
-                                                      reduce_range=overflow_fix() == "enable")
-        runs["onnxruntime"] = OnnxRuntime(path, threads=threads).run
+        path, found["onnxruntime"], runs["onnxruntime"] = int8_onnx.search(
+            onnx, calibration_feeds, measure, work, reduce_range=overflow_fix() == "enable", threads=threads)
         saves["onnxruntime"] = lambda: int8_onnx.save(path, staging / "model.onnx")
     if "openvino" in engines:
         from crossrank.runtime import int8_openvino
 
         ov = require("openvino", "int8", PURPOSE)
-        model, found["openvino"] = int8_openvino.search(onnx, calibration_feeds, measure, bf16=bf16,
-                                                        overflow_fix=overflow_fix())
-        config = {"INFERENCE_PRECISION_HINT": serving_hint(bf16), **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
-        compiled = ov.Core().compile_model(model, "CPU", config)
-        names = {p.get_any_name() for p in model.inputs}
-        runs["openvino"] = lambda feed: compiled({k: v for k, v in feed.items() if k in names})[0]
+        model, found["openvino"], runs["openvino"] = int8_openvino.search(
+            onnx, calibration_feeds, measure, bf16=bf16, overflow_fix=overflow_fix(), threads=threads)
         saves["openvino"] = lambda: ov.save_model(model, str(staging / "model.xml"))
     ms = _median_ms(runs, [feed for feeds, _ in validation for feed in feeds])
     accepted = {e: calibration.accepts(f["fidelity"]["spearman_min"], f["fidelity"][f"top{TOP_K}_overlap_min"])
@@ -229,8 +224,8 @@ def quantized_model(onnx: Path, cache_dir: Path, calibration: Calibration, encod
 
     import onnxruntime
 
-    # OpenVINO's and NNCF's versions from the installed metadata: importing them only to read them cost
-    # a served int8 model about 150 MB of RSS on a cache hit
+    # OpenVINO's and NNCF's versions from the installed metadata: importing them (with the up-front check
+    # that they were installed) cost a served int8 model about 230 MiB of RSS on a cache hit
     versions = [f"onnxruntime {onnxruntime.__version__}",
                 *(f"{name} {version(name)}" for name in (("openvino", "nncf") if "openvino" in engines else ()))]
     recipe = (f"int8|{calibration.digest()}|{settings}|{serving_hint(bf16)}|overflow fix {overflow_fix()}|"

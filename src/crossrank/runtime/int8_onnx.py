@@ -84,24 +84,24 @@ def smooth(model: Any, activations: Activations, alpha: float) -> Any:
     users: dict[str, list[Any]] = {}
     for node in weight_matmuls(out):
         users.setdefault(node.input[0], []).append(node)
-    scaled: dict[str, tuple[str, Any]] = {}
+    muls: dict[str, Any] = {}  # by the tensor each Mul scales
     for name, nodes in users.items():
         peak_w = np.max([np.abs(numpy_helper.to_array(weights[n.input[1]])).max(axis=1) for n in nodes], axis=0)
         s = np.maximum(activations.amax[name], 1e-5) ** alpha / np.maximum(peak_w, 1e-5) ** (1 - alpha)
         s = np.clip(s, 1e-3, 1e3).astype(np.float32)
         inverse = f"{name}/smoothquant_inverse_scale"
         out.graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), inverse))
-        scaled[name] = (f"{name}/smoothquant", onnx.helper.make_node(
-            "Mul", [name, inverse], [f"{name}/smoothquant"], name=f"{name}/smoothquant"))
+        muls[name] = onnx.helper.make_node("Mul", [name, inverse], [f"{name}/smoothquant"], name=f"{name}/smoothquant")
         for node in nodes:
             weight = numpy_helper.to_array(weights[node.input[1]]) * s[:, None]
             weights[node.input[1]].CopyFrom(numpy_helper.from_array(weight.astype(np.float32), node.input[1]))
             node.input[0] = f"{name}/smoothquant"
     # each Mul goes right after the node that makes its input (graph inputs' Muls first)
-    nodes = [mul for name, (_, mul) in scaled.items() if not any(name in n.output for n in out.graph.node)]
+    made = {o for node in out.graph.node for o in node.output}
+    nodes = [mul for name, mul in muls.items() if name not in made]
     for node in out.graph.node:
         nodes.append(node)
-        nodes += [scaled[o][1] for o in node.output if o in scaled]
+        nodes += [muls[o] for o in node.output if o in muls]
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out
@@ -175,13 +175,14 @@ class _Without(logging.Filter):
         return self.text not in record.getMessage()
 
 
-Measure = Callable[[Callable[[Feed], Any]], tuple[bool, dict[str, Any]]]
+Run = Callable[[Feed], Any]
+Measure = Callable[[Run], tuple[bool, dict[str, Any]]]
 
 
-def search(onnx_path: Path, calibration: list[Feed], measure: Measure, workdir: Path,
-           reduce_range: bool) -> tuple[Path, dict[str, Any]]:
-    """The int8 model that keeps the fewest matrix ops in fp32 with which ``measure(run)`` holds, and what was
-    kept: ``{"alpha", "matrix_ops", "matrix_ops_int8", "kept", "fidelity", "steps"}``."""
+def search(onnx_path: Path, calibration: list[Feed], measure: Measure, workdir: Path, *, reduce_range: bool,
+           threads: int | None) -> tuple[Path, dict[str, Any], Run]:
+    """The int8 model that keeps the fewest matrix ops in fp32 with which ``measure(run)`` holds, what was kept
+    (``{"alpha", "matrix_ops", "matrix_ops_int8", "kept", "fidelity", "steps"}``) and its run (on ``threads``)."""
     import onnx
 
     from crossrank.runtime.onnx import OnnxRuntime
@@ -191,58 +192,50 @@ def search(onnx_path: Path, calibration: list[Feed], measure: Measure, workdir: 
     activations = Activations(model, calibration)
     steps: list[dict[str, Any]] = []
 
-    def attempt(smoothed: Path, keep: Sequence[str], label: str) -> tuple[bool, dict[str, Any], Path]:
+    def attempt(smoothed: Path, keep: Sequence[str], label: str) -> tuple[bool, dict[str, Any], Path, Run]:
         target = workdir / f"int8-{len(steps)}.onnx"
         chosen = [n for n in ops if n not in set(keep)]
         if chosen:
             quantized(smoothed, target, chosen, reduce_range)
         else:  # every op kept: the original graph, exactly (ONNX Runtime reads an empty list as "quantize all")
             save(onnx_path, target)
-        session = OnnxRuntime(target)
-        ok, found = measure(session.run)
+        run = OnnxRuntime(target, threads=threads).run
+        ok, found = measure(run)
         steps.append({"step": label, "kept": len(keep), **found, "accepted": ok})
         log.warning("int8 (ONNX Runtime): %s, %d of %d matrix ops kept in fp32: Spearman >= %.4f, top-10 overlap "
                     ">= %.2f%s", label, len(keep), len(ops), found["spearman_min"], found["top10_overlap_min"],
                     "; accepted" if ok else "; below the bound")
-        return ok, dict(found), target
+        return ok, dict(found), target, run
 
-    best: tuple[bool, float, float, Path, dict[str, Any], Path] | None = None
+    tried = []
     for alpha in ALPHAS:
         smoothed = workdir / f"smoothed-{alpha}.onnx"
         onnx.save(smooth(model, activations, alpha), str(smoothed), save_as_external_data=True,
                   location=f"{smoothed.name}.data")
-        ok, found, target = attempt(smoothed, [], f"SmoothQuant alpha {alpha}, every matrix op int8")
-        if best is None or (ok, found["fidelity"]) > (best[0], best[1]):
-            best = (ok, found["fidelity"], alpha, smoothed, found, target)
-    assert best is not None
-    ok, _, alpha, smoothed, found, chosen = best
+        tried.append((alpha, smoothed, *attempt(smoothed, [], f"SmoothQuant alpha {alpha}, every matrix op int8")))
+    # the strength that passes, else the one that ranks best
+    alpha, smoothed, ok, found, chosen, run = max(tried, key=lambda t: (t[2], t[3]["fidelity"]))
     kept: list[str] = []
     if not ok:
         order = [name for name, _ in sensitivity(onnx.load(str(smoothed)), activations, reduce_range)]
-        passing: dict[int, tuple[dict[str, Any], Path]] = {}
         k, below = 1, 0  # doubling: the first k that passes; then bisection between the last failure and it
         while True:
-            ok, found_k, target = attempt(smoothed, order[:k], f"alpha {alpha}, the {k} most error-prone kept")
-            if ok:
-                passing[k] = (found_k, target)
+            ok, found, chosen, run = attempt(smoothed, order[:k], f"alpha {alpha}, the {k} most error-prone kept")
+            if ok or k == len(order):  # every op kept: the original graph, taken as it is
                 break
-            below = k
-            if k == len(order):
-                passing[k] = (found_k, target)  # nothing quantized: the smoothed fp32 model
-                break
-            k = min(2 * k, len(order))
+            below, k = k, min(2 * k, len(order))
         high = k
         while high - below > 1:
             middle = (below + high) // 2
-            ok, found_m, target = attempt(smoothed, order[:middle], f"alpha {alpha}, the {middle} most error-prone kept")
+            ok, found_m, target, run_m = attempt(smoothed, order[:middle],
+                                                 f"alpha {alpha}, the {middle} most error-prone kept")
             if ok:
-                high, passing[middle] = middle, (found_m, target)
+                high, found, chosen, run = middle, found_m, target, run_m
             else:
                 below = middle
         kept = order[:high]
-        found, chosen = passing[high]
     return chosen, {"alpha": alpha, "matrix_ops": len(ops), "matrix_ops_int8": len(ops) - len(kept),
-                    "kept": kept, "fidelity": found, "steps": steps}
+                    "kept": kept, "fidelity": found, "steps": steps}, run
 
 
 def save(source: Path, target: Path) -> None:

@@ -31,6 +31,7 @@ from crossrank.extras import require
 log = logging.getLogger(__name__)
 
 Feed = dict[str, np.ndarray]
+Run = Callable[[Feed], Any]
 PURPOSE = "The int8 mode's OpenVINO engine (NNCF static quantization)"
 #: the ops that multiply matrices, which int8 speeds up (attention may be one fused op)
 MATRIX_OPS = ("MatMul", "ScaledDotProductAttention")
@@ -76,10 +77,11 @@ def _matmul_groups(model: Any) -> list[tuple[str, list[str]]]:
     return [step for i, step in enumerate(steps) if i == 0 or len(step[1]) > len(steps[i - 1][1])]
 
 
-def quantize_graph(model: Any, calibration: list[Feed], accept: Callable[[Any], tuple[bool, dict[str, Any]]],
-                   overflow_fix: str) -> Any:
+def quantize_graph(model: Any, calibration: list[Feed], accept: Callable[[Any], tuple[bool, dict[str, Any], Run]],
+                   overflow_fix: str) -> tuple[Any, dict[str, Any], Run]:
     """The OpenVINO ``model`` quantized to int8, keeping the fewest matrix-op groups in higher precision
-    (:func:`_matmul_groups`) with which ``accept(quantized)`` holds; every one kept when none does."""
+    (:func:`_matmul_groups`) with which ``accept(quantized)`` holds (every one kept when none does), with what
+    ``accept`` measured and the run it compiled."""
     nncf = require("nncf", "int8", PURPOSE)
     steps = _matmul_groups(model)
     for number, (kept, names) in enumerate(steps, 1):
@@ -90,12 +92,12 @@ def quantize_graph(model: Any, calibration: list[Feed], accept: Callable[[Any], 
             subset_size=len(calibration), ignored_scope=nncf.IgnoredScope(names=names, validate=False),
             advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(overflow_fix)),
         )
-        ok, measured = accept(quantized)
+        ok, measured, run = accept(quantized)
         log.warning("int8 (OpenVINO): %s kept: fidelity %.4f (Spearman >= %.4f, top-10 overlap >= %.2f)%s", kept,
                     measured["fidelity"], measured["spearman_min"], measured["top10_overlap_min"],
                     "; accepted" if ok else "; below the bound")
         if ok or number == len(steps):
-            return quantized
+            return quantized, measured, run
     raise AssertionError("unreachable")
 
 
@@ -110,25 +112,26 @@ def count_matrix_ops(model: Any) -> tuple[int, int]:
     return total, quantized
 
 
-def search(onnx: Path, calibration: list[Feed], measure: Callable[[Callable[[Feed], Any]], tuple[bool, dict[str, Any]]],
-           *, bf16: bool, overflow_fix: str) -> tuple[Any, dict[str, Any]]:
+def search(onnx: Path, calibration: list[Feed], measure: Callable[[Run], tuple[bool, dict[str, Any]]], *,
+           bf16: bool, overflow_fix: str, threads: int | None) -> tuple[Any, dict[str, Any], Run]:
     """The quantized OpenVINO model of ``onnx`` that keeps the fewest op groups in higher precision with which
-    ``measure(run)`` holds (run: the model compiled as it will be served), and ``{"matrix_ops",
-    "matrix_ops_int8", "fidelity"}``."""
+    ``measure(run)`` holds, ``{"matrix_ops", "matrix_ops_int8", "fidelity"}``, and its run (compiled as it
+    will be served, on ``threads``)."""
     ov = require("openvino", "int8", PURPOSE)
     model = ov.convert_model(str(onnx))
     names = {p.get_any_name() for p in model.inputs}
     core = ov.Core()
-    found: dict[str, Any] = {}
+    config = {"INFERENCE_PRECISION_HINT": serving_hint(bf16), **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
 
-    def accept(quantized: Any) -> tuple[bool, dict[str, Any]]:
-        serving = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": serving_hint(bf16)})
-        ok, measured = measure(lambda feed: serving({k: v for k, v in feed.items() if k in names})[0])
-        found.clear()
-        found.update(measured)
-        return ok, measured
+    def accept(quantized: Any) -> tuple[bool, dict[str, Any], Run]:
+        serving = core.compile_model(quantized, "CPU", config)
 
-    quantized = quantize_graph(model, [{k: v for k, v in f.items() if k in names} for f in calibration], accept,
-                               overflow_fix)
+        def run(feed: Feed) -> Any:
+            return serving({k: v for k, v in feed.items() if k in names})[0]
+
+        return (*measure(run), run)
+
+    quantized, found, run = quantize_graph(model, [{k: v for k, v in f.items() if k in names} for f in calibration],
+                                           accept, overflow_fix)
     total, int8 = count_matrix_ops(quantized)
-    return quantized, {"matrix_ops": total, "matrix_ops_int8": int8, "fidelity": dict(found)}
+    return quantized, {"matrix_ops": total, "matrix_ops_int8": int8, "fidelity": found}, run
