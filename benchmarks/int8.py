@@ -42,10 +42,6 @@ from fidelity import spearman, top10  # noqa: E402
 KINDS = ("titles", "passages")
 
 
-def timed(run: Any, rounds: int) -> list[float]:
-    return [run() for _ in range(rounds)]
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-drop", type=float, action="append", help="accuracy control's max_drop (repeatable; "
