@@ -111,8 +111,9 @@ def test_a_second_load_reuses_the_quantized_model(quantized: tuple[Reranker, Cou
     assert np.allclose(again.score("kids clog", docs), first.score("kids clog", docs), atol=1e-6)
 
 
+@pytest.mark.parametrize("per_tensor", [False, True], ids=["one alpha", "an alpha per input tensor"])
 def test_smoothquant_scales_leave_the_fp32_function_unchanged(bert_dir: Path, bert_reranker: Reranker,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, per_tensor: bool) -> None:
     """The Mul by 1/s on each MatMul input and the weight rows times s cancel: scores match before quantizing."""
     import onnx
 
@@ -123,7 +124,8 @@ def test_smoothquant_scales_leave_the_fp32_function_unchanged(bert_dir: Path, be
     feeds = bert_reranker._calibration_batches(grouped(4, 6))
     activations = int8_onnx.Activations(model, feeds)
     assert set(activations.amax) == {n.input[0] for n in int8_onnx.weight_matmuls(model)}
-    smoothed = int8_onnx.smooth(model, activations, alpha=0.8)
+    alpha = {name: 0.3 + 0.6 * i / len(activations.amax) for i, name in enumerate(sorted(activations.amax))}
+    smoothed = int8_onnx.smooth(model, activations, alpha=alpha if per_tensor else 0.8)
     assert sum(n.op_type == "Mul" and n.name.endswith("/smoothquant") for n in smoothed.graph.node) == len(activations.amax)
     onnx.save(smoothed, str(tmp_path / "smoothed.onnx"))
     ref, got = OnnxRuntime(cut), OnnxRuntime(tmp_path / "smoothed.onnx")

@@ -21,7 +21,7 @@ Runtime's ``reduce_range``), as their int8 products go through 16-bit sums that 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +72,11 @@ class Activations:
                 self.samples[name].append((rows[pick], rows.min(axis=0), rows.max(axis=0)))
 
 
-def smooth(model: Any, activations: Activations, alpha: float) -> Any:
+def smooth(model: Any, activations: Activations, alpha: float | Mapping[str, float]) -> Any:
     """A copy of ``model`` with SmoothQuant scales: each weight MatMul's input divided by s per channel (one
-    ``Mul`` per input tensor), its weight rows multiplied by s. Computes the same function in fp32."""
+    ``Mul`` per input tensor), its weight rows multiplied by s. Computes the same function in fp32.
+
+    ``alpha``: one strength for every input tensor, or a strength per input tensor's name."""
     import onnx
     from onnx import numpy_helper
 
@@ -87,7 +89,8 @@ def smooth(model: Any, activations: Activations, alpha: float) -> Any:
     muls: dict[str, Any] = {}  # by the tensor each Mul scales
     for name, nodes in users.items():
         peak_w = np.max([np.abs(numpy_helper.to_array(weights[n.input[1]])).max(axis=1) for n in nodes], axis=0)
-        s = np.maximum(activations.amax[name], 1e-5) ** alpha / np.maximum(peak_w, 1e-5) ** (1 - alpha)
+        strength = alpha if isinstance(alpha, float) else alpha[name]
+        s = np.maximum(activations.amax[name], 1e-5) ** strength / np.maximum(peak_w, 1e-5) ** (1 - strength)
         s = np.clip(s, 1e-3, 1e3).astype(np.float32)
         inverse = f"{name}/smoothquant_inverse_scale"
         out.graph.initializer.append(numpy_helper.from_array((1.0 / s).astype(np.float32), inverse))
