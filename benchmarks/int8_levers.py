@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         directory, mode="int8", runtime="onnxruntime", threads=args.threads, cache_dir=work / "cache",
         calibration=Calibration(tuple(pairs), source="benchmark pairs"))
     builders["exact, fused by ONNX Runtime's transformer optimizer"] = lambda: fused(graph, work / "fused.onnx",
-                                                                                     exact.config)
+                                                                                     exact.config.raw)
 
     served: dict[str, Reranker] = {}
     skipped: dict[str, str] = {}
