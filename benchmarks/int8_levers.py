@@ -91,20 +91,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     smoothed = {a: save(int8_onnx.smooth(model, activations, a), f"smoothed-{a}") for a in (*ALPHAS, *GRID)}
 
-    def dynamic(source: Path, name: str, weights: Any, reduce_range: bool) -> Path:
+    def dynamic(source: Path, name: str, u8_weights: bool = False) -> Path:
+        """Every op of ``source`` quantized: as the engine does (7-bit s8 weights), or with 8-bit u8 weights."""
         target = work / f"{name}.onnx"
-        quantize_dynamic(str(source), str(target), weight_type=weights, per_channel=True, reduce_range=reduce_range,
-                         op_types_to_quantize=["MatMul"], nodes_to_quantize=ops, use_external_data_format=True)
+        if not u8_weights:
+            int8_onnx.quantized(source, target, ops, reduce_range=True)
+        else:
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QUInt8, per_channel=True,
+                             reduce_range=False, op_types_to_quantize=["MatMul"], nodes_to_quantize=ops,
+                             use_external_data_format=True)
         return target
 
     builders: dict[str, Callable[[], Path | Reranker]] = {"exact": lambda: graph}
     for a in ALPHAS:
-        builders[f"every op s8 7-bit, alpha {a}"] = lambda a=a: dynamic(smoothed[a], f"s8-{a}", QuantType.QInt8, True)
+        builders[f"every op s8 7-bit, alpha {a}"] = lambda a=a: dynamic(smoothed[a], f"s8-{a}")
     for a in ALPHAS:
-        builders[f"every op u8 8-bit, alpha {a}"] = lambda a=a: dynamic(smoothed[a], f"u8-{a}", QuantType.QUInt8, False)
+        builders[f"every op u8 8-bit, alpha {a}"] = lambda a=a: dynamic(smoothed[a], f"u8-{a}", u8_weights=True)
     builders["every op s8 7-bit, per-op alpha"] = lambda: dynamic(
         save(int8_onnx.smooth(model, activations, per_op_alpha(model, activations, smoothed)), "smoothed-per-op"),
-        "s8-per-op", QuantType.QInt8, True)
+        "s8-per-op")
     builders["every op s8 7-bit, per-token activation scales, alpha 0.8"] = lambda: save(
         per_token(onnx.load(str(smoothed[0.8])), ops, levels=63), "per-token")
     builders["MatMulNBits 8-bit, block 32, int8 compute, alpha 0.8"] = lambda: nbits(smoothed[0.8], work / "nbits.onnx")

@@ -89,7 +89,7 @@ def smooth(model: Any, activations: Activations, alpha: float | Mapping[str, flo
     muls: dict[str, Any] = {}  # by the tensor each Mul scales
     for name, nodes in users.items():
         peak_w = np.max([np.abs(numpy_helper.to_array(weights[n.input[1]])).max(axis=1) for n in nodes], axis=0)
-        strength = alpha if isinstance(alpha, float) else alpha[name]
+        strength = alpha[name] if isinstance(alpha, Mapping) else float(alpha)
         s = np.maximum(activations.amax[name], 1e-5) ** strength / np.maximum(peak_w, 1e-5) ** (1 - strength)
         s = np.clip(s, 1e-3, 1e3).astype(np.float32)
         inverse = f"{name}/smoothquant_inverse_scale"
