@@ -168,6 +168,17 @@ def test_below_the_bound_the_onnx_runtime_search_keeps_the_most_error_prone_ops(
     assert kept > 0 and any(s["accepted"] and s["kept"] == kept for s in steps)
     assert not any(s["accepted"] and s["kept"] < kept for s in steps)  # the fewest that passed
     assert "ONNX Runtime" in strict.runtime.providers[0]
+    # the report names the ops kept, and they are the served graph's fp32 weight products
+    import onnx
+
+    names = report["kept_in_higher_precision"]
+    assert len(names) == kept == len(set(names))
+    assert report["candidates"]["onnxruntime"]["kept_in_higher_precision"] == names
+    served = onnx.load(str(strict.runtime.path), load_external_data=False)
+    assert set(names) <= {n.name for n in int8_onnx.weight_matmuls(served)}
+    int8_ops = {n.name.removesuffix("_quant") for n in served.graph.node if n.op_type == "MatMulInteger"}
+    assert len(int8_ops) == report["matrix_ops_int8"] and not int8_ops & set(names)
+    assert len(int8_ops) + kept == report["matrix_ops"]
 
 
 def test_below_the_bound_the_openvino_search_keeps_matrix_ops_in_higher_precision(
@@ -176,11 +187,13 @@ def test_below_the_bound_the_openvino_search_keeps_matrix_ops_in_higher_precisio
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     steps: list[str] = []
+    members: list[list[str]] = []
     original = int8_openvino._matmul_groups
 
     def groups(model: object) -> list[tuple[str, list[str]]]:
         found = original(model)
         steps.extend(name for name, _ in found)
+        members.extend(names for _, names in found)
         return found
 
     with pytest.MonkeyPatch.context() as patch:
@@ -191,6 +204,7 @@ def test_below_the_bound_the_openvino_search_keeps_matrix_ops_in_higher_precisio
     report = strict.int8_report
     assert report is not None and report["engine"] == "openvino" == strict.runtime.name
     assert report["matrix_ops_kept_in_higher_precision"] > 0 and "OpenVINO" in strict.runtime.providers[0]
+    assert report["kept_in_higher_precision"] in members[1:]  # the names of the group the search stopped at
 
 
 def test_the_fidelity_metric_is_one_for_the_same_ranking_and_falls_when_it_moves() -> None:

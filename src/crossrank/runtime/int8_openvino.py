@@ -78,10 +78,10 @@ def _matmul_groups(model: Any) -> list[tuple[str, list[str]]]:
 
 
 def quantize_graph(model: Any, calibration: list[Feed], accept: Callable[[Any], tuple[bool, dict[str, Any], Run]],
-                   overflow_fix: str) -> tuple[Any, dict[str, Any], Run]:
+                   overflow_fix: str) -> tuple[Any, dict[str, Any], Run, list[str]]:
     """The OpenVINO ``model`` quantized to int8, keeping the fewest matrix-op groups in higher precision
     (:func:`_matmul_groups`) with which ``accept(quantized)`` holds (every one kept when none does), with what
-    ``accept`` measured and the run it compiled."""
+    ``accept`` measured, the run it compiled and the names of the ops kept."""
     nncf = require("nncf", "int8", PURPOSE)
     steps = _matmul_groups(model)
     for number, (kept, names) in enumerate(steps, 1):
@@ -97,7 +97,7 @@ def quantize_graph(model: Any, calibration: list[Feed], accept: Callable[[Any], 
                     measured["fidelity"], measured["spearman_min"], measured["top10_overlap_min"],
                     "; accepted" if ok else "; below the bound")
         if ok or number == len(steps):
-            return quantized, measured, run
+            return quantized, measured, run, list(names)
     raise AssertionError("unreachable")
 
 
@@ -115,8 +115,8 @@ def count_matrix_ops(model: Any) -> tuple[int, int]:
 def search(onnx: Path, calibration: list[Feed], measure: Callable[[Run], tuple[bool, dict[str, Any]]], *,
            bf16: bool, overflow_fix: str, threads: int | None) -> tuple[Any, dict[str, Any], Run]:
     """The quantized OpenVINO model of ``onnx`` that keeps the fewest op groups in higher precision with which
-    ``measure(run)`` holds, ``{"matrix_ops", "matrix_ops_int8", "fidelity"}``, and its run (compiled as it
-    will be served, on ``threads``)."""
+    ``measure(run)`` holds, ``{"matrix_ops", "matrix_ops_int8", "kept", "fidelity"}`` (``kept``: the names of
+    the ops kept in higher precision), and its run (compiled as it will be served, on ``threads``)."""
     ov = require("openvino", "int8", PURPOSE)
     model = ov.convert_model(str(onnx))
     names = {p.get_any_name() for p in model.inputs}
@@ -131,7 +131,7 @@ def search(onnx: Path, calibration: list[Feed], measure: Callable[[Run], tuple[b
 
         return (*measure(run), run)
 
-    quantized, found, run = quantize_graph(model, [{k: v for k, v in f.items() if k in names} for f in calibration],
-                                           accept, overflow_fix)
+    quantized, found, run, kept = quantize_graph(
+        model, [{k: v for k, v in f.items() if k in names} for f in calibration], accept, overflow_fix)
     total, int8 = count_matrix_ops(quantized)
-    return quantized, {"matrix_ops": total, "matrix_ops_int8": int8, "fidelity": found}, run
+    return quantized, {"matrix_ops": total, "matrix_ops_int8": int8, "kept": kept, "fidelity": found}, run
