@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 
 from crossrank import Reranker
@@ -169,8 +170,6 @@ def test_below_the_bound_the_onnx_runtime_search_keeps_the_most_error_prone_ops(
     assert not any(s["accepted"] and s["kept"] < kept for s in steps)  # the fewest that passed
     assert "ONNX Runtime" in strict.runtime.providers[0]
     # the report names the ops kept, and they are the served graph's fp32 weight products
-    import onnx
-
     names = report["kept_in_higher_precision"]
     assert len(names) == kept == len(set(names))
     assert report["candidates"]["onnxruntime"]["kept_in_higher_precision"] == names
