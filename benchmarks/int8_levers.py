@@ -14,6 +14,10 @@ measurement:
   error estimated in NumPy (:func:`crossrank.runtime.int8_onnx.sensitivity`) instead of one for all;
 * ``every op, per-token activation scales``: each matrix op's input quantized row by row (a scale per
   token) with MatMulInteger, instead of one scale per call;
+* ``every op, outlier channels in fp32``: LLM.int8()'s decomposition on top of SmoothQuant: the few input
+  channels largest after smoothing (0.5 % of each input tensor's, by the calibration maximum) go
+  through a small fp32 product added after the bias, the rest through the int8 one (their weight rows
+  zeroed there, so the int8 ranges see neither); the fp32 graph is checked to compute the same scores;
 * ``MatMulNBits 8-bit, block 32``: ONNX Runtime's blockwise weight quantization with int8 compute
   (accuracy level 4: activations quantized per block of 32); needs ``onnx-ir`` (skipped without it);
 * ``int8 mode``: what ``mode="int8", runtime="onnxruntime"`` serves (its search on the same pairs);
@@ -28,7 +32,7 @@ Model: ms-marco-MiniLM-L6-v2 shape with the trained all-MiniLM-L6-v2 body (or ``
 the benchmark's calibration pairs (seeds 5000+); evaluation: 100 titles and 100 passages, three queries
 each (seeds 100-102), fidelity against exact fp32 as the worst query's top-10 overlap and Spearman.
 
-Usage: python benchmarks/int8_levers.py [--rounds 3] [--out benchmarks/results/int8_levers.json]
+Usage: python benchmarks/int8_levers.py [--rounds 3] [--only TEXT ...] [--out benchmarks/results/int8_levers.json]
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", type=Path, help="a trained cross-encoder directory (default: the trained-body "
                         "model)")
+    parser.add_argument("--only", action="append", metavar="TEXT", help="build and time only the rows whose name "
+                        "holds TEXT (repeatable; the exact row always runs)")
     parser.add_argument("--out", default="benchmarks/results/int8_levers.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -116,6 +122,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "s8-per-op")
     builders["every op s8 7-bit, per-token activation scales, alpha 0.8"] = lambda: save(
         per_token(onnx.load(str(smoothed[0.8])), ops, levels=63), "per-token")
+    for a in (0.5, 0.8):
+        builders[f"every op s8 7-bit, alpha {a}, 0.5 % outlier channels fp32"] = lambda a=a: dynamic(
+            checked_split(onnx.load(str(smoothed[a])), activations, 0.005, f"split-{a}"), f"s8-split-{a}")
     builders["MatMulNBits 8-bit, block 32, int8 compute, alpha 0.8"] = lambda: nbits(smoothed[0.8], work / "nbits.onnx")
     builders["int8 mode (its search, ONNX Runtime)"] = lambda: Reranker(
         directory, mode="int8", runtime="onnxruntime", threads=args.threads, cache_dir=work / "cache",
@@ -126,6 +135,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     builders["ONNX Runtime's BERT int8 recipe: fused, QAttention, no SmoothQuant"] = lambda: fused_int8(
         graph, work, exact.config.raw)
 
+    def checked_split(smoothed_model: Any, activations: Any, share: float, name: str) -> Path:
+        """The split graph, saved, after checking that in fp32 it scores as the exact graph does."""
+        path = save(int8_onnx.split_outliers(smoothed_model, activations, share), name)
+        fp32 = copy.copy(exact)
+        fp32.runtime, fp32.cache = OnnxRuntime(path, threads=args.threads), None
+        w = workloads["passages"][0]
+        diff = np.abs(fp32.score(w.query, w.documents, activation="none")
+                      - exact.score(w.query, w.documents, activation="none")).max()
+        if diff > 1e-4:
+            raise AssertionError(f"the outlier split changed the fp32 scores by {diff}")
+        return path
+
+    builders = {name: build for name, build in builders.items()
+                if name == "exact" or not args.only or any(part in name for part in args.only)}
     served: dict[str, Reranker] = {}
     skipped: dict[str, str] = {}
     for name, build in builders.items():

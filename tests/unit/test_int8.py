@@ -136,6 +136,43 @@ def test_smoothquant_scales_leave_the_fp32_function_unchanged(bert_dir: Path, be
     assert any(np.ptp(s) > 0 for s in scales)  # real per-channel scales, not all ones
 
 
+def test_the_outlier_split_keeps_the_fp32_function_and_takes_the_largest_channels_out_of_the_int8_products(
+        bert_reranker: Reranker, tmp_path: Path) -> None:
+    """split_outliers: in fp32 the split graph scores as the original; each scaled input's largest channels (after
+    smoothing) are zero in the scaled path and carried by a small product the quantizer leaves in fp32."""
+    from crossrank.runtime.onnx import OnnxRuntime
+
+    cut = Path(bert_reranker.runtime.path)
+    model = onnx.load(str(cut))
+    feeds = bert_reranker._calibration_batches(grouped(4, 6))
+    activations = int8_onnx.Activations(model, feeds)
+    smoothed = int8_onnx.smooth(model, activations, 0.5)
+    split = int8_onnx.split_outliers(smoothed, activations, 0.05)
+    onnx.save(split, str(tmp_path / "split.onnx"))
+    ref, got = OnnxRuntime(cut), OnnxRuntime(tmp_path / "split.onnx")
+    for feed in feeds:
+        assert_fp32_parity(got.run(feed), ref.run(feed))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in split.graph.initializer}
+    before = {i.name: onnx.numpy_helper.to_array(i) for i in smoothed.graph.initializer}
+    for source, peak in activations.amax.items():
+        chosen = inits[f"{source}/outlier_channels"]
+        inverse = before[f"{source}/smoothquant_inverse_scale"]
+        assert len(chosen) == int(np.ceil(0.05 * len(peak)))
+        largest = np.sort(peak * inverse)[::-1][len(chosen) - 1]
+        assert (peak * inverse)[chosen].min() >= largest  # the largest after smoothing
+        assert not inits[f"{source}/smoothquant_inverse_scale"][chosen].any()
+    originals = [n.name for n in int8_onnx.weight_matmuls(model)]
+    for node in int8_onnx.weight_matmuls(split):
+        if node.name in originals:  # the scaled product: the chosen rows zeroed
+            source = node.input[0].removesuffix("/smoothquant")
+            assert not inits[node.input[1]][inits[f"{source}/outlier_channels"]].any()
+    int8_onnx.quantized(tmp_path / "split.onnx", tmp_path / "int8.onnx", originals, reduce_range=True)
+    served = onnx.load(str(tmp_path / "int8.onnx"))
+    assert sum(n.op_type == "MatMulInteger" for n in served.graph.node) == len(originals)
+    assert {n.name for n in served.graph.node if n.op_type == "MatMul" and n.name.endswith("/outliers")} == \
+        {f"{name}/outliers" for name in originals}
+
+
 def test_the_error_estimate_ranks_an_outlier_fed_op_first(bert_reranker: Reranker) -> None:
     """Sensitivity reads the calibration samples: an input channel blown up 50x (as BERT's LayerNorm outliers)
     makes its op's tensor-wide uint8 range coarse, and that op the most error-prone."""
@@ -156,9 +193,10 @@ def test_the_error_estimate_ranks_an_outlier_fed_op_first(bert_reranker: Reranke
 def test_below_the_bound_the_onnx_runtime_search_keeps_the_most_error_prone_ops(
         quantized: tuple[Reranker, Counted, Path], bert_dir: Path, model_cache: Path) -> None:
     """max_drop 0 on a random tiny model (which int8 reorders): past the SmoothQuant strengths, the search keeps
-    the ops sensitivity ranks first, the fewest that pass."""
+    the ops sensitivity ranks first, the fewest that pass. Two held-out lists of 12 documents: with the outlier
+    split, the one 4-document list of a smaller set kept its exact order fully quantized."""
     strict = Reranker(bert_dir, mode="int8", runtime="onnxruntime", cache_dir=model_cache, batch_size=8,
-                      calibration=Calibration(tuple(grouped(4, 4)), max_drop=0.0))
+                      calibration=Calibration(tuple(grouped(8, 6)), max_drop=0.0))
     report = strict.int8_report
     assert report is not None and report["engine"] == "onnxruntime" == strict.runtime.name
     assert set(report["candidates"]) == {"onnxruntime"}

@@ -198,7 +198,8 @@ def _fill(onnx: Path, calibration: Calibration, encode: Encoder, bf16: bool, eng
         "candidates": {e: {"matrix_ops_int8": f["matrix_ops_int8"], "matrix_ops": f["matrix_ops"],
                            "kept_in_higher_precision": f["kept"], "fidelity": f["fidelity"],
                            "accepted": accepted[e], "ms": ms[e],
-                           **({"smoothquant_alpha": f["alpha"], "search": f["steps"]} if "alpha" in f else {})}
+                           **({"smoothquant_alpha": f["alpha"], "outlier_share": f["outlier_share"],
+                               "search": f["steps"]} if "alpha" in f else {})}
                        for e, f in found.items()},
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -230,8 +231,10 @@ def quantized_model(onnx: Path, cache_dir: Path, calibration: Calibration, encod
     # that they were installed) cost a served int8 model about 230 MiB of RSS on a cache hit
     versions = [f"onnxruntime {onnxruntime.__version__}",
                 *(f"{name} {version(name)}" for name in (("openvino", "nncf") if "openvino" in engines else ()))]
+    from crossrank.runtime.int8_onnx import OUTLIER_SHARE
+
     recipe = (f"int8|{calibration.digest()}|{settings}|{serving_hint(bf16)}|overflow fix {overflow_fix()}|"
-              f"engines {','.join(engines)}|{'|'.join(versions)}")
+              f"engines {','.join(engines)}|{'|'.join(versions)}|outlier share {OUTLIER_SHARE}")
     target = derived_dir(onnx, cache_dir / "int8", recipe)
     if not (target / "report.json").is_file():
         publish(target, lambda staging: _fill(onnx, calibration, encode, bf16, engines, threads, staging))
