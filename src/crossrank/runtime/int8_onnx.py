@@ -252,7 +252,9 @@ Measure = Callable[[Run], tuple[bool, dict[str, Any]]]
 def search(onnx_path: Path, calibration: list[Feed], measure: Measure, workdir: Path, *, reduce_range: bool,
            threads: int | None) -> tuple[Path, dict[str, Any], Run]:
     """The int8 model that keeps the fewest matrix ops in fp32 with which ``measure(run)`` holds, what was kept
-    (``{"alpha", "matrix_ops", "matrix_ops_int8", "kept", "fidelity", "steps"}``) and its run (on ``threads``)."""
+    (``{"alpha", "outlier_share", "matrix_ops", "matrix_ops_int8", "kept", "fidelity", "steps"}``) and its run
+    (on ``threads``). ``measure`` returns whether the run passes and its held-out figures, at least
+    ``{"fidelity", "spearman_min", "top10_overlap_min"}``."""
     import onnx
 
     from crossrank.runtime.onnx import OnnxRuntime
