@@ -23,6 +23,15 @@ its answer has been sent. Here:
 - bytes that are not HTTP/1.1 get ``400`` with the JSON error envelope (uvicorn answers plain
   text) and the connection is closed.
 
+And an answer leaves the process whole. uvicorn writes an answer's head (status line and
+headers) and its body to the socket in separate calls; a replica killed between the two left
+the balancer a head with ``content-length`` and no body, which it had already passed on to
+the client and could not retry elsewhere: the client got a truncated answer. Here what the
+connection writes during one turn of the event loop goes to the socket in one call at the
+turn's end (:class:`WholeWrites`); the app sends head and body in the same turn, so a process
+that dies sends either all of an answer or none of it, and none is an empty reply the
+balancer retries on another replica.
+
 The deadlines are added to the protocol class uvicorn would pick itself (httptools where it
 is installed, h11 otherwise), through the attributes both share; those are uvicorn's internals,
 so uvicorn is pinned to a tested release and :mod:`crossrank.server.uvicorn_internals` checks them
@@ -83,6 +92,7 @@ def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
+            self.transport = WholeWrites(transport, self.loop)  # what answers are written to
             # uvicorn's keep-alive timer, which the first byte cancels as it does after a response
             self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
                                                                 self.timeout_keep_alive_handler)
@@ -103,6 +113,7 @@ def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
             self.transport.close()
 
         def on_response_complete(self) -> None:
+            self.transport.flush()  # the whole answer is written: send it now
             super().on_response_complete()
             if self._drain_timer is not None:  # a pipelined answer joins the unsent bytes: measure afresh
                 self._drain_timer.cancel()
@@ -153,6 +164,60 @@ def protocol_class(client_timeout_s: float) -> type[asyncio.Protocol]:
             self._drain_timer = self.loop.call_later(client_timeout_s, self._watch_drain, unsent)
 
     return DeadlineProtocol
+
+
+class WholeWrites:
+    """A connection's transport that sends what is written to it during one turn of the event
+    loop as one write, at the end of that turn (see the module's description).
+
+    Everything else is the wrapped transport's: closing sends what is held first, aborting
+    drops it, and the write buffer's size counts it.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+        self._flush: asyncio.Handle | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        self._held.append(bytes(data))
+        if self._flush is None:
+            self._flush = self._loop.call_soon(self.flush)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Send what is held now, in one write."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._held.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, pause_reading, ...
+        return getattr(self._transport, name)
 
 
 def _queued_in_kernel(transport: asyncio.Transport) -> int:
