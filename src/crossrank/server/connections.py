@@ -220,7 +220,7 @@ class WholeWrites:
         return getattr(self._transport, name)
 
 
-def _queued_in_kernel(transport: asyncio.Transport) -> int:
+def _queued_in_kernel(transport: asyncio.BaseTransport | WholeWrites) -> int:
     """Bytes the kernel still holds to send on this connection (Linux; 0 where unknown).
 
     A client that reads slowly frees room in the kernel's send buffer first; the transport's
