@@ -147,7 +147,7 @@ def test_the_outlier_split_keeps_the_fp32_function_and_takes_the_largest_channel
     feeds = bert_reranker._calibration_batches(grouped(4, 6))
     activations = int8_onnx.Activations(model, feeds)
     smoothed = int8_onnx.smooth(model, activations, 0.5)
-    split = int8_onnx.split_outliers(smoothed, activations, 0.05)
+    split = int8_onnx.split_outliers(smoothed, activations, 0.05, min_gain=1.0)  # every input tensor split
     onnx.save(split, str(tmp_path / "split.onnx"))
     ref, got = OnnxRuntime(cut), OnnxRuntime(tmp_path / "split.onnx")
     for feed in feeds:
@@ -171,6 +171,38 @@ def test_the_outlier_split_keeps_the_fp32_function_and_takes_the_largest_channel
     assert sum(n.op_type == "MatMulInteger" for n in served.graph.node) == len(originals)
     assert {n.name for n in served.graph.node if n.op_type == "MatMul" and n.name.endswith("/outliers")} == \
         {f"{name}/outliers" for name in originals}
+
+
+def test_outlier_channels_are_split_only_where_they_set_the_int8_range() -> None:
+    peak = np.array([1.0, 0.9, 12.0, 0.8, 1.1, 0.7, 9.0, 1.0])
+    assert int8_onnx.outlier_channels(peak, 0.25, min_gain=2.0).tolist() == [2, 6]  # 12 / 1.1: 11x finer
+    assert int8_onnx.outlier_channels(peak, 0.1, min_gain=2.0) is None  # 12 / 9: one of two outliers stays in
+    assert int8_onnx.outlier_channels(peak, 0.1, min_gain=1.3).tolist() == [2]
+    flat = np.ones(8) + np.arange(8) / 100  # no outliers: no split at the default gain
+    assert int8_onnx.outlier_channels(flat, 0.25) is None and int8_onnx.OUTLIER_MIN_GAIN > 1.05
+    assert int8_onnx.outlier_channels(peak, 1.0, min_gain=1.0) is None  # nothing would be left to quantize
+
+
+def test_the_split_leaves_alone_the_tensors_without_outliers(bert_reranker: Reranker) -> None:
+    """With the default gain, exactly the input tensors whose chosen channels set the range are split: in this
+    random model none, until one channel of one input reads 50x larger (as BERT's outliers)."""
+    model = onnx.load(str(Path(bert_reranker.runtime.path)))
+    activations = int8_onnx.Activations(model, bert_reranker._calibration_batches(grouped(4, 6)))
+    smoothed = int8_onnx.smooth(model, activations, 0.5)
+    inverse = {i.name.removesuffix("/smoothquant_inverse_scale"): onnx.numpy_helper.to_array(i)
+               for i in smoothed.graph.initializer if i.name.endswith("/smoothquant_inverse_scale")}
+    target = int8_onnx.weight_matmuls(model)[-1].input[0]
+    activations.amax[target] = activations.amax[target] * np.where(np.arange(len(activations.amax[target])) == 3, 50, 1)
+
+    def split_sources(gain: float) -> set[str]:
+        split = int8_onnx.split_outliers(smoothed, activations, 0.05, min_gain=gain)
+        return {n.input[0] for n in split.graph.node if n.op_type == "Gather" and n.name.endswith("/outliers")}
+
+    for gain in (1.0, int8_onnx.OUTLIER_MIN_GAIN, np.inf):
+        assert split_sources(gain) == {source for source, peak in activations.amax.items()
+                                       if int8_onnx.outlier_channels(peak * inverse[source], 0.05, gain) is not None}
+    assert split_sources(1.0) == set(activations.amax) and split_sources(np.inf) == set()
+    assert split_sources(int8_onnx.OUTLIER_MIN_GAIN) == {target}
 
 
 def test_the_error_estimate_ranks_an_outlier_fed_op_first(bert_reranker: Reranker) -> None:

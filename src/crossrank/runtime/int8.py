@@ -199,6 +199,7 @@ def _fill(onnx: Path, calibration: Calibration, encode: Encoder, bf16: bool, eng
                            "kept_in_higher_precision": f["kept"], "fidelity": f["fidelity"],
                            "accepted": accepted[e], "ms": ms[e],
                            **({"smoothquant_alpha": f["alpha"], "outlier_share": f["outlier_share"],
+                               "outlier_min_gain": f["outlier_min_gain"], "outlier_split_ops": f["outlier_split_ops"],
                                "search": f["steps"]} if "alpha" in f else {})}
                        for e, f in found.items()},
         "seconds": round(time.perf_counter() - started, 1),
@@ -231,10 +232,11 @@ def quantized_model(onnx: Path, cache_dir: Path, calibration: Calibration, encod
     # that they were installed) cost a served int8 model about 230 MiB of RSS on a cache hit
     versions = [f"onnxruntime {onnxruntime.__version__}",
                 *(f"{name} {version(name)}" for name in (("openvino", "nncf") if "openvino" in engines else ()))]
-    from crossrank.runtime.int8_onnx import OUTLIER_SHARE
+    from crossrank.runtime.int8_onnx import OUTLIER_MIN_GAIN, OUTLIER_SHARE
 
     recipe = (f"int8|{calibration.digest()}|{settings}|{serving_hint(bf16)}|overflow fix {overflow_fix()}|"
-              f"engines {','.join(engines)}|{'|'.join(versions)}|outlier share {OUTLIER_SHARE}")
+              f"engines {','.join(engines)}|{'|'.join(versions)}|outlier share {OUTLIER_SHARE}"
+              f"|outlier min gain {OUTLIER_MIN_GAIN}")
     target = derived_dir(onnx, cache_dir / "int8", recipe)
     if not (target / "report.json").is_file():
         publish(target, lambda staging: _fill(onnx, calibration, encode, bf16, engines, threads, staging))
