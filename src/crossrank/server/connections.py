@@ -196,11 +196,10 @@ class WholeWrites:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if self._held:
-            data = b"".join(self._held)
-            self._held.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
+        held, self._held = self._held, []
+        if held and not self._transport.is_closing():
+            # one call: Python 3.12+ sends the pieces in one sendmsg(), without joining a large body
+            self._transport.writelines(held)
 
     def close(self) -> None:
         self.flush()
