@@ -206,10 +206,8 @@ class WholeWrites:
         self._transport.close()
 
     def abort(self) -> None:
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush = None
         self._held.clear()
+        self.flush()  # nothing left to send: only cancels the pending flush
         self._transport.abort()
 
     def get_write_buffer_size(self) -> int:
